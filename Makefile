@@ -1,0 +1,48 @@
+# Thin wrapper over CMake + Ninja. Every target installs missing Debian packages first.
+BUILD    ?= build
+SAN      ?= build-sanitize
+FUZZB    ?= build-fuzz
+JOBS     ?= $(shell nproc)
+CMAKE_COMMON = -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+
+.PHONY: all deps configure build test sanitize bench demo fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+# Release build with assertions kept (no -DNDEBUG).
+configure: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_CXX_FLAGS_RELEASE="-O2 -g" >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+sanitize: deps
+	@cmake -S . -B $(SAN) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DBROACH_SANITIZE=ON \
+	  -DBROACH_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >/dev/null
+	@cmake --build $(SAN) -j $(JOBS)
+	@cd $(SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@bench/run-all $(BUILD)
+
+demo: build
+	@examples/demo.sh $(BUILD)
+
+fuzz:
+	@scripts/install-deps --fuzz
+	@cmake -S . -B $(FUZZB) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++ -DBROACH_BUILD_FUZZ=ON -DBROACH_BUILD_TESTS=OFF \
+	  -DBROACH_BUILD_BENCH=OFF -DBROACH_BUILD_EXAMPLES=OFF -DBROACH_BUILD_TOOLS=OFF >/dev/null
+	@cmake --build $(FUZZB) -j $(JOBS)
+	@fuzz/run-all $(FUZZB) $(FUZZ_RUNS)
+
+clean:
+	rm -rf $(BUILD) $(SAN) $(FUZZB)

@@ -1,0 +1,81 @@
+// Public header. The node configuration: the seed's JSON file, kept key for
+// key, plus BroachRpc's own settings under "params.broach". Every key, type,
+// default and meaning is listed in docs/config.md.
+// Thread contract: plain values; load functions are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace broach {
+
+/// params.threadPool: the seed's worker pool (see ThreadPool).
+struct ThreadPoolConfig {
+  int core = 3;                     ///< threads always alive
+  int thread_max = 15;              ///< upper bound on threads
+  double keep_alive_time = 9;       ///< seconds a non-core thread may idle before exiting
+  int queue_max = 1000;             ///< queued tasks at most
+  bool is_exc_info = false;         ///< full: true = reject with an error, false = caller runs it
+  int create_thread_threshold = 2;  ///< queue length above which extra threads start
+};
+
+/// params.broach.transport: the reliable UDP layer.
+struct TransportConfig {
+  int max_datagram_bytes = 1472;               ///< UDP payload per datagram (1500 MTU - IP - UDP)
+  std::uint64_t max_message_bytes = 64u << 20; ///< largest request or response
+  int send_window = 128;                       ///< fragments of one message in flight
+  double rto_initial_ms = 20;                  ///< first retransmission timeout to a new peer
+  double rto_min_ms = 2;                       ///< lower bound of the adaptive timeout
+  double rto_max_ms = 1000;                    ///< upper bound of the adaptive timeout
+  int dedup_max_entries = 100000;              ///< at-most-once cache: entries
+  std::uint64_t dedup_max_bytes = 64u << 20;   ///< at-most-once cache: cached response bytes
+  std::uint64_t reassembly_max_bytes_per_peer = 128u << 20;  ///< partial messages per peer
+  std::uint64_t reassembly_max_bytes_total = 512u << 20;     ///< partial messages, all peers
+  int socket_buffer_bytes = 4 << 20;           ///< SO_RCVBUF / SO_SNDBUF request
+};
+
+struct Config {
+  std::string name = "BroachRpc";       ///< instance / service name
+  std::string version = "1.0.0";        ///< instance version
+  std::string log_level = "info";       ///< debug | info | warn | error | off
+  std::string rpc_ip = "127.0.0.1";     ///< params.rpcIp: address to bind and advertise
+  int rpc_port = 18080;                 ///< params.rpcPort (0 = any free port)
+  std::vector<std::string> cluster_address;  ///< params.clusterAddress: "ip:port" of live members
+  double rpc_timeout = 6;               ///< params.rpcTimeOut: seconds per call, end to end
+  double udp_timeout = 3;               ///< params.udpTimeOut: seconds of silence before delivery fails
+  ThreadPoolConfig thread_pool;         ///< params.threadPool
+  TransportConfig transport;            ///< params.broach.transport
+
+  std::string source = "<default>";     ///< where this config came from (file path)
+  std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key
+};
+
+/// Command-line overrides; a set field replaces the file's value.
+struct ConfigOverrides {
+  std::optional<std::string> ip;
+  std::optional<int> port;
+  std::optional<std::vector<std::string>> seeds;  ///< replaces clusterAddress
+  std::optional<std::string> name;
+  std::optional<std::string> version;
+  std::optional<std::string> log_level;
+};
+
+/// The built-in configuration used when no file is given (the seed's example).
+Config default_config();
+/// Parses and validates JSON text; `source` names it in messages.
+/// Throws Error{kBadConfig} naming the source and the key.
+Config parse_config(std::string_view json_text, std::string_view source);
+/// Reads and parses a file. Throws Error{kBadConfig} (unreadable, invalid, ...).
+Config load_config_file(const std::string& path);
+/// Applies overrides and validates the result. Throws Error{kBadConfig}.
+void apply_overrides(Config& config, const ConfigOverrides& overrides);
+/// Validates every field (also run by parse_config). Throws Error{kBadConfig}.
+void validate_config(const Config& config);
+
+/// Splits "a.b.c.d:port" into ip and port; false when malformed.
+bool parse_ip_port(std::string_view text, std::string& ip, int& port);
+
+}  // namespace broach

@@ -1,0 +1,36 @@
+// Internal header. The event-loop seam every protocol object is built on.
+//
+// A Loop gives a protocol object its time, its timers and the one way to reach
+// it from other threads (post). Real time: EpollLoop (transport/). Virtual
+// time: SimLoop (sim/). Thread contract: now/run_at/cancel only on the loop
+// thread; post is safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "base/time.hpp"
+
+namespace broach {
+
+using Task = std::function<void()>;
+using TimerId = std::uint64_t;
+inline constexpr TimerId kNoTimer = 0;
+
+class Loop {
+ public:
+  virtual ~Loop() = default;
+  /// Current time of this loop (virtual under simulation).
+  virtual TimePoint now() const = 0;
+  /// Runs `task` on the loop at or after `when`. Loop thread only.
+  virtual TimerId run_at(TimePoint when, Task task) = 0;
+  TimerId run_after(Duration d, Task task) { return run_at(now() + d, std::move(task)); }
+  /// Cancels a timer; a no-op when it already ran or was cancelled. Loop thread only.
+  virtual void cancel(TimerId id) = 0;
+  /// Queues `task` to run on the loop thread soon. Safe from any thread.
+  virtual void post(Task task) = 0;
+  /// True when the calling thread is the loop thread.
+  virtual bool in_loop_thread() const = 0;
+};
+
+}  // namespace broach
