@@ -1,0 +1,620 @@
+// Config loader: reads the seed's JSON configuration file (key for key) plus
+// BroachRpc's own settings under "params.broach", checks every value and
+// reports each problem as Error{kBadConfig} naming the file and the key path.
+// Layer: config (depends on base only). Thread contract: no shared mutable
+// state; every function may be called from any thread.
+//
+// How a file is read: each JSON object of the file has a table of its known
+// keys (kTopKeys, kParamsKeys, ...). The Walker visits the object's members in
+// file order, looks each one up in the table and converts it into the field
+// the table names; a member that is not in the table becomes a warning. A new
+// section under params.broach (membership, loadBalance, http, security) is one
+// more table plus one row in kBroachKeys, and its checks in validate_config.
+#include <spdlog/fmt/fmt.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "base/log.hpp"
+#include "broach/config.hpp"
+#include "broach/error.hpp"
+
+namespace broach {
+namespace {
+
+// ordered_json keeps the file's member order, so warnings and the first error
+// follow the order the user wrote. Duplicate keys: the last one wins.
+using Json = nlohmann::ordered_json;
+
+// ---------------------------------------------------------------------------
+// Valid ranges. Each is used twice: when a file is read (tables below) and by
+// validate_config (for overrides and configs built in code). docs/config.md
+// lists the same numbers; keep them in step.
+
+/// An inclusive range of a numeric key; lo_open makes the lower bound
+/// exclusive (timeouts must be > 0).
+struct Range {
+  double lo = 0;
+  double hi = 0;
+  bool lo_open = false;
+};
+
+constexpr double kDay = 86400;                 // longest timeout we accept, seconds
+constexpr double kGiB = 1024.0 * 1024 * 1024;  // exact in a double
+constexpr double kTiB = kGiB * 1024;
+
+constexpr Range kPortRange{0, 65535};  // 0 = any free port (bind picks one)
+constexpr Range kTimeoutRange{0, kDay, true};
+constexpr Range kCoreRange{1, 10000};
+constexpr Range kThreadMaxRange{1, 10000};
+constexpr Range kKeepAliveRange{0, kDay};
+constexpr Range kQueueMaxRange{1, 10000000};
+constexpr Range kThresholdRange{0, 10000000};  // also <= queueMax (validate_config)
+constexpr Range kDatagramRange{512, 65000};
+constexpr Range kMessageRange{1024, 4 * kGiB};
+constexpr Range kWindowRange{1, 4096};
+constexpr Range kRtoRange{0, 60000, true};  // milliseconds
+constexpr Range kDedupEntriesRange{1, 100000000};
+constexpr Range kBudgetRange{1024, kTiB};  // memory budgets, bytes
+constexpr Range kSocketBufferRange{4096, kGiB};
+constexpr std::size_t kMaxNameBytes = 255;  // name and version travel in membership messages
+
+// ---------------------------------------------------------------------------
+// Formatting helpers.
+
+std::string join_path(std::string_view parent, std::string_view key) {
+  if (parent.empty()) return std::string(key);
+  return fmt::format("{}.{}", parent, key);
+}
+
+/// A short rendering of a JSON value for "got ..." in messages.
+std::string describe(const Json& v) {
+  if (v.is_object()) return "an object";
+  if (v.is_array()) return "an array";
+  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);  // strings keep quotes
+  if (s.size() > 64) s = s.substr(0, 61) + "...";
+  return s;
+}
+
+std::string json_quoted(std::string_view s) {
+  Json j = std::string(s);
+  return describe(j);
+}
+
+std::string range_text(const Range& r, bool integer) {
+  if (integer) {
+    return fmt::format("must be an integer in {}..{}", static_cast<std::int64_t>(r.lo),
+                       static_cast<std::int64_t>(r.hi));
+  }
+  if (r.lo_open) return fmt::format("must be a number > {} and <= {}", r.lo, r.hi);
+  return fmt::format("must be a number in {}..{}", r.lo, r.hi);
+}
+
+bool in_range(double v, const Range& r) { return (r.lo_open ? v > r.lo : v >= r.lo) && v <= r.hi; }
+
+// ---------------------------------------------------------------------------
+// Checker: turns a failed check into Error{kBadConfig} "<source>: <key>: <what>".
+// `source` is the file (or "<default>"); empty for command-line flags, whose
+// label already names the flag.
+
+class Checker {
+ public:
+  explicit Checker(std::string_view source) : source_(source) {}
+
+  [[noreturn]] void fail(std::string_view key, std::string_view what) const {
+    std::string msg;
+    if (!source_.empty()) msg = fmt::format("{}: ", source_);
+    if (!key.empty()) msg += fmt::format("{}: ", key);
+    msg += what;
+    throw Error(Errc::kBadConfig, std::move(msg));
+  }
+
+  template <class I>
+  void integer(std::string_view key, I v, const Range& r) const {
+    static_assert(std::is_integral_v<I>);
+    if (!in_range(static_cast<double>(v), r)) {
+      fail(key, fmt::format("{}, got {}", range_text(r, true), v));
+    }
+  }
+  void number(std::string_view key, double v, const Range& r) const {
+    if (!std::isfinite(v) || !in_range(v, r)) {
+      fail(key, fmt::format("{}, got {}", range_text(r, false), v));
+    }
+  }
+  void name(std::string_view key, const std::string& v, bool may_be_empty) const {
+    if ((v.empty() && !may_be_empty) || v.size() > kMaxNameBytes) {
+      fail(key, fmt::format("must be a string of {}..{} bytes, got {}", may_be_empty ? 0 : 1,
+                            kMaxNameBytes, json_quoted(v)));
+    }
+  }
+  void ipv4(std::string_view key, const std::string& v) const {
+    if (!is_ipv4(v))
+      fail(key, fmt::format("must be a dotted IPv4 address, got {}", json_quoted(v)));
+  }
+  void member(std::string_view key, const std::string& v) const {
+    std::string ip;
+    int port = 0;
+    if (!parse_ip_port(v, ip, port)) {
+      fail(key, fmt::format("must be \"IPv4:port\" with port 1..65535, got {}", json_quoted(v)));
+    }
+  }
+  void log_level(std::string_view key, const std::string& v) const {
+    if (canonical_log_level(v).empty()) {
+      fail(key,
+           fmt::format("must be one of debug|info|warn|warning|error|off, got {}", json_quoted(v)));
+    }
+  }
+
+ private:
+  std::string_view source_;
+};
+
+// ---------------------------------------------------------------------------
+// Key tables and the walker.
+
+class Walker;
+
+/// A key whose reading needs code: a nested object or a special form.
+template <class T>
+using Custom = void (*)(Walker& w, const Json& value, const std::string& path, T& out);
+
+/// Where a key's value goes in the struct T that its object maps to.
+template <class T>
+using Target = std::variant<std::string T::*, int T::*, std::uint64_t T::*, double T::*, bool T::*,
+                            std::vector<std::string> T::*, Custom<T>>;
+
+/// One known key of a JSON object: its name, its field and (numbers) its range.
+template <class T>
+struct Key {
+  std::string_view name;
+  Target<T> target;
+  Range range{};
+};
+
+class Walker {
+ public:
+  Walker(std::string_view source, std::vector<std::string>& warnings)
+      : check_(source), source_(source), warnings_(warnings) {}
+
+  const Checker& check() const { return check_; }
+
+  /// Reads the JSON object `v` (at key path `path`) into `out` by `keys`.
+  template <class T>
+  void section(const Json& v, const std::string& path, std::span<const Key<T>> keys, T& out) {
+    if (!v.is_object()) {
+      check_.fail(path.empty() ? "top level" : path, "must be an object, got " + describe(v));
+    }
+    for (auto member = v.begin(); member != v.end(); ++member) {
+      const std::string& name = member.key();  // no structured binding: clang 14 cannot capture one
+      const Json& value = member.value();
+      std::string key_path = join_path(path, name);
+      auto it =
+          std::find_if(keys.begin(), keys.end(), [&](const Key<T>& k) { return k.name == name; });
+      if (it == keys.end()) {
+        unknown(key_path);
+        continue;
+      }
+      std::visit([&](auto target) { read(value, key_path, *it, target, out); }, it->target);
+    }
+  }
+
+ private:
+  void unknown(const std::string& key_path) {
+    std::string w = fmt::format("{}: unknown key {} (ignored)", source_, key_path);
+    BROACH_LOG_WARN("{}", w);
+    warnings_.push_back(std::move(w));
+  }
+
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>& k, int T::*m, T& out) {
+    out.*m = static_cast<int>(integer(v, p, k.range));
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>& k, std::uint64_t T::*m, T& out) {
+    out.*m = static_cast<std::uint64_t>(integer(v, p, k.range));
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>& k, double T::*m, T& out) {
+    if (!v.is_number()) {
+      check_.fail(p, fmt::format("{}, got {}", range_text(k.range, false), describe(v)));
+    }
+    out.*m = v.get<double>();
+    check_.number(p, out.*m, k.range);
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>&, std::string T::*m, T& out) {
+    if (!v.is_string()) check_.fail(p, "must be a string, got " + describe(v));
+    out.*m = v.get<std::string>();
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>&, bool T::*m, T& out) {
+    out.*m = flag(v, p);
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>&, std::vector<std::string> T::*m,
+            T& out) {
+    if (!v.is_array()) check_.fail(p, "must be an array of strings, got " + describe(v));
+    std::vector<std::string> list;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) {
+        check_.fail(fmt::format("{}[{}]", p, i), "must be a string, got " + describe(v[i]));
+      }
+      list.push_back(v[i].get<std::string>());
+    }
+    out.*m = std::move(list);
+  }
+  template <class T>
+  void read(const Json& v, const std::string& p, const Key<T>&, Custom<T> f, T& out) {
+    f(*this, v, p, out);
+  }
+
+  /// A JSON integer inside `r`. Fractions are rejected, 2.0 as well as 1.5: an
+  /// integer key is a count or a port. The double is exact: every range ends
+  /// below 2^53.
+  double integer(const Json& v, const std::string& p, const Range& r) const {
+    double d = 0;
+    if (v.is_number_unsigned()) {
+      d = static_cast<double>(v.get<std::uint64_t>());
+    } else if (v.is_number_integer()) {
+      d = static_cast<double>(v.get<std::int64_t>());
+    } else {
+      check_.fail(p, fmt::format("{}, got {}", range_text(r, true), describe(v)));
+    }
+    if (!in_range(d, r)) {
+      check_.fail(p, fmt::format("{}, got {}", range_text(r, true), describe(v)));
+    }
+    return d;
+  }
+
+  /// The seed's flag forms: JSON true/false, or "True"/"False"/"true"/"false".
+  bool flag(const Json& v, const std::string& p) const {
+    if (v.is_boolean()) return v.get<bool>();
+    if (v.is_string()) {
+      const auto& s = v.get_ref<const std::string&>();
+      if (s == "True" || s == "true") return true;
+      if (s == "False" || s == "false") return false;
+    }
+    check_.fail(
+        p, "must be true, false, \"True\", \"False\", \"true\" or \"false\", got " + describe(v));
+  }
+
+  Checker check_;
+  std::string_view source_;
+  std::vector<std::string>& warnings_;
+};
+
+// The tables, innermost first. A row's range applies to numeric fields only.
+
+const Key<TransportConfig> kTransportKeys[] = {
+    {"maxDatagramBytes", &TransportConfig::max_datagram_bytes, kDatagramRange},
+    {"maxMessageBytes", &TransportConfig::max_message_bytes, kMessageRange},
+    {"sendWindow", &TransportConfig::send_window, kWindowRange},
+    {"rtoInitialMs", &TransportConfig::rto_initial_ms, kRtoRange},
+    {"rtoMinMs", &TransportConfig::rto_min_ms, kRtoRange},
+    {"rtoMaxMs", &TransportConfig::rto_max_ms, kRtoRange},
+    {"dedupMaxEntries", &TransportConfig::dedup_max_entries, kDedupEntriesRange},
+    {"dedupMaxBytes", &TransportConfig::dedup_max_bytes, kBudgetRange},
+    {"reassemblyMaxBytesPerPeer", &TransportConfig::reassembly_max_bytes_per_peer, kBudgetRange},
+    {"reassemblyMaxBytesTotal", &TransportConfig::reassembly_max_bytes_total, kBudgetRange},
+    {"socketBufferBytes", &TransportConfig::socket_buffer_bytes, kSocketBufferRange},
+};
+
+const Key<ThreadPoolConfig> kThreadPoolKeys[] = {
+    {"core", &ThreadPoolConfig::core, kCoreRange},
+    {"threadMax", &ThreadPoolConfig::thread_max, kThreadMaxRange},
+    {"keepAliveTime", &ThreadPoolConfig::keep_alive_time, kKeepAliveRange},
+    {"queueMax", &ThreadPoolConfig::queue_max, kQueueMaxRange},
+    {"isExcInfo", &ThreadPoolConfig::is_exc_info},
+    {"createThreadThreshold", &ThreadPoolConfig::create_thread_threshold, kThresholdRange},
+};
+
+// params.broach: one row per section. Reserved for later features:
+// membership, loadBalance, http, security (see docs/config.md).
+const Key<Config> kBroachKeys[] = {
+    {"transport", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<TransportConfig>(v, p, kTransportKeys, c.transport);
+     }}},
+};
+
+const Key<Config> kParamsKeys[] = {
+    {"rpcPort", &Config::rpc_port, kPortRange},
+    {"rpcIp", &Config::rpc_ip},
+    {"clusterAddress", &Config::cluster_address},
+    {"rpcTimeOut", &Config::rpc_timeout, kTimeoutRange},
+    {"udpTimeOut", &Config::udp_timeout, kTimeoutRange},
+    {"threadPool", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<ThreadPoolConfig>(v, p, kThreadPoolKeys, c.thread_pool);
+     }}},
+    {"broach", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<Config>(v, p, kBroachKeys, c);
+     }}},
+};
+
+const Key<Config> kTopKeys[] = {
+    {"name", &Config::name},
+    {"version", &Config::version},
+    {"logLevel", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       if (!v.is_string()) w.check().fail(p, "must be a string, got " + describe(v));
+       c.log_level = v.get<std::string>();
+       w.check().log_level(p, c.log_level);
+       c.log_level = canonical_log_level(c.log_level);
+     }}},
+    {"params", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<Config>(v, p, kParamsKeys, c);
+     }}},
+};
+
+// ---------------------------------------------------------------------------
+// JSON text.
+
+/// "line L, column C" of 1-based byte offset `byte` (nlohmann's parse_error::byte,
+/// the last character read; text.size() + 1 means end of input).
+std::string line_column(std::string_view text, std::size_t byte) {
+  std::size_t end = std::min(byte == 0 ? 0 : byte - 1, text.size());
+  std::size_t line = 1;
+  std::size_t line_start = 0;
+  for (std::size_t i = 0; i < end; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  return fmt::format("line {}, column {}", line, end - line_start + 1);
+}
+
+/// nlohmann's reason without its "[json.exception...] parse error at ...: " prefix.
+std::string parse_reason(const char* what) {
+  std::string_view s = what;
+  if (s.starts_with("[json.exception")) {
+    auto close = s.find("] ");
+    if (close != std::string_view::npos) s.remove_prefix(close + 2);
+  }
+  if (s.starts_with("parse error")) {
+    auto colon = s.find(": ");
+    if (colon != std::string_view::npos) s.remove_prefix(colon + 2);
+  }
+  return std::string(s);
+}
+
+Json parse_json(std::string_view text, std::string_view source) {
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::parse_error& e) {
+    throw Error(Errc::kBadConfig, fmt::format("{}: invalid JSON at {}: {}", source,
+                                              line_column(text, e.byte), parse_reason(e.what())));
+  }
+}
+
+// The embedded default: the seed's example with logLevel "info" and an empty
+// clusterAddress (start alone), plus every params.broach.transport key. A test
+// checks it equals the defaults written in config.hpp.
+constexpr std::string_view kDefaultJson = R"({
+  "name": "BroachRpc",
+  "version": "1.0.0",
+  "logLevel": "info",
+  "params": {
+    "rpcPort": 18080,
+    "rpcIp": "127.0.0.1",
+    "clusterAddress": [],
+    "rpcTimeOut": 6,
+    "udpTimeOut": 3,
+    "threadPool": {
+      "core": 3,
+      "threadMax": 15,
+      "keepAliveTime": 9,
+      "queueMax": 1000,
+      "isExcInfo": "False",
+      "createThreadThreshold": 2
+    },
+    "broach": {
+      "transport": {
+        "maxDatagramBytes": 1472,
+        "maxMessageBytes": 67108864,
+        "sendWindow": 128,
+        "rtoInitialMs": 20,
+        "rtoMinMs": 2,
+        "rtoMaxMs": 1000,
+        "dedupMaxEntries": 100000,
+        "dedupMaxBytes": 67108864,
+        "reassemblyMaxBytesPerPeer": 134217728,
+        "reassemblyMaxBytesTotal": 536870912,
+        "socketBufferBytes": 4194304
+      }
+    }
+  }
+})";
+
+// ---------------------------------------------------------------------------
+// Field checks shared by validate_config and apply_overrides.
+
+void check_thread_pool(const Checker& k, const ThreadPoolConfig& tp) {
+  k.integer("params.threadPool.core", tp.core, kCoreRange);
+  k.integer("params.threadPool.threadMax", tp.thread_max, kThreadMaxRange);
+  if (tp.core > tp.thread_max) {
+    k.fail("params.threadPool.core",
+           fmt::format("must be <= threadMax ({}), got {}", tp.thread_max, tp.core));
+  }
+  k.number("params.threadPool.keepAliveTime", tp.keep_alive_time, kKeepAliveRange);
+  k.integer("params.threadPool.queueMax", tp.queue_max, kQueueMaxRange);
+  k.integer("params.threadPool.createThreadThreshold", tp.create_thread_threshold, kThresholdRange);
+  if (tp.create_thread_threshold > tp.queue_max) {
+    k.fail(
+        "params.threadPool.createThreadThreshold",
+        fmt::format("must be <= queueMax ({}), got {}", tp.queue_max, tp.create_thread_threshold));
+  }
+}
+
+void check_transport(const Checker& k, const TransportConfig& t) {
+  const std::string p = "params.broach.transport.";
+  k.integer(p + "maxDatagramBytes", t.max_datagram_bytes, kDatagramRange);
+  k.integer(p + "maxMessageBytes", t.max_message_bytes, kMessageRange);
+  k.integer(p + "sendWindow", t.send_window, kWindowRange);
+  k.number(p + "rtoMinMs", t.rto_min_ms, kRtoRange);
+  k.number(p + "rtoInitialMs", t.rto_initial_ms, kRtoRange);
+  k.number(p + "rtoMaxMs", t.rto_max_ms, kRtoRange);
+  if (t.rto_min_ms > t.rto_initial_ms || t.rto_initial_ms > t.rto_max_ms) {
+    k.fail(p + "rtoInitialMs",
+           fmt::format("must satisfy rtoMinMs <= rtoInitialMs <= rtoMaxMs, got {} <= {} <= {}",
+                       t.rto_min_ms, t.rto_initial_ms, t.rto_max_ms));
+  }
+  k.integer(p + "dedupMaxEntries", t.dedup_max_entries, kDedupEntriesRange);
+  k.integer(p + "dedupMaxBytes", t.dedup_max_bytes, kBudgetRange);
+  k.integer(p + "reassemblyMaxBytesPerPeer", t.reassembly_max_bytes_per_peer, kBudgetRange);
+  k.integer(p + "reassemblyMaxBytesTotal", t.reassembly_max_bytes_total, kBudgetRange);
+  // A peer must be able to reassemble one largest message, and the total
+  // budget must hold at least one peer's.
+  if (t.reassembly_max_bytes_per_peer < t.max_message_bytes) {
+    k.fail(p + "reassemblyMaxBytesPerPeer",
+           fmt::format("must be >= maxMessageBytes ({}), got {}", t.max_message_bytes,
+                       t.reassembly_max_bytes_per_peer));
+  }
+  if (t.reassembly_max_bytes_total < t.reassembly_max_bytes_per_peer) {
+    k.fail(p + "reassemblyMaxBytesTotal",
+           fmt::format("must be >= reassemblyMaxBytesPerPeer ({}), got {}",
+                       t.reassembly_max_bytes_per_peer, t.reassembly_max_bytes_total));
+  }
+  k.integer(p + "socketBufferBytes", t.socket_buffer_bytes, kSocketBufferRange);
+}
+
+void check_members(const Checker& k, std::string_view key, const std::vector<std::string>& list) {
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    k.member(fmt::format("{}[{}]", key, i), list[i]);
+  }
+}
+
+/// Parses 1..5 decimal digits without sign or leading zero into `out`.
+bool parse_decimal(std::string_view s, std::size_t max_digits, int& out) {
+  if (s.empty() || s.size() > max_digits) return false;
+  if (s.size() > 1 && s[0] == '0') return false;
+  int v = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + (ch - '0');
+  }
+  out = v;
+  return true;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Public functions.
+
+bool is_ipv4(std::string_view text) {
+  int parts = 0;
+  while (true) {
+    auto dot = text.find('.');
+    int octet = 0;
+    if (!parse_decimal(text.substr(0, dot), 3, octet) || octet > 255) return false;
+    ++parts;
+    if (dot == std::string_view::npos) break;
+    text.remove_prefix(dot + 1);
+  }
+  return parts == 4;
+}
+
+bool parse_ip_port(std::string_view text, std::string& ip, int& port) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view host = text.substr(0, colon);
+  int p = 0;
+  if (!is_ipv4(host) || !parse_decimal(text.substr(colon + 1), 5, p) || p < 1 || p > 65535) {
+    return false;
+  }
+  ip.assign(host);
+  port = p;
+  return true;
+}
+
+std::string canonical_log_level(std::string_view level) {
+  std::string s(level);
+  for (char& ch : s) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  if (s == "warning") return "warn";
+  if (s == "debug" || s == "info" || s == "warn" || s == "error" || s == "off") return s;
+  return "";
+}
+
+void validate_config(const Config& c) {
+  Checker k(c.source);
+  k.name("name", c.name, false);
+  k.name("version", c.version, true);
+  k.log_level("logLevel", c.log_level);
+  k.integer("params.rpcPort", c.rpc_port, kPortRange);
+  k.ipv4("params.rpcIp", c.rpc_ip);
+  check_members(k, "params.clusterAddress", c.cluster_address);
+  k.number("params.rpcTimeOut", c.rpc_timeout, kTimeoutRange);
+  k.number("params.udpTimeOut", c.udp_timeout, kTimeoutRange);
+  check_thread_pool(k, c.thread_pool);
+  check_transport(k, c.transport);
+}
+
+Config parse_config(std::string_view json_text, std::string_view source) {
+  Json root = parse_json(json_text, source);
+  Config config;
+  config.source = std::string(source);
+  Walker walker(source, config.warnings);
+  walker.section<Config>(root, "", kTopKeys, config);
+  validate_config(config);
+  return config;
+}
+
+Config load_config_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    int err = errno;
+    throw Error(Errc::kBadConfig,
+                fmt::format("{}: cannot open: {}", path, std::generic_category().message(err)));
+  }
+  std::string text;
+  char buf[8192];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  int err = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (err != 0) {
+    throw Error(Errc::kBadConfig,
+                fmt::format("{}: cannot read: {}", path, std::generic_category().message(err)));
+  }
+  return parse_config(text, path);
+}
+
+Config default_config() {
+  static const Config kDefault = parse_config(kDefaultJson, "<default>");
+  return kDefault;
+}
+
+void apply_overrides(Config& config, const ConfigOverrides& o) {
+  // Each flag is checked under its own name first, so the message points at
+  // the command line rather than at the file the value replaces.
+  Checker cli("");
+  if (o.ip) cli.ipv4("--ip (params.rpcIp)", *o.ip);
+  if (o.port) cli.integer("--port (params.rpcPort)", *o.port, kPortRange);
+  if (o.seeds) check_members(cli, "--seed (params.clusterAddress)", *o.seeds);
+  if (o.name) cli.name("--name (name)", *o.name, false);
+  if (o.version) cli.name("--version (version)", *o.version, true);
+  if (o.log_level) cli.log_level("--log-level (logLevel)", *o.log_level);
+
+  if (o.ip) config.rpc_ip = *o.ip;
+  if (o.port) config.rpc_port = *o.port;
+  if (o.seeds) config.cluster_address = *o.seeds;
+  if (o.name) config.name = *o.name;
+  if (o.version) config.version = *o.version;
+  if (o.log_level) config.log_level = canonical_log_level(*o.log_level);
+  validate_config(config);
+}
+
+}  // namespace broach

@@ -1,0 +1,528 @@
+// Unit tests of the config loader: the seed's files, defaults, the
+// params.broach extensions, every error case and the command-line overrides.
+#include "broach/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broach/error.hpp"
+
+namespace broach {
+namespace {
+
+std::string fixture(std::string_view name) {
+  return std::string(BROACH_FIXTURES_DIR) + "/" + std::string(name);
+}
+
+/// The message of the kBadConfig error that parsing `json` throws ("" if none).
+std::string parse_error(std::string_view json, std::string_view source = "config.json") {
+  try {
+    parse_config(json, source);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadConfig) << e.what();
+    return e.message();
+  }
+  ADD_FAILURE() << "no error for: " << json;
+  return "";
+}
+
+/// `json` with `body` placed inside "params".
+std::string with_params(std::string_view body) {
+  return "{\"params\": {" + std::string(body) + "}}";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
+
+// --- seed files --------------------------------------------------------------
+
+void expect_seed_example(const Config& c) {
+  EXPECT_EQ(c.name, "BroachRpc");
+  EXPECT_EQ(c.version, "1.0.0");
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.rpc_port, 18080);
+  EXPECT_EQ(c.rpc_ip, "127.0.0.1");
+  EXPECT_EQ(c.cluster_address, std::vector<std::string>{"127.0.0.1:18080"});
+  EXPECT_EQ(c.rpc_timeout, 6);
+  EXPECT_EQ(c.udp_timeout, 3);
+  EXPECT_EQ(c.thread_pool.core, 3);
+  EXPECT_EQ(c.thread_pool.thread_max, 15);
+  EXPECT_EQ(c.thread_pool.keep_alive_time, 9);
+  EXPECT_EQ(c.thread_pool.queue_max, 1000);
+  EXPECT_FALSE(c.thread_pool.is_exc_info);
+  EXPECT_EQ(c.thread_pool.create_thread_threshold, 2);
+  EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ConfigSeed, ReadmeExampleLoadsUnchanged) {
+  Config c = load_config_file(fixture("seed_application1.json"));
+  expect_seed_example(c);
+  EXPECT_EQ(c.source, fixture("seed_application1.json"));
+}
+
+TEST(ConfigSeed, ChineseDescriptionExampleLoadsUnchanged) {
+  expect_seed_example(load_config_file(fixture("seed_application1_zh.json")));
+}
+
+TEST(ConfigSeed, CallerStyleFileLoads) {
+  Config c = load_config_file(fixture("seed_application2.json"));
+  EXPECT_EQ(c.name, "BroachRpcCaller");
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.rpc_port, 18081);
+  EXPECT_TRUE(c.thread_pool.is_exc_info);
+}
+
+// --- defaults ----------------------------------------------------------------
+
+void expect_header_defaults(const Config& c) {
+  const Config d;
+  EXPECT_EQ(c.name, d.name);
+  EXPECT_EQ(c.version, d.version);
+  EXPECT_EQ(c.log_level, d.log_level);
+  EXPECT_EQ(c.rpc_ip, d.rpc_ip);
+  EXPECT_EQ(c.rpc_port, d.rpc_port);
+  EXPECT_EQ(c.cluster_address, d.cluster_address);
+  EXPECT_EQ(c.rpc_timeout, d.rpc_timeout);
+  EXPECT_EQ(c.udp_timeout, d.udp_timeout);
+  EXPECT_EQ(c.thread_pool.core, d.thread_pool.core);
+  EXPECT_EQ(c.thread_pool.thread_max, d.thread_pool.thread_max);
+  EXPECT_EQ(c.thread_pool.keep_alive_time, d.thread_pool.keep_alive_time);
+  EXPECT_EQ(c.thread_pool.queue_max, d.thread_pool.queue_max);
+  EXPECT_EQ(c.thread_pool.is_exc_info, d.thread_pool.is_exc_info);
+  EXPECT_EQ(c.thread_pool.create_thread_threshold, d.thread_pool.create_thread_threshold);
+  const TransportConfig& t = c.transport;
+  const TransportConfig& u = d.transport;
+  EXPECT_EQ(t.max_datagram_bytes, u.max_datagram_bytes);
+  EXPECT_EQ(t.max_message_bytes, u.max_message_bytes);
+  EXPECT_EQ(t.send_window, u.send_window);
+  EXPECT_EQ(t.rto_initial_ms, u.rto_initial_ms);
+  EXPECT_EQ(t.rto_min_ms, u.rto_min_ms);
+  EXPECT_EQ(t.rto_max_ms, u.rto_max_ms);
+  EXPECT_EQ(t.dedup_max_entries, u.dedup_max_entries);
+  EXPECT_EQ(t.dedup_max_bytes, u.dedup_max_bytes);
+  EXPECT_EQ(t.reassembly_max_bytes_per_peer, u.reassembly_max_bytes_per_peer);
+  EXPECT_EQ(t.reassembly_max_bytes_total, u.reassembly_max_bytes_total);
+  EXPECT_EQ(t.socket_buffer_bytes, u.socket_buffer_bytes);
+  EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ConfigDefaults, EmbeddedDefaultMatchesHeaderDefaults) {
+  Config c = default_config();
+  expect_header_defaults(c);
+  EXPECT_EQ(c.source, "<default>");
+  EXPECT_TRUE(c.cluster_address.empty());  // start alone
+  EXPECT_NO_THROW(validate_config(Config{}));
+}
+
+TEST(ConfigDefaults, AbsentKeysKeepDefaults) {
+  expect_header_defaults(parse_config("{}", "empty.json"));
+  expect_header_defaults(parse_config(R"({"params": {"threadPool": {}, "broach": {}}})", "x"));
+  expect_header_defaults(parse_config(R"({"params": {"broach": {"transport": {}}}})", "x"));
+}
+
+TEST(ConfigDefaults, PartialObjectsMergeWithDefaults) {
+  Config c = parse_config(with_params(R"("rpcPort": 19000, "threadPool": {"core": 5})"), "x");
+  EXPECT_EQ(c.rpc_port, 19000);
+  EXPECT_EQ(c.thread_pool.core, 5);
+  EXPECT_EQ(c.thread_pool.thread_max, 15);
+  EXPECT_EQ(c.rpc_ip, "127.0.0.1");
+}
+
+// --- params.broach -------------------------------------------------------------
+
+TEST(ConfigBroach, TransportKeysMapToTransportConfig) {
+  Config c = load_config_file(fixture("broach_transport.json"));
+  EXPECT_TRUE(c.warnings.empty());
+  EXPECT_EQ(c.log_level, "warn");  // "WARNING", any case
+  EXPECT_EQ(c.rpc_port, 0);        // any free port
+  EXPECT_EQ(c.rpc_ip, "10.0.0.7");
+  EXPECT_EQ(c.cluster_address.size(), 2u);
+  EXPECT_DOUBLE_EQ(c.rpc_timeout, 2.5);
+  EXPECT_DOUBLE_EQ(c.udp_timeout, 0.75);
+  EXPECT_EQ(c.thread_pool.keep_alive_time, 0);
+  EXPECT_TRUE(c.thread_pool.is_exc_info);
+  const TransportConfig& t = c.transport;
+  EXPECT_EQ(t.max_datagram_bytes, 9000);
+  EXPECT_EQ(t.max_message_bytes, 1048576u);
+  EXPECT_EQ(t.send_window, 32);
+  EXPECT_EQ(t.rto_initial_ms, 50);
+  EXPECT_EQ(t.rto_min_ms, 0.5);
+  EXPECT_EQ(t.rto_max_ms, 2000);
+  EXPECT_EQ(t.dedup_max_entries, 5000);
+  EXPECT_EQ(t.dedup_max_bytes, 8388608u);
+  EXPECT_EQ(t.reassembly_max_bytes_per_peer, 2097152u);
+  EXPECT_EQ(t.reassembly_max_bytes_total, 16777216u);
+  EXPECT_EQ(t.socket_buffer_bytes, 1048576);
+}
+
+TEST(ConfigBroach, LargeByteCountsBeyondIntLoad) {
+  Config c = parse_config(with_params(R"("broach": {"transport": {
+      "maxMessageBytes": 4294967296, "reassemblyMaxBytesPerPeer": 4294967296,
+      "reassemblyMaxBytesTotal": 8589934592}})"),
+                          "x");
+  EXPECT_EQ(c.transport.max_message_bytes, 4294967296u);
+  EXPECT_EQ(c.transport.reassembly_max_bytes_total, 8589934592u);
+}
+
+// --- isExcInfo ----------------------------------------------------------------
+
+TEST(ConfigFlags, IsExcInfoAcceptsBoolAndSeedStrings) {
+  struct Case {
+    const char* json;
+    bool expected;
+  };
+  for (Case k : {Case{"true", true}, Case{"false", false}, Case{"\"True\"", true},
+                 Case{"\"False\"", false}, Case{"\"true\"", true}, Case{"\"false\"", false}}) {
+    Config c = parse_config(
+        with_params(std::string(R"("threadPool": {"isExcInfo": )") + k.json + "}"), "x");
+    EXPECT_EQ(c.thread_pool.is_exc_info, k.expected) << k.json;
+  }
+}
+
+TEST(ConfigFlags, IsExcInfoRejectsOtherValues) {
+  for (const char* bad : {"\"yes\"", "\"TRUE\"", "1", "0", "null", "\"\""}) {
+    std::string msg =
+        parse_error(with_params(std::string(R"("threadPool": {"isExcInfo": )") + bad + "}"));
+    EXPECT_CONTAINS(msg, "config.json: params.threadPool.isExcInfo: must be true, false");
+  }
+}
+
+// --- errors: file and JSON -----------------------------------------------------
+
+TEST(ConfigErrors, MissingFileNamesPathAndReason) {
+  try {
+    load_config_file("/nonexistent/broach.json");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadConfig);
+    EXPECT_EQ(e.message(), "/nonexistent/broach.json: cannot open: No such file or directory");
+  }
+}
+
+TEST(ConfigErrors, DirectoryIsUnreadable) {
+  try {
+    load_config_file(BROACH_FIXTURES_DIR);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadConfig);
+    EXPECT_CONTAINS(e.message(), BROACH_FIXTURES_DIR);
+    EXPECT_CONTAINS(e.message(), "Is a directory");
+  }
+}
+
+TEST(ConfigErrors, InvalidJsonGivesLineAndColumn) {
+  std::string path = fixture("invalid_syntax.json");
+  try {
+    load_config_file(path);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadConfig);
+    EXPECT_CONTAINS(e.message(), path + ": invalid JSON at line 6, column ");
+    EXPECT_CONTAINS(e.message(), "syntax error");
+    EXPECT_EQ(e.message().find("[json.exception"), std::string::npos) << e.message();
+  }
+}
+
+TEST(ConfigErrors, InvalidJsonColumnCountsFromLineStart) {
+  EXPECT_CONTAINS(parse_error("{\n  \"name\": x\n}"),
+                  "config.json: invalid JSON at line 2, column 11");
+  EXPECT_CONTAINS(parse_error("{\"name\": tru}"), "line 1, column 13");
+  EXPECT_CONTAINS(parse_error(""), "config.json: invalid JSON at line 1, column 1");
+  EXPECT_CONTAINS(parse_error("{\n"), "invalid JSON at line 2, column 1");
+}
+
+TEST(ConfigErrors, NonObjectsAreRejected) {
+  EXPECT_EQ(parse_error("[1, 2]"), "config.json: top level: must be an object, got an array");
+  EXPECT_EQ(parse_error("42"), "config.json: top level: must be an object, got 42");
+  EXPECT_EQ(parse_error(R"({"params": 5})"), "config.json: params: must be an object, got 5");
+  EXPECT_EQ(parse_error(with_params(R"("threadPool": [])")),
+            "config.json: params.threadPool: must be an object, got an array");
+  EXPECT_EQ(parse_error(with_params(R"("broach": "x")")),
+            "config.json: params.broach: must be an object, got \"x\"");
+  EXPECT_EQ(parse_error(with_params(R"("broach": {"transport": null})")),
+            "config.json: params.broach.transport: must be an object, got null");
+}
+
+// --- errors: values --------------------------------------------------------------
+
+TEST(ConfigErrors, WrongTypesNameTheKey) {
+  EXPECT_EQ(parse_error(R"({"name": 5})"), "config.json: name: must be a string, got 5");
+  EXPECT_EQ(parse_error(R"({"logLevel": true})"),
+            "config.json: logLevel: must be a string, got true");
+  EXPECT_EQ(parse_error(with_params(R"("rpcPort": "18080")")),
+            "config.json: params.rpcPort: must be an integer in 0..65535, got \"18080\"");
+  EXPECT_EQ(parse_error(with_params(R"("rpcIp": 127)")),
+            "config.json: params.rpcIp: must be a string, got 127");
+  EXPECT_EQ(parse_error(with_params(R"("rpcTimeOut": "6")")),
+            "config.json: params.rpcTimeOut: must be a number > 0 and <= 86400, got \"6\"");
+  EXPECT_EQ(parse_error(with_params(R"("threadPool": {"core": true})")),
+            "config.json: params.threadPool.core: must be an integer in 1..10000, got true");
+}
+
+TEST(ConfigErrors, IntegersRejectFractions) {
+  EXPECT_EQ(parse_error(with_params(R"("rpcPort": 1.5)")),
+            "config.json: params.rpcPort: must be an integer in 0..65535, got 1.5");
+  EXPECT_CONTAINS(parse_error(with_params(R"("threadPool": {"queueMax": 10.0})")),
+                  "params.threadPool.queueMax: must be an integer");
+}
+
+TEST(ConfigErrors, PortOutOfRange) {
+  EXPECT_EQ(parse_error(with_params(R"("rpcPort": 70000)")),
+            "config.json: params.rpcPort: must be an integer in 0..65535, got 70000");
+  EXPECT_CONTAINS(parse_error(with_params(R"("rpcPort": -1)")), "params.rpcPort");
+  EXPECT_CONTAINS(parse_error(with_params(R"("rpcPort": 99999999999999999999)")),
+                  "params.rpcPort: must be an integer in 0..65535");
+  EXPECT_EQ(parse_config(with_params(R"("rpcPort": 65535)"), "x").rpc_port, 65535);
+}
+
+TEST(ConfigErrors, TimeoutsMustBePositive) {
+  EXPECT_EQ(parse_error(with_params(R"("rpcTimeOut": 0)")),
+            "config.json: params.rpcTimeOut: must be a number > 0 and <= 86400, got 0");
+  EXPECT_CONTAINS(parse_error(with_params(R"("udpTimeOut": -3)")),
+                  "config.json: params.udpTimeOut: must be a number > 0");
+  EXPECT_CONTAINS(parse_error(with_params(R"("udpTimeOut": 1e9)")), "params.udpTimeOut");
+  EXPECT_EQ(parse_error(with_params(R"("threadPool": {"keepAliveTime": -1})")),
+            "config.json: params.threadPool.keepAliveTime: must be a number in 0..86400, got -1");
+}
+
+TEST(ConfigErrors, LogLevelIsCaseInsensitiveButMustBeKnown) {
+  for (const char* level : {"debug", "DEBUG", "Info", "warn", "Warning", "error", "OFF"}) {
+    EXPECT_NO_THROW(parse_config(std::string(R"({"logLevel": ")") + level + "\"}", "x")) << level;
+  }
+  EXPECT_EQ(parse_config(R"({"logLevel": "DEBUG"})", "x").log_level, "debug");
+  EXPECT_EQ(parse_error(R"({"logLevel": "verbose"})"),
+            "config.json: logLevel: must be one of debug|info|warn|warning|error|off, got "
+            "\"verbose\"");
+}
+
+TEST(ConfigErrors, ClusterAddressMustBeArrayOfIpPort) {
+  EXPECT_EQ(parse_error(with_params(R"("clusterAddress": "127.0.0.1:18080")")),
+            "config.json: params.clusterAddress: must be an array of strings, got "
+            "\"127.0.0.1:18080\"");
+  EXPECT_EQ(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:1", 18080])")),
+            "config.json: params.clusterAddress[1]: must be a string, got 18080");
+  EXPECT_EQ(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:1", "localhost:18080"])")),
+            "config.json: params.clusterAddress[1]: must be \"IPv4:port\" with port 1..65535, got "
+            "\"localhost:18080\"");
+  EXPECT_CONTAINS(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:0"])")),
+                  "params.clusterAddress[0]");
+  EXPECT_CONTAINS(parse_error(with_params(R"("clusterAddress": ["127.0.0.1"])")),
+                  "params.clusterAddress[0]");
+}
+
+TEST(ConfigErrors, RpcIpMustBeDottedIpv4) {
+  for (const char* ip : {"localhost", "127.0.0", "256.0.0.1", "1.2.3.4 ", "", "::1", "01.2.3.4"}) {
+    std::string msg = parse_error(with_params(std::string(R"("rpcIp": ")") + ip + "\""));
+    EXPECT_CONTAINS(msg, "config.json: params.rpcIp: must be a dotted IPv4 address, got \"");
+  }
+  EXPECT_EQ(parse_config(with_params(R"("rpcIp": "0.0.0.0")"), "x").rpc_ip, "0.0.0.0");
+}
+
+TEST(ConfigErrors, ThreadPoolShape) {
+  EXPECT_EQ(parse_error(with_params(R"("threadPool": {"core": 20})")),
+            "config.json: params.threadPool.core: must be <= threadMax (15), got 20");
+  EXPECT_EQ(parse_error(with_params(R"("threadPool": {"core": 0})")),
+            "config.json: params.threadPool.core: must be an integer in 1..10000, got 0");
+  EXPECT_EQ(
+      parse_error(with_params(R"("threadPool": {"queueMax": 0, "createThreadThreshold": 0})")),
+      "config.json: params.threadPool.queueMax: must be an integer in 1..10000000, got 0");
+  EXPECT_EQ(
+      parse_error(with_params(R"("threadPool": {"queueMax": 5, "createThreadThreshold": 6})")),
+      "config.json: params.threadPool.createThreadThreshold: must be <= queueMax (5), got 6");
+  EXPECT_CONTAINS(parse_error(with_params(R"("threadPool": {"createThreadThreshold": -1})")),
+                  "params.threadPool.createThreadThreshold: must be an integer in 0..");
+}
+
+TEST(ConfigErrors, TransportBounds) {
+  auto transport = [](std::string_view body) {
+    return parse_error(with_params("\"broach\": {\"transport\": {" + std::string(body) + "}}"));
+  };
+  EXPECT_EQ(transport(R"("maxDatagramBytes": 511)"),
+            "config.json: params.broach.transport.maxDatagramBytes: must be an integer in "
+            "512..65000, got 511");
+  EXPECT_CONTAINS(transport(R"("maxDatagramBytes": 65001)"), "transport.maxDatagramBytes");
+  EXPECT_CONTAINS(transport(R"("sendWindow": 0)"),
+                  "params.broach.transport.sendWindow: must be an integer in 1..4096, got 0");
+  EXPECT_CONTAINS(transport(R"("sendWindow": 4097)"), "transport.sendWindow");
+  EXPECT_CONTAINS(transport(R"("maxMessageBytes": -1)"), "transport.maxMessageBytes");
+  EXPECT_CONTAINS(transport(R"("maxMessageBytes": 100)"), "transport.maxMessageBytes");
+  EXPECT_CONTAINS(transport(R"("rtoMinMs": 0)"), "transport.rtoMinMs: must be a number > 0");
+  EXPECT_EQ(transport(R"("rtoMinMs": 30)"),
+            "config.json: params.broach.transport.rtoInitialMs: must satisfy rtoMinMs <= "
+            "rtoInitialMs <= rtoMaxMs, got 30 <= 20 <= 1000");
+  EXPECT_CONTAINS(transport(R"("rtoInitialMs": 2000)"), "rtoMinMs <= rtoInitialMs <= rtoMaxMs");
+  EXPECT_CONTAINS(transport(R"("dedupMaxEntries": 0)"), "transport.dedupMaxEntries");
+  EXPECT_CONTAINS(transport(R"("dedupMaxBytes": 10)"), "transport.dedupMaxBytes");
+  EXPECT_CONTAINS(transport(R"("reassemblyMaxBytesPerPeer": 1048576)"),
+                  "transport.reassemblyMaxBytesPerPeer: must be >= maxMessageBytes (67108864)");
+  EXPECT_CONTAINS(transport(R"("reassemblyMaxBytesTotal": 67108864)"),
+                  "transport.reassemblyMaxBytesTotal: must be >= reassemblyMaxBytesPerPeer");
+  EXPECT_CONTAINS(transport(R"("socketBufferBytes": 100)"), "transport.socketBufferBytes");
+  EXPECT_CONTAINS(transport(R"("rtoMaxMs": "1s")"), "transport.rtoMaxMs: must be a number");
+}
+
+TEST(ConfigErrors, NameMustBeNonEmpty) {
+  EXPECT_EQ(parse_error(R"({"name": ""})"),
+            "config.json: name: must be a string of 1..255 bytes, got \"\"");
+  EXPECT_NO_THROW(parse_config(R"({"version": ""})", "x"));
+}
+
+TEST(ConfigErrors, ValidateConfigNamesSourceAndKey) {
+  Config c;
+  c.source = "built.json";
+  c.thread_pool.thread_max = 2;
+  try {
+    validate_config(c);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), "built.json: params.threadPool.core: must be <= threadMax (2), got 3");
+  }
+  c = Config{};
+  c.transport.max_message_bytes = 1ull << 63;  // beyond any double-exact range, still reported
+  EXPECT_THROW(validate_config(c), Error);
+}
+
+// --- unknown keys ------------------------------------------------------------------
+
+TEST(ConfigUnknownKeys, AreWarningsNamingFileAndPath) {
+  std::string path = fixture("unknown_keys.json");
+  Config c = load_config_file(path);
+  EXPECT_EQ(c.name, "typos");
+  EXPECT_EQ(c.thread_pool.core, 2);  // known keys beside unknown ones still load
+  std::vector<std::string> expected = {
+      path + ": unknown key colour (ignored)",
+      path + ": unknown key params.rpcPrt (ignored)",
+      path + ": unknown key params.threadPool.maxThreads (ignored)",
+      path + ": unknown key params.broach.transport.sendWindw (ignored)",
+      path + ": unknown key params.broach.membership (ignored)",
+  };
+  EXPECT_EQ(c.warnings, expected);
+}
+
+TEST(ConfigUnknownKeys, ExampleFromTheBrief) {
+  Config c = parse_config(with_params(R"("rpcPrt": 1)"), "config.json");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_EQ(c.warnings[0], "config.json: unknown key params.rpcPrt (ignored)");
+}
+
+// --- overrides ---------------------------------------------------------------------
+
+TEST(ConfigOverrides, ReplaceFileValues) {
+  Config c = load_config_file(fixture("seed_application1.json"));
+  ConfigOverrides o;
+  o.ip = "10.1.2.3";
+  o.port = 0;
+  o.seeds = std::vector<std::string>{"10.1.2.4:18080", "10.1.2.5:18080"};
+  o.name = "node-b";
+  o.version = "2.0";
+  o.log_level = "Error";
+  apply_overrides(c, o);
+  EXPECT_EQ(c.rpc_ip, "10.1.2.3");
+  EXPECT_EQ(c.rpc_port, 0);
+  EXPECT_EQ(c.cluster_address, (std::vector<std::string>{"10.1.2.4:18080", "10.1.2.5:18080"}));
+  EXPECT_EQ(c.name, "node-b");
+  EXPECT_EQ(c.version, "2.0");
+  EXPECT_EQ(c.log_level, "error");
+  EXPECT_EQ(c.thread_pool.core, 3);  // untouched
+}
+
+TEST(ConfigOverrides, EmptyOverridesChangeNothing) {
+  Config c = default_config();
+  apply_overrides(c, ConfigOverrides{});
+  expect_header_defaults(c);
+}
+
+TEST(ConfigOverrides, BadValuesNameTheFlagAndKey) {
+  auto error_of = [](const ConfigOverrides& o) {
+    Config c = default_config();
+    try {
+      apply_overrides(c, o);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kBadConfig);
+      EXPECT_EQ(c.rpc_port, 18080);  // a rejected override leaves the config alone
+      return e.message();
+    }
+    ADD_FAILURE() << "no error";
+    return std::string();
+  };
+  ConfigOverrides port;
+  port.port = 70000;
+  EXPECT_EQ(error_of(port), "--port (params.rpcPort): must be an integer in 0..65535, got 70000");
+  ConfigOverrides ip;
+  ip.ip = "1.2.3";
+  EXPECT_EQ(error_of(ip), "--ip (params.rpcIp): must be a dotted IPv4 address, got \"1.2.3\"");
+  ConfigOverrides seed;
+  seed.seeds = std::vector<std::string>{"1.2.3.4:80", "1.2.3.4"};
+  EXPECT_EQ(error_of(seed),
+            "--seed (params.clusterAddress)[1]: must be \"IPv4:port\" with port "
+            "1..65535, got \"1.2.3.4\"");
+  ConfigOverrides level;
+  level.log_level = "loud";
+  EXPECT_CONTAINS(error_of(level), "--log-level (logLevel): must be one of");
+  ConfigOverrides name;
+  name.name = "";
+  EXPECT_CONTAINS(error_of(name), "--name (name): must be a string of 1..255 bytes");
+}
+
+// --- parse_ip_port -----------------------------------------------------------------
+
+TEST(ParseIpPort, StrictTable) {
+  struct Case {
+    const char* text;
+    bool ok;
+    const char* ip;
+    int port;
+  };
+  const Case cases[] = {
+      {"1.2.3.4:80", true, "1.2.3.4", 80},
+      {"127.0.0.1:18080", true, "127.0.0.1", 18080},
+      {"0.0.0.0:1", true, "0.0.0.0", 1},
+      {"255.255.255.255:65535", true, "255.255.255.255", 65535},
+      {"1.2.3.4", false, "", 0},         // missing port
+      {"1.2.3.4:", false, "", 0},        // empty port
+      {"1.2.3.4:0", false, "", 0},       // port 0
+      {"1.2.3.4:65536", false, "", 0},   // port too large
+      {"1.2.3.4:123456", false, "", 0},  // too many digits
+      {"1.2.3.4:80x", false, "", 0},     // extra chars
+      {"1.2.3.4:80 ", false, "", 0},     // trailing space
+      {" 1.2.3.4:80", false, "", 0},     // leading space
+      {"1.2.3.4:+80", false, "", 0},     // sign
+      {"1.2.3.4:080", false, "", 0},     // leading zero
+      {"1.2.3.256:80", false, "", 0},    // octet > 255
+      {"1.2.3:80", false, "", 0},        // three octets
+      {"1.2.3.4.5:80", false, "", 0},    // five octets
+      {"1..3.4:80", false, "", 0},       // empty octet
+      {"01.2.3.4:80", false, "", 0},     // leading zero octet
+      {"localhost:80", false, "", 0},    // names are not resolved
+      {"[::1]:80", false, "", 0},        // IPv6
+      {"1.2.3.4:80:81", false, "", 0},   // two ports
+      {"", false, "", 0},
+      {":80", false, "", 0},
+  };
+  for (const Case& k : cases) {
+    std::string ip = "unchanged";
+    int port = -7;
+    EXPECT_EQ(parse_ip_port(k.text, ip, port), k.ok) << k.text;
+    if (k.ok) {
+      EXPECT_EQ(ip, k.ip) << k.text;
+      EXPECT_EQ(port, k.port) << k.text;
+    } else {
+      EXPECT_EQ(ip, "unchanged") << k.text;
+      EXPECT_EQ(port, -7) << k.text;
+    }
+  }
+}
+
+TEST(CanonicalLogLevel, MapsSpellings) {
+  EXPECT_EQ(canonical_log_level("DEBUG"), "debug");
+  EXPECT_EQ(canonical_log_level("Warning"), "warn");
+  EXPECT_EQ(canonical_log_level("off"), "off");
+  EXPECT_EQ(canonical_log_level("trace"), "");
+  EXPECT_EQ(canonical_log_level(""), "");
+}
+
+}  // namespace
+}  // namespace broach
