@@ -1,0 +1,138 @@
+// Engine: construction, datagram dispatch, shared send helpers.
+#include "reliable/engine.hpp"
+
+#include "base/assert.hpp"
+#include "base/log.hpp"
+
+namespace broach::reliable {
+
+using wire::Header;
+using wire::MsgType;
+
+namespace {
+constexpr Duration kHousekeepingPeriod = std::chrono::milliseconds(100);
+}
+
+Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
+               RequestHandler* handler)
+    : loop_(loop), transport_(transport), opt_(options), handler_(handler) {
+  BROACH_REQUIRE(opt_.max_datagram > wire::kHeaderSize + wire::kAuthTagSize + 64 &&
+                     opt_.max_datagram <= 65507,
+                 "max_datagram out of range");
+  if (opt_.send_window < 8) opt_.send_window = 8;
+  scratch_.resize(65536);
+  transport_.set_receiver(this);
+  schedule_housekeeping();
+}
+
+Engine::~Engine() {
+  transport_.set_receiver(nullptr);
+  loop_.cancel(housekeeping_);
+  for (auto& [id, c] : calls_) {
+    loop_.cancel(c.timer);
+    if (c.transfer) loop_.cancel(c.transfer->timer);
+  }
+  for (auto& [k, e] : dedup_) {
+    if (e.transfer) loop_.cancel(e.transfer->timer);
+  }
+}
+
+std::uint32_t Engine::frag_payload() const {
+  return static_cast<std::uint32_t>(opt_.max_datagram - wire::kHeaderSize - wire::kAuthTagSize);
+}
+
+RttEstimator& Engine::rtt(const Endpoint& peer) {
+  auto it = rtt_.find(peer);
+  if (it == rtt_.end()) {
+    // TODO(perf): bound this map by evicting peers not heard from for long.
+    it = rtt_.emplace(peer, RttEstimator(opt_.rto_initial, opt_.rto_min, opt_.rto_max)).first;
+  }
+  return it->second;
+}
+
+void Engine::send_datagram(const Header& h, std::span<const std::byte> payload, const Endpoint& to) {
+  const std::size_t n = wire::kHeaderSize + payload.size();
+  BROACH_ASSERT(n <= scratch_.size());
+  wire::encode_header(h, scratch_);
+  std::copy(payload.begin(), payload.end(), scratch_.begin() + wire::kHeaderSize);
+  transport_.send(to, std::span<const std::byte>(scratch_.data(), n));
+}
+
+void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags) {
+  Header h;
+  h.type = type;
+  h.flags = flags;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.message_id = id;
+  send_datagram(h, {}, to);
+}
+
+void Engine::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
+  Header h;
+  std::span<const std::byte> payload;
+  const auto err = wire::decode_datagram(data, opt_.max_message, h, payload);
+  if (err == wire::DecodeError::kTooLarge) {
+    // The header itself is sound (it was read before the size check): tell
+    // the other side clearly instead of letting it time out.
+    ++stats_.drops[static_cast<int>(err)];
+    reject_too_large(from, h);
+    return;
+  }
+  if (err != wire::DecodeError::kOk) {
+    ++stats_.drops[static_cast<int>(err)];
+    BROACH_LOG_DEBUG("drop datagram from {}: {}", from.to_string(), wire::decode_error_name(err));
+    return;
+  }
+  if (h.flags & wire::kFlagAuth) {
+    // Version 1 has no keys configured: an authenticated packet cannot be
+    // verified, so it is dropped rather than trusted.
+    ++stats_.drops_unexpected;
+    return;
+  }
+  switch (h.type) {
+    case MsgType::kRequest: handle_request(from, h, payload); break;
+    case MsgType::kResponse: handle_response(from, h, payload); break;
+    case MsgType::kInProgress: handle_in_progress(from, h); break;
+    case MsgType::kFragmentAck: handle_fragment_ack(from, h, payload); break;
+    case MsgType::kStatusQuery: handle_status_query(from, h); break;
+    case MsgType::kUnknownCall: handle_unknown_call(from, h); break;
+    default: ++stats_.drops_unexpected; break;  // membership types: not ours
+  }
+}
+
+void Engine::reject_too_large(const Endpoint& from, const Header& h) {
+  const std::string what = std::to_string(h.total_len) + " bytes exceeds maxMessageBytes " +
+                           std::to_string(opt_.max_message) + " of " +
+                           opt_.advertised.to_string();
+  if (h.type == MsgType::kRequest && h.fragment_index == 0) {
+    Bytes body;
+    wire::encode_response_error(Errc::kMessageTooLarge, "request of " + what, body);
+    Header rh;
+    rh.type = MsgType::kResponse;
+    rh.node_id = opt_.node_id;
+    rh.sender_ip = opt_.advertised.ip;
+    rh.sender_port = opt_.advertised.port;
+    rh.message_id = h.message_id;
+    rh.total_len = static_cast<std::uint32_t>(body.size());
+    rh.payload_len = static_cast<std::uint16_t>(body.size());
+    send_datagram(rh, body, from);
+  } else if (h.type == MsgType::kResponse) {
+    auto it = calls_.find(h.message_id);
+    if (it != calls_.end() && it->second.to == from) {
+      send_complete_ack(from, MsgType::kResponse, h.message_id, h.fragment_count);
+      finish_call(h.message_id, CallResult{Errc::kMessageTooLarge, {}, "response of " + what});
+    }
+  }
+}
+
+void Engine::schedule_housekeeping() {
+  housekeeping_ = loop_.run_after(kHousekeepingPeriod, [this] {
+    sweep_dedup();
+    sweep_partials();
+    schedule_housekeeping();
+  });
+}
+
+}  // namespace broach::reliable

@@ -1,0 +1,254 @@
+// Internal header. The reliable request/response protocol over a Transport.
+//
+// Layer: reliable. The Engine turns an unreliable datagram transport into
+// calls that end, every time, with a response or a typed error in time:
+//  - request/response where the response is the acknowledgement; the caller
+//    retransmits on an adaptive per-peer timeout with exponential backoff;
+//  - at-most-once execution: the provider remembers requests by (caller node
+//    id, request id): a duplicate of a running request gets kInProgress, a
+//    duplicate of a finished one gets the cached response again;
+//  - messages larger than one datagram are fragmented, sent with a window,
+//    selectively acknowledged (kFragmentAck) and selectively retransmitted;
+//  - the caller's remaining deadline travels with the request.
+// It knows nothing of services, threads or membership: a RequestHandler gets
+// each new request and later calls respond() exactly once.
+// Thread contract: owned by the loop thread; every method must be called on
+// it, and every callback (Completion, RequestHandler) is called on it.
+// docs/protocol.md describes the exchange in full.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/loop.hpp"
+#include "base/rng.hpp"
+#include "broach/error.hpp"
+#include "reliable/rtt_estimator.hpp"
+#include "transport/transport.hpp"
+#include "wire/header.hpp"
+#include "wire/payload.hpp"
+
+namespace broach::reliable {
+
+using wire::Bytes;
+using SharedBytes = std::shared_ptr<const Bytes>;
+
+struct EngineOptions {
+  std::uint64_t node_id = 1;           ///< this process life's id (random per start)
+  Endpoint advertised;                 ///< address peers should use for us
+  std::size_t max_datagram = 1472;     ///< UDP payload per datagram
+  std::uint64_t max_message = 64u << 20;
+  int send_window = 128;               ///< fragments beyond the lowest unacked one
+  Duration rto_initial = std::chrono::milliseconds(20);
+  Duration rto_min = std::chrono::milliseconds(2);
+  Duration rto_max = std::chrono::seconds(1);
+  Duration delivery_timeout = std::chrono::seconds(3);  ///< udpTimeOut: silence before giving up
+  std::size_t dedup_max_entries = 100000;
+  std::uint64_t dedup_max_bytes = 64u << 20;
+  std::uint64_t reassembly_max_bytes_per_peer = 128u << 20;
+  std::uint64_t reassembly_max_bytes_total = 512u << 20;
+};
+
+/// The outcome of a call, as seen by the caller.
+struct CallResult {
+  Errc code = Errc::kOk;
+  Bytes body;           ///< packed result (msgpack) when code == kOk
+  std::string message;  ///< error message otherwise
+};
+
+/// Identifies a received request so that its response can be sent later.
+struct RequestToken {
+  std::uint64_t node_id = 0;  ///< caller's node id
+  std::uint64_t message_id = 0;
+  Endpoint reply_to;
+};
+
+struct IncomingRequest {
+  RequestToken token;
+  std::string service;
+  Bytes args;            ///< one packed msgpack array
+  TimePoint deadline;    ///< on this loop's clock; TimePoint::max() when none
+};
+
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  /// A new (not duplicate) request. Called on the loop thread; must not
+  /// block. Exactly one Engine::respond() for the token must follow.
+  virtual void on_request(IncomingRequest&& request) = 0;
+};
+
+struct EngineStats {
+  std::uint64_t drops[static_cast<int>(wire::DecodeError::kCount_)] = {};
+  std::uint64_t drops_unexpected = 0;     ///< well-formed but fits no state (e.g. wrong peer)
+  std::uint64_t calls_started = 0, calls_ok = 0, calls_failed = 0;
+  std::uint64_t failures[32] = {};        ///< by Errc value
+  std::uint64_t requests_sent = 0, retransmits = 0, status_queries = 0;
+  std::uint64_t requests_received = 0, duplicate_requests = 0, in_progress_sent = 0;
+  std::uint64_t responses_sent = 0, responses_resent = 0, late_responses = 0;
+  std::uint64_t fragments_sent = 0, fragments_resent = 0, fragment_acks_sent = 0;
+  std::uint64_t fragment_acks_received = 0;
+  std::uint64_t reassembly_refused = 0, reassembly_expired = 0;
+  std::uint64_t dedup_entries = 0, dedup_bytes = 0, dedup_evicted = 0;
+  std::uint64_t unknown_call_replies = 0;
+};
+
+class Engine final : public DatagramReceiver {
+ public:
+  using Completion = std::function<void(CallResult&&)>;
+
+  /// `loop`, `transport` and `handler` must outlive the engine. Sets itself
+  /// as the transport's receiver.
+  Engine(Loop& loop, Transport& transport, const EngineOptions& options, RequestHandler* handler);
+  ~Engine() override;
+
+  /// Starts a call. `payload` is an encoded request body ([service, args]).
+  /// `done` runs exactly once, on the loop thread, with the response or an
+  /// error no later than `deadline` (plus timer latency).
+  void call(const Endpoint& to, Bytes payload, TimePoint deadline, Completion done);
+  /// Sends the response for a request delivered by on_request. `payload` is
+  /// an encoded response body. Caches it for duplicates.
+  void respond(const RequestToken& token, Bytes payload);
+  /// Completes every pending call with `code` (used at shutdown).
+  void fail_all(Errc code, const std::string& message);
+
+  void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
+
+  const EngineStats& stats() const { return stats_; }
+  std::size_t pending_calls() const { return calls_.size(); }
+  const EngineOptions& options() const { return opt_; }
+
+ private:
+  // Outgoing fragmented message (request or response), windowed, SACKed.
+  struct Transfer {
+    wire::MsgType type{};
+    std::uint64_t message_id = 0;
+    Endpoint to;
+    SharedBytes data;
+    std::uint32_t frag_size = 0, count = 0;
+    std::vector<std::uint8_t> acked;
+    std::vector<TimePoint> sent_at;
+    std::uint32_t acked_count = 0, cum = 0, next_new = 0;
+    std::uint32_t deadline_us = 0;
+    TimePoint last_progress{};
+    Duration rto{};
+    TimerId timer = kNoTimer;
+    bool done = false;     // every fragment acknowledged
+    bool gave_up = false;  // silent receiver for delivery_timeout
+  };
+  // A call this node made.
+  struct Call {
+    std::uint64_t id = 0;
+    Endpoint to;
+    SharedBytes payload;
+    TimePoint deadline{}, started{}, last_heard{};
+    Duration interval{};  // current retransmit / poll interval
+    int attempts = 0;
+    bool in_progress = false;   // the provider said it is running
+    bool request_delivered = false;  // provider holds the whole request
+    std::unique_ptr<Transfer> transfer;  // fragmented request
+    TimerId timer = kNoTimer;
+    Completion done;
+  };
+  // A request this node received (the at-most-once record).
+  struct DedupEntry {
+    bool finished = false;
+    SharedBytes response;    // null while running, or after eviction
+    TimePoint deadline{};    // the caller's deadline on our clock
+    Endpoint reply_to;
+    TimePoint expires{};     // valid once finished
+    TimePoint last_resend{};
+    std::unique_ptr<Transfer> transfer;  // fragmented response in flight
+  };
+  // A fragmented message being received.
+  struct Partial {
+    Endpoint from;
+    Bytes data;
+    std::vector<std::uint8_t> have;
+    std::uint32_t count = 0, frag_size = 0, received = 0, since_ack = 0, cum = 0;
+    std::uint32_t deadline_us = 0;
+    TimePoint last_activity{};
+  };
+  struct Key {
+    std::uint64_t a, b;
+    friend bool operator==(const Key&, const Key&) = default;
+    friend auto operator<=>(const Key&, const Key&) = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const noexcept {
+      return std::hash<std::uint64_t>{}(k.a * 0x9e3779b97f4a7c15ULL ^ k.b);
+    }
+  };
+
+  // engine_client.cpp
+  void start_call(Call& c);
+  void on_call_timer(std::uint64_t id);
+  void finish_call(std::uint64_t id, CallResult&& r);
+  void handle_response(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  void handle_in_progress(const Endpoint& from, const wire::Header& h);
+  void handle_unknown_call(const Endpoint& from, const wire::Header& h);
+  void complete_response(std::uint64_t id, std::span<const std::byte> payload);
+  // engine_server.cpp
+  void handle_request(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  void handle_status_query(const Endpoint& from, const wire::Header& h);
+  void deliver_request(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  void resend_response(DedupEntry& e, const Key& key, bool force);
+  void sweep_dedup();
+  void evict_for_bytes();
+  // engine_transfer.cpp
+  void send_message(wire::MsgType type, std::uint64_t id, const Endpoint& to, const SharedBytes& data,
+                    std::uint32_t deadline_us, std::unique_ptr<Transfer>* transfer_slot);
+  void pump(Transfer& t);
+  void send_fragment(Transfer& t, std::uint32_t index);
+  void on_transfer_timer(Transfer& t);
+  void handle_fragment_ack(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  void apply_ack(Transfer& t, const wire::FragmentAck& ack);
+  // Returns the completed message when `p` completes it; bounded memory.
+  bool accept_fragment(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p,
+                       Bytes& complete);
+  void send_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id, const Partial& part);
+  void send_complete_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id,
+                         std::uint32_t count);
+  void sweep_partials();
+  // engine.cpp
+  void send_control(wire::MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags = 0);
+  void send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Endpoint& to);
+  RttEstimator& rtt(const Endpoint& peer);
+  std::uint32_t frag_payload() const;
+  void schedule_housekeeping();
+  void reject_too_large(const Endpoint& from, const wire::Header& h);
+
+  Loop& loop_;
+  Transport& transport_;
+  EngineOptions opt_;
+  RequestHandler* handler_;
+  EngineStats stats_;
+  std::uint64_t next_id_ = 1;
+  Bytes scratch_;  // datagram assembly buffer, reused (no per-packet allocation)
+
+  std::unordered_map<std::uint64_t, Call> calls_;
+  std::unordered_map<Endpoint, RttEstimator> rtt_;
+  std::unordered_map<Key, DedupEntry, KeyHash> dedup_;
+  // Finished entries by expiry time (min-heap), for expiry and eviction.
+  std::priority_queue<std::pair<TimePoint, Key>, std::vector<std::pair<TimePoint, Key>>,
+                      std::greater<>>
+      dedup_expiry_;
+  // Entries whose response bytes were evicted (memory bound), by expiry.
+  std::priority_queue<std::pair<TimePoint, Key>, std::vector<std::pair<TimePoint, Key>>,
+                      std::greater<>>
+      tomb_expiry_;
+  // Partially received fragmented messages, key (sender node id, message id).
+  std::unordered_map<Key, Partial, KeyHash> partial_requests_;
+  std::unordered_map<Key, Partial, KeyHash> partial_responses_;
+  std::unordered_map<Endpoint, std::uint64_t> partial_bytes_by_peer_;
+  std::uint64_t partial_bytes_ = 0;
+  TimerId housekeeping_ = kNoTimer;
+};
+
+}  // namespace broach::reliable

@@ -1,0 +1,219 @@
+// Engine, provider side: at-most-once delivery of requests to the handler,
+// the dedup record, responses and their cache, status queries.
+#include <algorithm>
+
+#include "base/log.hpp"
+#include "reliable/engine.hpp"
+
+namespace broach::reliable {
+
+using wire::Header;
+using wire::MsgType;
+
+namespace {
+// How long a finished record outlives the caller's deadline. The caller never
+// sends after its deadline, so past this no duplicate can arrive; the margin
+// covers datagrams still in flight.
+constexpr Duration kNoDeadlineKeep = std::chrono::seconds(60);
+}  // namespace
+
+void Engine::handle_request(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
+  const Key k{h.node_id, h.message_id};
+  auto it = dedup_.find(k);
+  if (it != dedup_.end()) {
+    ++stats_.duplicate_requests;
+    DedupEntry& e = it->second;
+    if (h.fragment_count > 1) {
+      // A retransmitted fragment of a request we hold whole: the caller
+      // missed our final ack.
+      send_complete_ack(from, MsgType::kRequest, h.message_id, h.fragment_count);
+      return;
+    }
+    if (!e.finished) {
+      ++stats_.in_progress_sent;
+      send_control(MsgType::kInProgress, h.message_id, from);
+    } else {
+      resend_response(e, k, false);
+    }
+    return;
+  }
+  if (h.fragment_count == 1) {
+    deliver_request(from, h, p);
+    return;
+  }
+  Bytes whole;
+  if (accept_fragment(from, h, p, whole)) deliver_request(from, h, whole);
+}
+
+void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
+  const Key k{h.node_id, h.message_id};
+  const TimePoint now = loop_.now();
+  // Keep the at-most-once table bounded: make room by forgetting the
+  // finished records that expire first.
+  while (dedup_.size() >= opt_.dedup_max_entries &&
+         (!dedup_expiry_.empty() || !tomb_expiry_.empty())) {
+    auto& heap = !dedup_expiry_.empty() ? dedup_expiry_ : tomb_expiry_;
+    const Key victim = heap.top().second;
+    heap.pop();
+    auto v = dedup_.find(victim);
+    if (v == dedup_.end() || !v->second.finished) continue;
+    if (v->second.response) stats_.dedup_bytes -= v->second.response->size();
+    if (v->second.transfer) loop_.cancel(v->second.transfer->timer);
+    dedup_.erase(v);
+    ++stats_.dedup_evicted;
+  }
+  if (dedup_.size() >= opt_.dedup_max_entries) {
+    // Every record is a running call: refuse rather than forget one.
+    Bytes body;
+    wire::encode_response_error(Errc::kOverloaded, "too many calls in progress", body);
+    Header rh;
+    rh.type = MsgType::kResponse;
+    rh.node_id = opt_.node_id;
+    rh.sender_ip = opt_.advertised.ip;
+    rh.sender_port = opt_.advertised.port;
+    rh.message_id = h.message_id;
+    rh.total_len = static_cast<std::uint32_t>(body.size());
+    rh.payload_len = static_cast<std::uint16_t>(body.size());
+    send_datagram(rh, body, from);
+    return;
+  }
+  ++stats_.requests_received;
+  DedupEntry& e = dedup_[k];
+  e.reply_to = from;
+  e.deadline = h.deadline_us ? now + std::chrono::microseconds(h.deadline_us) : TimePoint::max();
+  stats_.dedup_entries = dedup_.size();
+
+  wire::RequestView rv;
+  RequestToken token{h.node_id, h.message_id, from};
+  if (!wire::decode_request(p, rv)) {
+    ++stats_.drops[static_cast<int>(wire::DecodeError::kBadPayload)];
+    Bytes body;
+    wire::encode_response_error(Errc::kProtocolError, "malformed request body", body);
+    respond(token, std::move(body));
+    return;
+  }
+  if (handler_ == nullptr) {
+    Bytes body;
+    wire::encode_response_error(Errc::kNotFound, std::string(rv.service), body);
+    respond(token, std::move(body));
+    return;
+  }
+  IncomingRequest req;
+  req.token = token;
+  req.service.assign(rv.service);
+  req.args.assign(rv.args.begin(), rv.args.end());
+  req.deadline = e.deadline;
+  handler_->on_request(std::move(req));
+}
+
+void Engine::respond(const RequestToken& token, Bytes payload) {
+  const Key k{token.node_id, token.message_id};
+  if (payload.size() > opt_.max_message) {
+    const std::string what = "response of " + std::to_string(payload.size()) +
+                             " bytes exceeds maxMessageBytes " + std::to_string(opt_.max_message);
+    payload.clear();
+    wire::encode_response_error(Errc::kMessageTooLarge, what, payload);
+  }
+  auto it = dedup_.find(k);
+  auto shared = std::make_shared<const Bytes>(std::move(payload));
+  ++stats_.responses_sent;
+  if (it == dedup_.end()) {
+    // The record was dropped (cannot happen for running calls, which are
+    // never evicted); answer anyway.
+    send_message(MsgType::kResponse, token.message_id, token.reply_to, shared, 0, nullptr);
+    return;
+  }
+  DedupEntry& e = it->second;
+  const TimePoint now = loop_.now();
+  e.finished = true;
+  e.response = shared;
+  e.last_resend = now;
+  e.expires = (e.deadline == TimePoint::max() ? now + kNoDeadlineKeep : std::max(e.deadline, now)) +
+              opt_.delivery_timeout;
+  stats_.dedup_bytes += shared->size();
+  dedup_expiry_.emplace(e.expires, k);
+  send_message(MsgType::kResponse, token.message_id, e.reply_to, shared, 0, &e.transfer);
+  evict_for_bytes();
+}
+
+void Engine::resend_response(DedupEntry& e, const Key& key, bool force) {
+  const TimePoint now = loop_.now();
+  if (e.transfer && !e.transfer->done && !e.transfer->gave_up) return;  // still sending it
+  // Rate limit: a burst of duplicates must not turn into a burst of
+  // (possibly large) responses.
+  if (!force && now - e.last_resend < rtt(e.reply_to).rto() / 2) return;
+  e.last_resend = now;
+  ++stats_.responses_resent;
+  if (!e.response) {
+    Bytes body;
+    wire::encode_response_error(Errc::kDeliveryTimeout,
+                                "the provider ran the call but no longer holds its response "
+                                "(response cache full)",
+                                body);
+    send_message(MsgType::kResponse, key.b, e.reply_to, std::make_shared<const Bytes>(std::move(body)),
+                 0, nullptr);
+    return;
+  }
+  send_message(MsgType::kResponse, key.b, e.reply_to, e.response, 0, &e.transfer);
+}
+
+void Engine::handle_status_query(const Endpoint& from, const Header& h) {
+  const Key k{h.node_id, h.message_id};
+  auto it = dedup_.find(k);
+  if (it != dedup_.end()) {
+    if (!it->second.finished) {
+      ++stats_.in_progress_sent;
+      send_control(MsgType::kInProgress, h.message_id, from);
+    } else {
+      resend_response(it->second, k, false);
+    }
+    return;
+  }
+  auto p = partial_requests_.find(k);
+  if (p != partial_requests_.end()) {
+    send_ack(from, MsgType::kRequest, h.message_id, p->second);
+    return;
+  }
+  ++stats_.unknown_call_replies;
+  send_control(MsgType::kUnknownCall, h.message_id, from);
+}
+
+void Engine::evict_for_bytes() {
+  while (stats_.dedup_bytes > opt_.dedup_max_bytes && !dedup_expiry_.empty()) {
+    const auto [when, key] = dedup_expiry_.top();
+    dedup_expiry_.pop();
+    auto it = dedup_.find(key);
+    if (it == dedup_.end() || !it->second.response) continue;
+    DedupEntry& e = it->second;
+    if (e.transfer && !e.transfer->done && !e.transfer->gave_up) {
+      // Still being sent; the transfer holds its own reference, but keep the
+      // record whole until then. Re-queue it slightly later.
+      dedup_expiry_.emplace(when, key);
+      break;
+    }
+    stats_.dedup_bytes -= e.response->size();
+    e.response.reset();
+    ++stats_.dedup_evicted;
+    tomb_expiry_.emplace(when, key);
+  }
+}
+
+void Engine::sweep_dedup() {
+  const TimePoint now = loop_.now();
+  for (auto* heap : {&dedup_expiry_, &tomb_expiry_}) {
+    while (!heap->empty() && heap->top().first <= now) {
+      const auto [when, key] = heap->top();
+      heap->pop();
+      auto it = dedup_.find(key);
+      if (it == dedup_.end() || !it->second.finished || it->second.expires != when) continue;
+      if (heap == &dedup_expiry_ && !it->second.response) continue;  // owned by tomb heap
+      DedupEntry& e = it->second;
+      if (e.transfer) loop_.cancel(e.transfer->timer);
+      if (e.response) stats_.dedup_bytes -= e.response->size();
+      dedup_.erase(it);
+    }
+  }
+  stats_.dedup_entries = dedup_.size();
+}
+
+}  // namespace broach::reliable

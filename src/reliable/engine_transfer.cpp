@@ -1,0 +1,303 @@
+// Engine, fragmentation: windowed sending of messages larger than one
+// datagram with selective acknowledgement and retransmission, and bounded
+// reassembly on the receiving side.
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.hpp"
+#include "reliable/engine.hpp"
+
+namespace broach::reliable {
+
+using wire::FragmentAck;
+using wire::Header;
+using wire::MsgType;
+
+namespace {
+// The receiver acknowledges every kAckEvery fragments, and more often once
+// it has seen a hole, so the sender's window keeps moving and losses are
+// repaired about one RTT after they happen.
+constexpr std::uint32_t kAckEvery = 8;
+constexpr std::uint32_t kAckEveryWithHole = 2;
+// Fragments resent at once when the retransmission timer fires.
+constexpr std::uint32_t kTimeoutBurst = 32;
+}  // namespace
+
+void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
+                          const SharedBytes& data, std::uint32_t deadline_us,
+                          std::unique_ptr<Transfer>* slot) {
+  const std::uint32_t fp = frag_payload();
+  if (data->size() <= fp) {
+    Header h;
+    h.type = type;
+    h.node_id = opt_.node_id;
+    h.sender_ip = opt_.advertised.ip;
+    h.sender_port = opt_.advertised.port;
+    h.message_id = id;
+    h.total_len = static_cast<std::uint32_t>(data->size());
+    h.payload_len = static_cast<std::uint16_t>(data->size());
+    h.deadline_us = deadline_us;
+    send_datagram(h, *data, to);
+    return;
+  }
+  if (slot == nullptr) return;  // callers only pass null for single datagrams
+  if (*slot) loop_.cancel((*slot)->timer);
+  auto t = std::make_unique<Transfer>();
+  t->type = type;
+  t->message_id = id;
+  t->to = to;
+  t->data = data;
+  t->frag_size = fp;
+  t->count = static_cast<std::uint32_t>((data->size() + fp - 1) / fp);
+  t->acked.assign(t->count, 0);
+  t->sent_at.assign(t->count, TimePoint{});
+  t->deadline_us = deadline_us;
+  t->last_progress = loop_.now();
+  t->rto = rtt(to).rto();
+  *slot = std::move(t);
+  pump(**slot);
+}
+
+void Engine::send_fragment(Transfer& t, std::uint32_t i) {
+  const std::size_t off = static_cast<std::size_t>(i) * t.frag_size;
+  const std::size_t len = std::min<std::size_t>(t.frag_size, t.data->size() - off);
+  Header h;
+  h.type = t.type;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.message_id = t.message_id;
+  h.fragment_index = i;
+  h.fragment_count = t.count;
+  h.total_len = static_cast<std::uint32_t>(t.data->size());
+  h.payload_len = static_cast<std::uint16_t>(len);
+  h.deadline_us = t.deadline_us;
+  if (t.sent_at[i] != TimePoint{}) ++stats_.fragments_resent;
+  t.sent_at[i] = loop_.now();
+  ++stats_.fragments_sent;
+  send_datagram(h, std::span<const std::byte>(t.data->data() + off, len), t.to);
+}
+
+void Engine::pump(Transfer& t) {
+  const auto window = static_cast<std::uint32_t>(opt_.send_window);
+  while (t.next_new < t.count && t.next_new < t.cum + window) send_fragment(t, t.next_new++);
+  if (t.timer == kNoTimer && !t.done) {
+    Transfer* tp = &t;  // owned by a Call or DedupEntry, which cancel this timer
+    t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
+  }
+}
+
+void Engine::on_transfer_timer(Transfer& t) {
+  t.timer = kNoTimer;
+  if (t.done || t.gave_up) return;
+  const TimePoint now = loop_.now();
+  if (now - t.last_progress >= opt_.delivery_timeout) {
+    // The receiver went silent. A request's call fails on its own timer; a
+    // response stays cached for a later status query to restart it.
+    t.gave_up = true;
+    return;
+  }
+  std::uint32_t resent = 0;
+  for (std::uint32_t i = t.cum; i < t.next_new && resent < kTimeoutBurst; ++i) {
+    if (!t.acked[i]) {
+      send_fragment(t, i);
+      ++resent;
+    }
+  }
+  t.rto = std::min(t.rto * 2, opt_.rto_max);
+  Transfer* tp = &t;
+  t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
+}
+
+void Engine::handle_fragment_ack(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
+  FragmentAck ack;
+  if (!wire::decode_fragment_ack(p, ack)) {
+    ++stats_.drops[static_cast<int>(wire::DecodeError::kBadPayload)];
+    return;
+  }
+  ++stats_.fragment_acks_received;
+  if (h.flags & wire::kFlagForResponse) {
+    auto it = dedup_.find(Key{h.node_id, h.message_id});
+    if (it == dedup_.end() || !it->second.transfer || it->second.reply_to != from) {
+      ++stats_.drops_unexpected;
+      return;
+    }
+    apply_ack(*it->second.transfer, ack);
+    return;
+  }
+  auto it = calls_.find(h.message_id);
+  if (it == calls_.end() || it->second.to != from || !it->second.transfer) {
+    ++stats_.drops_unexpected;
+    return;
+  }
+  Call& c = it->second;
+  c.last_heard = loop_.now();
+  apply_ack(*c.transfer, ack);
+  if (c.transfer->done) c.request_delivered = true;
+}
+
+void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
+  if (t.done) return;
+  const TimePoint now = loop_.now();
+  const std::uint32_t upto =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(t.count, std::uint64_t{ack.cumulative} + FragmentAck::kSackBits));
+  bool progress = false;
+  std::uint32_t highest = 0;
+  for (std::uint32_t i = t.cum; i < upto; ++i) {
+    if (ack.has(i)) {
+      highest = i + 1;
+      if (!t.acked[i]) {
+        t.acked[i] = 1;
+        ++t.acked_count;
+        progress = true;
+      }
+    }
+  }
+  while (t.cum < t.count && t.acked[t.cum]) ++t.cum;
+  if (progress) {
+    t.last_progress = now;
+    t.rto = rtt(t.to).rto();
+  }
+  if (t.acked_count == t.count) {
+    t.done = true;
+    loop_.cancel(t.timer);
+    t.timer = kNoTimer;
+    return;
+  }
+  // Fast retransmit: a hole below a fragment the receiver has is lost,
+  // unless it was (re)sent too recently for its ack to have come back.
+  const Duration fresh = std::max(rtt(t.to).srtt(), opt_.rto_min);
+  for (std::uint32_t i = t.cum; i + 1 < highest && i < t.next_new; ++i) {
+    if (!t.acked[i] && now - t.sent_at[i] >= fresh) send_fragment(t, i);
+  }
+  if (progress) {
+    loop_.cancel(t.timer);
+    t.timer = kNoTimer;
+  }
+  pump(t);
+}
+
+bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<const std::byte> p,
+                             Bytes& complete) {
+  auto& map = h.type == MsgType::kRequest ? partial_requests_ : partial_responses_;
+  const Key k{h.node_id, h.message_id};
+  const TimePoint now = loop_.now();
+  auto it = map.find(k);
+  if (it == map.end()) {
+    // Memory bound: a partial message reserves its whole size up front, per
+    // sending peer and in total, so a flood of first fragments cannot make
+    // this node allocate without limit.
+    auto& peer_bytes = partial_bytes_by_peer_[from];
+    if (peer_bytes + h.total_len > opt_.reassembly_max_bytes_per_peer ||
+        partial_bytes_ + h.total_len > opt_.reassembly_max_bytes_total) {
+      ++stats_.reassembly_refused;
+      if (peer_bytes == 0) partial_bytes_by_peer_.erase(from);
+      return false;
+    }
+    Partial part;
+    part.from = from;
+    part.count = h.fragment_count;
+    part.frag_size = h.fragment_index + 1 < h.fragment_count
+                         ? h.payload_len
+                         : (h.total_len - h.payload_len) / (h.fragment_count - 1);
+    if (static_cast<std::uint64_t>(part.frag_size) * (part.count - 1) >= h.total_len) {
+      ++stats_.drops[static_cast<int>(wire::DecodeError::kBadTotalLength)];
+      return false;
+    }
+    part.data.resize(h.total_len);
+    part.have.assign(part.count, 0);
+    part.deadline_us = h.deadline_us;
+    peer_bytes += h.total_len;
+    partial_bytes_ += h.total_len;
+    it = map.emplace(k, std::move(part)).first;
+  }
+  Partial& part = it->second;
+  const std::uint32_t i = h.fragment_index;
+  const std::size_t off = static_cast<std::size_t>(i) * part.frag_size;
+  const std::size_t expect =
+      i + 1 < part.count ? part.frag_size : part.data.size() - static_cast<std::size_t>(part.frag_size) * (part.count - 1);
+  if (h.fragment_count != part.count || h.total_len != part.data.size() || part.from != from ||
+      h.payload_len != expect) {
+    ++stats_.drops[static_cast<int>(wire::DecodeError::kBadFragment)];
+    return false;
+  }
+  part.last_activity = now;
+  if (part.have[i]) {
+    // A repeat: the sender has not seen our acks. Tell it what we hold.
+    send_ack(from, h.type, h.message_id, part);
+    return false;
+  }
+  std::memcpy(part.data.data() + off, p.data(), expect);
+  part.have[i] = 1;
+  ++part.received;
+  ++part.since_ack;
+  while (part.cum < part.count && part.have[part.cum]) ++part.cum;
+  if (part.received == part.count) {
+    complete = std::move(part.data);
+    partial_bytes_ -= complete.size();
+    auto pb = partial_bytes_by_peer_.find(from);
+    if (pb != partial_bytes_by_peer_.end() && (pb->second -= complete.size()) == 0) {
+      partial_bytes_by_peer_.erase(pb);
+    }
+    const std::uint32_t count = part.count;
+    map.erase(it);
+    send_complete_ack(from, h.type, h.message_id, count);
+    return true;
+  }
+  const bool hole = i > part.cum;
+  if (part.since_ack >= kAckEvery || (hole && part.since_ack >= kAckEveryWithHole)) {
+    send_ack(from, h.type, h.message_id, part);
+  }
+  return false;
+}
+
+void Engine::send_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id, const Partial& part) {
+  FragmentAck ack;
+  ack.cumulative = part.cum;
+  for (std::uint32_t j = 0; j < FragmentAck::kSackBits && part.cum + j < part.count; ++j) {
+    if (part.have[part.cum + j]) ack.set(part.cum + j);
+  }
+  const_cast<Partial&>(part).since_ack = 0;
+  std::byte body[FragmentAck::kSize];
+  wire::encode_fragment_ack(ack, body);
+  Header h;
+  h.type = MsgType::kFragmentAck;
+  h.flags = acked_type == MsgType::kResponse ? wire::kFlagForResponse : 0;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.message_id = id;
+  h.total_len = FragmentAck::kSize;
+  h.payload_len = FragmentAck::kSize;
+  ++stats_.fragment_acks_sent;
+  send_datagram(h, body, to);
+}
+
+void Engine::send_complete_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id,
+                               std::uint32_t count) {
+  Partial done;
+  done.count = count;
+  done.cum = count;
+  send_ack(to, acked_type, id, done);
+}
+
+void Engine::sweep_partials() {
+  const TimePoint now = loop_.now();
+  for (auto* map : {&partial_requests_, &partial_responses_}) {
+    for (auto it = map->begin(); it != map->end();) {
+      if (now - it->second.last_activity < opt_.delivery_timeout) {
+        ++it;
+        continue;
+      }
+      partial_bytes_ -= it->second.data.size();
+      auto pb = partial_bytes_by_peer_.find(it->second.from);
+      if (pb != partial_bytes_by_peer_.end() && (pb->second -= it->second.data.size()) == 0) {
+        partial_bytes_by_peer_.erase(pb);
+      }
+      ++stats_.reassembly_expired;
+      it = map->erase(it);
+    }
+  }
+}
+
+}  // namespace broach::reliable

@@ -1,0 +1,230 @@
+#include "sim/sim_network.hpp"
+
+#include <sstream>
+
+#include "base/assert.hpp"
+
+namespace broach::sim {
+namespace {
+constexpr std::size_t kTraceLines = 2000;
+}
+
+// --- SimLoop / SimTransport: thin views onto the network -------------------
+
+TimePoint SimLoop::now() const { return net_.now_; }
+
+TimerId SimLoop::run_at(TimePoint when, Task task) {
+  auto& n = *net_.nodes_[node_];
+  const TimerId id = net_.next_timer_++;
+  n.live_timers.insert(id);
+  SimNetwork::Pending p;
+  p.node = node_;
+  p.epoch = n.epoch;
+  p.timer = id;
+  p.task = std::move(task);
+  net_.schedule(when < net_.now_ ? net_.now_ : when, std::move(p));
+  return id;
+}
+
+void SimLoop::cancel(TimerId id) { net_.nodes_[node_]->live_timers.erase(id); }
+
+void SimLoop::post(Task task) {
+  SimNetwork::Pending p;
+  p.node = node_;
+  p.epoch = net_.nodes_[node_]->epoch;
+  p.task = std::move(task);
+  net_.schedule(net_.now_, std::move(p));
+}
+
+bool SimTransport::send(const Endpoint& to, std::span<const std::byte> data) {
+  return net_.send_from(node_, to, data);
+}
+
+// --- SimNetwork --------------------------------------------------------------
+
+SimNetwork::SimNetwork(std::uint64_t seed) : seed_(seed), rng_(seed) {}
+SimNetwork::~SimNetwork() = default;
+
+SimNetwork::Node SimNetwork::add_node(const Endpoint& addr) {
+  BROACH_ASSERT(!by_addr_.count(addr));
+  const auto idx = static_cast<std::uint32_t>(nodes_.size());
+  auto n = std::make_unique<NodeState>();
+  n->addr = addr;
+  n->loop.reset(new SimLoop(*this, idx));
+  n->transport.reset(new SimTransport(*this, idx, addr));
+  Node out{n->loop.get(), n->transport.get()};
+  nodes_.push_back(std::move(n));
+  by_addr_[addr] = idx;
+  return out;
+}
+
+void SimNetwork::set_link(const Endpoint& from, const Endpoint& to, const LinkPolicy& p) {
+  links_[{from.key(), to.key()}] = p;
+}
+
+void SimNetwork::partition(const std::vector<Endpoint>& a, const std::vector<Endpoint>& b) {
+  for (auto& e : a) {
+    auto it = by_addr_.find(e);
+    if (it != by_addr_.end()) nodes_[it->second]->group = 1;
+  }
+  for (auto& e : b) {
+    auto it = by_addr_.find(e);
+    if (it != by_addr_.end()) nodes_[it->second]->group = 2;
+  }
+  trace("partition");
+}
+
+void SimNetwork::block(const Endpoint& from, const Endpoint& to) {
+  blocked_[{from.key(), to.key()}] = true;
+}
+
+void SimNetwork::heal() {
+  for (auto& n : nodes_) n->group = 0;
+  blocked_.clear();
+  trace("heal");
+}
+
+void SimNetwork::crash(const Endpoint& addr) {
+  auto& n = *nodes_.at(by_addr_.at(addr));
+  n.crashed = true;
+  ++n.epoch;
+  n.live_timers.clear();
+  trace("crash " + addr.to_string());
+}
+
+void SimNetwork::restart(const Endpoint& addr) {
+  auto& n = *nodes_.at(by_addr_.at(addr));
+  n.crashed = false;
+  ++n.epoch;
+  n.live_timers.clear();
+  trace("restart " + addr.to_string());
+}
+
+const LinkPolicy& SimNetwork::policy(const Endpoint& from, const Endpoint& to) const {
+  if (links_.empty()) return default_policy_;
+  auto it = links_.find({from.key(), to.key()});
+  return it == links_.end() ? default_policy_ : it->second;
+}
+
+void SimNetwork::schedule(TimePoint when, Pending p) {
+  const auto seq = seq_++;
+  pending_.emplace(seq, std::move(p));
+  queue_.push(Event{when, seq});
+}
+
+bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<const std::byte> data) {
+  auto& src = *nodes_[node];
+  ++stats_.sent;
+  auto describe = [&] { return describe_ ? describe_(data) : std::to_string(data.size()) + "B"; };
+  if (src.crashed) return false;
+  if (on_send_ && on_send_(src.addr, to, data) == Verdict::kDrop) {
+    ++stats_.lost;
+    trace("hook-drop " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+    return true;
+  }
+  auto dst_it = by_addr_.find(to);
+  if (dst_it != by_addr_.end()) {
+    const auto& dst = *nodes_[dst_it->second];
+    if ((src.group != 0 && dst.group != 0 && src.group != dst.group) ||
+        (!blocked_.empty() && blocked_.count({src.addr.key(), to.key()}))) {
+      ++stats_.partitioned;
+      trace("cut " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+      return true;
+    }
+  }
+  const auto& pol = policy(src.addr, to);
+  if (rng_.chance(pol.loss)) {
+    ++stats_.lost;
+    trace("lost " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+    return true;
+  }
+  const int copies = rng_.chance(pol.duplicate) ? 2 : 1;
+  if (copies == 2) ++stats_.duplicated;
+  for (int c = 0; c < copies; ++c) {
+    Duration d = pol.delay;
+    if (pol.jitter.count() > 0) {
+      d += Duration(static_cast<Duration::rep>(rng_.below(static_cast<std::uint64_t>(pol.jitter.count()) + 1)));
+    }
+    if (rng_.chance(pol.reorder)) {
+      // Held back by up to three base delays: later datagrams overtake it.
+      ++stats_.reordered;
+      d += Duration(static_cast<Duration::rep>(
+          rng_.below(static_cast<std::uint64_t>(3 * pol.delay.count()) + 1)));
+    }
+    if (dst_it == by_addr_.end()) continue;  // nobody there: vanishes like UDP
+    Pending p;
+    p.node = dst_it->second;
+    p.epoch = nodes_[p.node]->epoch;
+    p.from = src.addr;
+    p.data.assign(data.begin(), data.end());
+    schedule(now_ + d, std::move(p));
+  }
+  trace("send " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+  return true;
+}
+
+bool SimNetwork::step() {
+  while (!queue_.empty()) {
+    const Event ev = queue_.top();
+    queue_.pop();
+    auto it = pending_.find(ev.seq);
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    now_ = ev.when;
+    auto& n = *nodes_[p.node];
+    if (p.epoch != n.epoch) continue;  // belongs to a crashed life
+    if (p.timer != kNoTimer) {
+      if (!n.live_timers.erase(p.timer)) continue;  // cancelled
+      p.task();
+      return true;
+    }
+    if (p.task) {
+      p.task();
+      return true;
+    }
+    if (n.crashed) {
+      ++stats_.to_crashed;
+      continue;
+    }
+    ++stats_.delivered;
+    if (n.transport->receiver_ != nullptr) n.transport->receiver_->on_datagram(p.from, p.data);
+    return true;
+  }
+  return false;
+}
+
+void SimNetwork::run_for(Duration d) {
+  const TimePoint end = now_ + d;
+  while (!queue_.empty() && queue_.top().when <= end) step();
+  if (now_ < end) now_ = end;
+}
+
+bool SimNetwork::run_until(const std::function<bool()>& pred, Duration limit) {
+  const TimePoint end = now_ + limit;
+  while (!pred()) {
+    if (queue_.empty() || queue_.top().when > end) {
+      if (now_ < end) now_ = end;
+      return pred();
+    }
+    step();
+  }
+  return true;
+}
+
+void SimNetwork::trace(std::string line) {
+  if (trace_.size() >= kTraceLines) trace_.pop_front();
+  std::ostringstream os;
+  os << std::chrono::duration_cast<std::chrono::microseconds>(now_.time_since_epoch()).count()
+     << "us " << line;
+  trace_.push_back(os.str());
+}
+
+std::string SimNetwork::trace_tail(std::size_t lines) const {
+  std::ostringstream os;
+  os << "sim seed=" << seed_ << ", last " << std::min(lines, trace_.size()) << " events:\n";
+  const std::size_t start = trace_.size() > lines ? trace_.size() - lines : 0;
+  for (std::size_t i = start; i < trace_.size(); ++i) os << "  " << trace_[i] << "\n";
+  return os.str();
+}
+
+}  // namespace broach::sim

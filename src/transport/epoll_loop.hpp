@@ -1,0 +1,83 @@
+// Internal header. The real event loop: epoll, an eventfd for cross-thread
+// posts, and a timer heap with nanosecond deadlines (epoll_pwait2).
+//
+// Layer: transport. One EpollLoop per thread ("one loop per thread"): run()
+// executes on the calling thread until stop(); start_thread() runs it on its
+// own thread. Thread contract: post() and stop() are safe from any thread;
+// everything else must be called on the loop thread (or before it starts).
+// It does not own the fds registered with it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <queue>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/loop.hpp"
+
+namespace broach {
+
+class EpollLoop final : public Loop {
+ public:
+  EpollLoop();
+  ~EpollLoop() override;
+  EpollLoop(const EpollLoop&) = delete;
+  EpollLoop& operator=(const EpollLoop&) = delete;
+
+  TimePoint now() const override;
+  TimerId run_at(TimePoint when, Task task) override;
+  void cancel(TimerId id) override;
+  void post(Task task) override;
+  bool in_loop_thread() const override;
+
+  /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered).
+  void add_fd(int fd, std::function<void()> on_readable);
+  void remove_fd(int fd);
+  /// Called after each batch of events, before sleeping (used to flush sends).
+  void set_idle_hook(std::function<void()> hook) { idle_hook_ = std::move(hook); }
+
+  /// Runs the loop on the calling thread until stop().
+  void run();
+  /// Starts a thread running run(); returns once the loop is running.
+  void start_thread(const char* name = "broach-loop");
+  /// Asks the loop to finish; joins the thread when start_thread() made one.
+  /// Posted tasks still queued are run before run() returns.
+  void stop();
+
+ private:
+  struct TimerEntry {
+    TimePoint when;
+    std::uint64_t seq;
+    TimerId id;
+    bool operator>(const TimerEntry& o) const {
+      return when != o.when ? when > o.when : seq > o.seq;
+    }
+  };
+  void wake();
+  void run_posted();
+  void run_due_timers();
+  int wait_timeout_ns() const;
+
+  int epfd_ = -1;
+  int wakefd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<std::thread::id> loop_thread_{};
+  std::thread thread_;
+
+  std::mutex post_mu_;
+  std::vector<Task> posted_;  // guarded by post_mu_
+  bool wake_pending_ = false;  // guarded by post_mu_
+
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> heap_;
+  std::unordered_map<TimerId, Task> timers_;
+  TimerId next_timer_ = 1;
+  std::uint64_t seq_ = 0;
+  std::unordered_map<int, std::function<void()>> fds_;
+  std::function<void()> idle_hook_;
+};
+
+}  // namespace broach

@@ -1,0 +1,38 @@
+// Internal header. The datagram seam: the one interface between protocol
+// logic and the network.
+//
+// Layer: transport. Implementations: UdpTransport (real sockets, epoll) and
+// SimTransport (sim/, in-memory with loss, duplication, reordering, delay and
+// partitions on virtual time). A transport moves datagrams and knows nothing
+// about messages: it is unreliable by contract (a send may be lost silently).
+// Thread contract: every method is called on the owning loop's thread, and
+// the receiver is called there too.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "transport/endpoint.hpp"
+
+namespace broach {
+
+class DatagramReceiver {
+ public:
+  virtual ~DatagramReceiver() = default;
+  /// One datagram from `from`. `data` is valid only during the call.
+  virtual void on_datagram(const Endpoint& from, std::span<const std::byte> data) = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  /// The address this transport receives on.
+  virtual Endpoint local() const = 0;
+  /// Sends one datagram; best effort. Returns false when the datagram was
+  /// dropped locally (e.g. socket buffer full), which the caller may count.
+  virtual bool send(const Endpoint& to, std::span<const std::byte> data) = 0;
+  /// Sets the receiver (non-owning; must outlive the transport's use).
+  virtual void set_receiver(DatagramReceiver* receiver) = 0;
+};
+
+}  // namespace broach

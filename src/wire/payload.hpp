@@ -1,0 +1,71 @@
+// Internal header. Message bodies of protocol version 1.
+//
+// Layer: wire (pure functions, no I/O). A request body is the MessagePack
+// array [service: str, args: array]; a response body is [code: uint, body]
+// where body is the packed result when code == 0 and an error message string
+// otherwise. Only the outer framing is parsed here; `args` and the result
+// stay packed, so a typed stub or a dynamic (JSON) client can unpack them.
+// A fragment ack body is fixed binary (see FragmentAck).
+// Thread contract: stateless functions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "broach/error.hpp"
+
+namespace broach::wire {
+
+using Bytes = std::vector<std::byte>;
+
+struct RequestView {
+  std::string_view service;        ///< view into the payload
+  std::span<const std::byte> args; ///< one packed msgpack array
+};
+
+struct ResponseView {
+  Errc code = Errc::kOk;
+  std::span<const std::byte> body;  ///< packed result (code kOk) or packed message
+  std::string message;              ///< error message when code != kOk
+};
+
+/// Appends [service, args] to `out`. `args` must be one packed msgpack array.
+void encode_request(std::string_view service, std::span<const std::byte> args, Bytes& out);
+bool decode_request(std::span<const std::byte> payload, RequestView& out) noexcept;
+
+/// Appends [0, result] to `out`; `result` is one packed msgpack object.
+void encode_response_ok(std::span<const std::byte> result, Bytes& out);
+/// Appends [code, message] to `out`.
+void encode_response_error(Errc code, std::string_view message, Bytes& out);
+bool decode_response(std::span<const std::byte> payload, ResponseView& out);
+
+/// Selective acknowledgement of a fragmented message: every fragment below
+/// `cumulative` arrived, and bit i of `sack` says fragment cumulative+i arrived.
+struct FragmentAck {
+  static constexpr std::size_t kSackBits = 256;
+  static constexpr std::size_t kSize = 4 + kSackBits / 8;
+  std::uint32_t cumulative = 0;
+  std::uint8_t sack[kSackBits / 8] = {};
+  bool has(std::uint32_t index) const noexcept {
+    if (index < cumulative) return true;
+    const std::uint64_t off = static_cast<std::uint64_t>(index) - cumulative;
+    return off < kSackBits && (sack[off / 8] >> (off % 8)) & 1;
+  }
+  void set(std::uint32_t index) noexcept {
+    const std::uint64_t off = static_cast<std::uint64_t>(index) - cumulative;
+    if (index >= cumulative && off < kSackBits) sack[off / 8] |= static_cast<std::uint8_t>(1u << (off % 8));
+  }
+};
+void encode_fragment_ack(const FragmentAck& ack, std::span<std::byte> out) noexcept;  // out.size() >= kSize
+bool decode_fragment_ack(std::span<const std::byte> payload, FragmentAck& out) noexcept;
+
+/// Length of one complete msgpack object at the start of `data`, or 0 when
+/// `data` does not start with a complete, well-formed object. Bounded work:
+/// nesting deeper than 64 is rejected.
+std::size_t msgpack_object_size(std::span<const std::byte> data) noexcept;
+
+}  // namespace broach::wire
