@@ -203,4 +203,11 @@ void Engine::handle_unknown_call(const Endpoint& from, const Header& h) {
   start_call(c);
 }
 
+void Engine::fail_all(Errc code, const std::string& message) {
+  std::vector<std::uint64_t> ids;
+  ids.reserve(calls_.size());
+  for (const auto& [id, c] : calls_) ids.push_back(id);
+  for (auto id : ids) finish_call(id, CallResult{code, {}, message});
+}
+
 }  // namespace broach::reliable

@@ -1,0 +1,127 @@
+// Public header. A BroachRpc node: one UDP endpoint, its event-loop thread,
+// its worker pool, the services it provides and the calls it makes.
+//
+// Thread contract: every method is safe from any thread. Callbacks of async
+// calls run on the node's loop thread and must not block; block in your own
+// thread on the future form instead. Destroying a node stops it: pending
+// calls end with kShutdown, queued requests are answered with kShutdown.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "broach/codec.hpp"
+#include "broach/config.hpp"
+#include "broach/endpoint.hpp"
+#include "broach/error.hpp"
+
+namespace broach {
+
+/// Options of one call; the defaults come from the node's config.
+struct CallOptions {
+  /// End-to-end limit; default params.rpcTimeOut.
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+/// The raw outcome of a call: a packed result or an error.
+using RawResult = Result<Bytes>;
+
+struct NodeStats {
+  std::uint64_t calls_made = 0, calls_ok = 0, calls_failed = 0;
+  std::uint64_t requests_received = 0, handlers_run = 0, handler_errors = 0;
+  std::uint64_t expired_in_queue = 0;   ///< dropped unrun: caller's deadline passed while queued
+  std::uint64_t rejected_overloaded = 0;
+  std::uint64_t retransmits = 0, duplicate_requests = 0, datagrams_dropped = 0;
+};
+
+class Node {
+ public:
+  /// Binds params.rpcIp:rpcPort, starts the loop thread and the worker pool.
+  /// Throws Error (kBadConfig, kIoError with the address) on failure.
+  explicit Node(Config config);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  /// The address peers reach this node at (resolved when rpcPort was 0).
+  Endpoint address() const;
+  const Config& config() const;
+
+  /// Registers `fn` under `name`; its argument and result types define the
+  /// wire types. Replaces an earlier registration of the same name.
+  template <class F>
+  void provide(std::string name, F fn) {
+    provide_raw(std::move(name), detail::make_raw_handler(std::move(fn)));
+  }
+  void provide_raw(std::string name, RawHandler handler);
+  /// Removes a service; false when it was not registered.
+  bool withdraw(const std::string& name);
+
+  /// Calls `service` at `to`, blocking until the result or an Error.
+  template <class R, class... A>
+  R call(const Endpoint& to, const std::string& service, const A&... args) {
+    return call_with<R>(to, service, CallOptions{}, args...);
+  }
+  template <class R, class... A>
+  R call_with(const Endpoint& to, const std::string& service, const CallOptions& opts,
+              const A&... args) {
+    Bytes body = call_raw(to, service, detail::pack_args(args...), opts).value();
+    return detail::unpack_value<R>(body);
+  }
+  /// Asynchronous typed call: the future never throws; it holds a Result.
+  template <class R, class... A>
+  std::future<Result<R>> call_async(const Endpoint& to, const std::string& service,
+                                    const A&... args) {
+    auto promise = std::make_shared<std::promise<Result<R>>>();
+    auto fut = promise->get_future();
+    call_raw_async(to, service, detail::pack_args(args...), CallOptions{},
+                   [promise](RawResult r) { promise->set_value(convert<R>(std::move(r))); });
+    return fut;
+  }
+  /// Asynchronous typed call with a callback (runs on the loop thread).
+  template <class R, class... A>
+  void call_then(const Endpoint& to, const std::string& service,
+                 std::function<void(Result<R>)> done, const A&... args) {
+    call_raw_async(to, service, detail::pack_args(args...), CallOptions{},
+                   [done = std::move(done)](RawResult r) { done(convert<R>(std::move(r))); });
+  }
+
+  /// Untyped forms: `args` is one packed msgpack array.
+  RawResult call_raw(const Endpoint& to, const std::string& service, Bytes args,
+                     const CallOptions& opts = {});
+  void call_raw_async(const Endpoint& to, const std::string& service, Bytes args,
+                      const CallOptions& opts, std::function<void(RawResult)> done);
+
+  NodeStats stats() const;
+  /// Stops the node (idempotent); the destructor calls it.
+  void stop();
+
+ private:
+  template <class R>
+  static Result<R> convert(RawResult r) {
+    if (!r.ok()) return r.error();
+    try {
+      if constexpr (std::is_void_v<R>) {
+        return Result<R>();
+      } else {
+        return detail::unpack_value<R>(r.value());
+      }
+    } catch (const Error& e) {
+      return e;
+    }
+  }
+
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Starts a node from a config file, as the seed's BroachFramework.run(path):
+/// returns at once with the node running in the background.
+std::unique_ptr<Node> run(const std::string& config_path);
+
+}  // namespace broach

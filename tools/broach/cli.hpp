@@ -1,0 +1,41 @@
+// The broach command-line tool: subcommand registration and shared helpers.
+// Exit codes (docs/cli.md): 0 success; 1 usage error; 2 configuration error;
+// 3 the call failed (the error kind is printed); 4 runtime/system error.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "broach/config.hpp"
+#include "broach/node.hpp"
+
+namespace broach::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitUsage = 1;
+inline constexpr int kExitConfig = 2;
+inline constexpr int kExitCallFailed = 3;
+inline constexpr int kExitRuntime = 4;
+
+/// Flags shared by commands that start a node.
+struct NodeFlags {
+  std::string config_file;
+  ConfigOverrides overrides;
+  std::vector<std::string> seeds;
+  std::string ip;
+  int port = -1;
+  std::string name;
+  std::string log_level;
+};
+void add_node_flags(CLI::App& cmd, NodeFlags& f);
+/// Loads the file (or the embedded default) and applies the flags. Throws Error{kBadConfig}.
+Config build_config(NodeFlags& f);
+
+void register_node(CLI::App& app, int& exit_code);
+void register_call(CLI::App& app, int& exit_code);
+/// echo, add, sleep, whoami.
+void provide_demo_services(Node& node);
+
+}  // namespace broach::cli
