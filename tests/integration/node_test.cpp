@@ -1,0 +1,223 @@
+// Nodes on real UDP sockets on loopback, in one process: typed calls,
+// async forms, errors, overload and expired-deadline handling.
+#include "broach/node.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <map>
+#include <thread>
+
+namespace broach {
+namespace {
+
+struct Point {
+  int x = 0;
+  int y = 0;
+  std::string label;
+  MSGPACK_DEFINE(x, y, label)
+  friend bool operator==(const Point&, const Point&) = default;
+};
+
+Config loopback_config() {
+  Config c = default_config();
+  c.rpc_ip = "127.0.0.1";
+  c.rpc_port = 0;
+  c.log_level = "warn";
+  return c;
+}
+
+TEST(Node, TypedCallsRoundTripCommonTypes) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  server.provide("concat", [](const std::string& a, const std::string& b) { return a + b; });
+  server.provide("sum", [](const std::vector<double>& v) {
+    double s = 0;
+    for (double d : v) s += d;
+    return s;
+  });
+  server.provide("invert", [](const std::map<std::string, int>& m) {
+    std::map<int, std::string> out;
+    for (auto& [k, v] : m) out[v] = k;
+    return out;
+  });
+  server.provide("mirror", [](Point p) { return Point{p.y, p.x, p.label + "!"}; });
+  server.provide("nothing", [] {});
+  const Endpoint to = server.address();
+  EXPECT_EQ(client.call<int>(to, "add", 1, 2), 3);
+  EXPECT_EQ(client.call<std::string>(to, "concat", std::string("ab"), std::string("cd")), "abcd");
+  EXPECT_DOUBLE_EQ(client.call<double>(to, "sum", std::vector<double>{1.5, 2.5}), 4.0);
+  auto inv = client.call<std::map<int, std::string>>(to, "invert", std::map<std::string, int>{{"a", 1}});
+  EXPECT_EQ(inv.at(1), "a");
+  EXPECT_EQ(client.call<Point>(to, "mirror", Point{1, 2, "p"}), (Point{2, 1, "p!"}));
+  client.call<void>(to, "nothing");
+}
+
+TEST(Node, AsyncFutureAndCallback) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  auto fut = client.call_async<int>(server.address(), "add", 20, 22);
+  auto r = fut.get();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value(), 42);
+  std::promise<int> got;
+  client.call_then<int>(server.address(), "add", [&](Result<int> res) { got.set_value(res.value()); }, 1, 1);
+  EXPECT_EQ(got.get_future().get(), 2);
+}
+
+TEST(Node, ErrorsAreTyped) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("boom", []() -> int { throw std::runtime_error("kaput"); });
+  server.provide("add", [](int a, int b) { return a + b; });
+  try {
+    client.call<int>(server.address(), "boom");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kRemoteError);
+    EXPECT_EQ(e.message(), "kaput");
+  }
+  try {
+    client.call<int>(server.address(), "work02", 1, 2);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kNotFound);
+  }
+  try {
+    client.call<int>(server.address(), "add", std::string("x"), 2);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadArguments);
+  }
+  try {
+    client.call<int>(server.address(), "add", 1);  // wrong arity
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadArguments);
+  }
+  try {
+    client.call<std::string>(server.address(), "add", 1, 2);  // wrong result type
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kBadArguments);
+  }
+}
+
+TEST(Node, CallToSilentAddressEndsWithinTimeout) {
+  Config c = loopback_config();
+  c.udp_timeout = 0.5;
+  Node client(c);
+  // A bound socket that never answers.
+  Node silent(loopback_config());
+  Endpoint nowhere = silent.address();
+  silent.stop();
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    client.call<int>(nowhere, "add", 1, 2);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.code() == Errc::kDeliveryTimeout || e.code() == Errc::kCallTimeout) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST(Node, FullPoolWithIsExcInfoAnswersOverloadedAtOnce) {
+  Config sc = loopback_config();
+  sc.thread_pool = ThreadPoolConfig{1, 1, 1, 1, true, 0};
+  Node server(sc);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<int> ran{0};
+  server.provide("block", [released, &ran] {
+    ++ran;
+    released.wait();
+    return 1;
+  });
+  Node client(loopback_config());
+  // One running, one queued: the pool is full.
+  auto f1 = client.call_async<int>(server.address(), "block");
+  for (int i = 0; i < 2000 && ran.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto f2 = client.call_async<int>(server.address(), "block");
+  for (int i = 0; i < 2000 && server.stats().requests_received < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r3 = client.call_async<int>(server.address(), "block").get();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));  // not a timeout
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.error().code(), Errc::kOverloaded);
+  release.set_value();
+  EXPECT_TRUE(f1.get().ok());
+  EXPECT_TRUE(f2.get().ok());
+  EXPECT_EQ(ran.load(), 2);
+  EXPECT_EQ(server.stats().rejected_overloaded, 1u);
+}
+
+TEST(Node, RequestWhoseCallerGaveUpIsNotRun) {
+  Config sc = loopback_config();
+  sc.thread_pool = ThreadPoolConfig{1, 1, 1, 100, false, 100};
+  Node server(sc);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<int> started{0};
+  std::atomic<int> late_runs{0};
+  server.provide("block", [released, &started] {
+    ++started;
+    released.wait();
+    return 1;
+  });
+  server.provide("late", [&late_runs] {
+    ++late_runs;
+    return 2;
+  });
+  Node client(loopback_config());
+  auto f1 = client.call_async<int>(server.address(), "block");
+  for (int i = 0; i < 2000 && started.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CallOptions quick;
+  quick.timeout = std::chrono::milliseconds(200);
+  auto r = client.call_raw(server.address(), "late", detail::pack_args(), quick);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::kCallTimeout);
+  release.set_value();  // the worker frees up after the caller gave up
+  EXPECT_TRUE(f1.get().ok());
+  for (int i = 0; i < 2000 && server.stats().expired_in_queue == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(server.stats().expired_in_queue, 1u);
+  EXPECT_EQ(late_runs.load(), 0);
+}
+
+TEST(Node, HandlerCanCallOtherServices) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  // A handler may itself call other services (it runs on a worker thread).
+  server.provide("add3", [&client, to = server.address()](int a, int b, int c) {
+    return client.call<int>(to, "add", client.call<int>(to, "add", a, b), c);
+  });
+  EXPECT_EQ(client.call<int>(server.address(), "add3", 1, 2, 3), 6);
+}
+
+TEST(Node, StopFailsPendingCallsWithShutdown) {
+  Node server(loopback_config());
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  server.provide("block", [released] {
+    released.wait_for(std::chrono::seconds(10));
+    return 1;
+  });
+  auto client = std::make_unique<Node>(loopback_config());
+  auto f = client->call_async<int>(server.address(), "block");
+  client->stop();
+  auto r = f.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::kShutdown);
+  release.set_value();
+}
+
+}  // namespace
+}  // namespace broach
