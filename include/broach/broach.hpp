@@ -1,0 +1,8 @@
+// Public header. The umbrella header of BroachRpc: include this one.
+#pragma once
+
+#include "broach/codec.hpp"
+#include "broach/config.hpp"
+#include "broach/endpoint.hpp"
+#include "broach/error.hpp"
+#include "broach/node.hpp"
