@@ -1,0 +1,283 @@
+#include "exec/thread_pool.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <new>
+#include <system_error>
+#include <utility>
+
+#include "base/assert.hpp"
+#include "base/log.hpp"
+
+namespace broach {
+namespace {
+
+// The pool whose worker is the current thread, if any: lets shutdown() see
+// that it was called from one of its own tasks and must not wait for itself.
+thread_local const ThreadPool* tls_current_pool = nullptr;
+
+// keep_alive_time is seconds as a double; anything past ~31 years means
+// "never" and is clamped so that now() + keep_alive cannot overflow.
+constexpr double kMaxKeepAliveSeconds = 1e9;
+
+const ThreadPoolConfig& validated(const ThreadPoolConfig& c) {
+  BROACH_REQUIRE(c.core >= 1, "threadPool.core must be >= 1, got " + std::to_string(c.core));
+  BROACH_REQUIRE(c.thread_max >= c.core, "threadPool.threadMax (" + std::to_string(c.thread_max) +
+                                             ") must be >= core (" + std::to_string(c.core) + ")");
+  BROACH_REQUIRE(c.queue_max >= 1,
+                 "threadPool.queueMax must be >= 1, got " + std::to_string(c.queue_max));
+  BROACH_REQUIRE(c.create_thread_threshold >= 0,
+                 "threadPool.createThreadThreshold must be >= 0, got " +
+                     std::to_string(c.create_thread_threshold));
+  BROACH_REQUIRE(std::isfinite(c.keep_alive_time) && c.keep_alive_time >= 0,
+                 "threadPool.keepAliveTime must be a finite number of seconds >= 0, got " +
+                     std::to_string(c.keep_alive_time));
+  return c;
+}
+
+// Linux keeps 15 characters of a thread name: "<name>-<id>", name cut to fit.
+void set_thread_name(const std::string& pool, std::uint64_t id) {
+  std::string suffix = "-" + std::to_string(id);
+  std::string name = pool.substr(0, suffix.size() < 15 ? 15 - suffix.size() : 0) + suffix;
+  name.resize(std::min<std::size_t>(name.size(), 15));
+  pthread_setname_np(pthread_self(), name.c_str());
+}
+
+// Joins the handles of exited workers when it goes out of scope, which is
+// after the pool mutex was released (it is declared before the lock).
+struct Reaper {
+  std::vector<std::thread> threads;
+  Reaper() = default;
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+  ~Reaper() {
+    for (auto& t : threads) {
+      if (t.joinable()) t.join();
+    }
+  }
+};
+
+}  // namespace
+
+ThreadPool::ThreadPool(const ThreadPoolConfig& config, std::string name)
+    : config_(validated(config)),
+      name_(std::move(name)),
+      thread_max_(static_cast<std::size_t>(config.thread_max)),
+      queue_max_(static_cast<std::size_t>(config.queue_max)),
+      threshold_(static_cast<std::size_t>(config.create_thread_threshold)),
+      keep_alive_(seconds_f(std::min(config.keep_alive_time, kMaxKeepAliveSeconds))) {
+  bool started = true;
+  {
+    std::lock_guard lock(mu_);
+    for (int i = 0; i < config_.core && started; ++i) {
+      Task none;
+      started = spawn_locked(none, /*core=*/true);
+    }
+  }
+  if (!started) {
+    shutdown();
+    throw Error(Errc::kIoError, name_ + ": cannot start the core threads");
+  }
+  BROACH_LOG_DEBUG("{}: started (core {}, max {}, queue {}, threshold {}, keepAlive {}s, {})",
+                   name_, config_.core, config_.thread_max, config_.queue_max,
+                   config_.create_thread_threshold, config_.keep_alive_time,
+                   config_.is_exc_info ? "reject when full" : "caller runs when full");
+}
+
+ThreadPool::~ThreadPool() {
+  // A worker cannot join itself; destroying the pool from its own task is a bug.
+  BROACH_ASSERT(tls_current_pool != this);
+  shutdown();
+}
+
+Errc ThreadPool::try_submit(Task task) noexcept {
+  if (!task) return Errc::kInvalidArgument;
+  Reaper reaper;  // joins exited workers after mu_ is released
+  std::unique_lock lock(mu_);
+  if (shutting_down_) return Errc::kPoolShutdown;
+  reaper.threads.swap(exited_);
+
+  // Rule 2: room in the queue. A failed allocation counts as a full queue.
+  bool queued = false;
+  if (queue_.size() < queue_max_) {
+    try {
+      queue_.push_back(std::move(task));  // strong guarantee: task intact on throw
+      queued = true;
+    } catch (const std::bad_alloc&) {
+      BROACH_LOG_ERROR("{}: out of memory queueing a task; treating the queue as full", name_);
+    }
+  }
+  if (queued) {
+    if (queue_.size() > threshold_ && threads_ < thread_max_) {
+      Task none;
+      spawn_locked(none, /*core=*/false);  // on failure the queued task still runs later
+    }
+    // Wake-ups: only a push onto an empty queue wakes an idle worker; a worker
+    // that dequeues and leaves tasks behind wakes the next one (see
+    // worker_main). One wake per busy period instead of one per task keeps
+    // submitters from stampeding sleeping threads.
+    const bool wake = idle_ > 0 && queue_.size() == 1;
+    lock.unlock();
+    if (wake) work_cv_.notify_one();
+    return Errc::kOk;
+  }
+
+  // Rule 3: queue full, room for a thread: it runs this task first.
+  if (threads_ < thread_max_ && spawn_locked(task, /*core=*/false)) return Errc::kOk;
+
+  // Rule 4: queue and threads full.
+  lock.unlock();
+  if (config_.is_exc_info) {
+    if (rejected_.fetch_add(1) == 0) {
+      BROACH_LOG_WARN("{}: queue and threads full, rejecting tasks (counted in stats)", name_);
+    }
+    return Errc::kQueueFull;
+  }
+  if (caller_ran_.fetch_add(1) == 0) {
+    BROACH_LOG_WARN("{}: queue and threads full, submitters run tasks (counted in stats)", name_);
+  }
+  run_task(task);
+  return Errc::kOk;
+}
+
+void ThreadPool::submit(Task task) {
+  BROACH_REQUIRE(static_cast<bool>(task), name_ + ": submit of an empty task");
+  switch (try_submit(std::move(task))) {
+    case Errc::kOk:
+      return;
+    case Errc::kQueueFull:
+      throw Error(Errc::kQueueFull, name_ + ": queue (" + std::to_string(queue_max_) +
+                                        ") and threads (" + std::to_string(thread_max_) +
+                                        ") are full");
+    case Errc::kPoolShutdown:
+      throw Error(Errc::kPoolShutdown, name_ + ": pool is shut down");
+    default:
+      throw Error(Errc::kInvalidArgument, name_ + ": task refused");
+  }
+}
+
+void ThreadPool::shutdown() {
+  std::unique_lock lock(mu_);
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    BROACH_LOG_DEBUG("{}: shutting down, {} queued tasks left to run", name_, queue_.size());
+    work_cv_.notify_all();
+  }
+  // From one of our own tasks: our thread is one of those we would wait for.
+  if (tls_current_pool == this) return;
+  exit_cv_.wait(lock, [this] { return threads_ == 0; });
+  BROACH_ASSERT(queue_.empty());
+  std::vector<std::thread> done;
+  done.swap(exited_);
+  lock.unlock();
+  for (auto& t : done) t.join();
+}
+
+ThreadPool::Stats ThreadPool::stats() const {
+  Stats s;
+  {
+    std::lock_guard lock(mu_);
+    s.threads = threads_;
+    s.idle = idle_;
+    s.queued = queue_.size();
+    s.peak_threads = peak_threads_;
+  }
+  s.completed = completed_.load();
+  s.rejected = rejected_.load();
+  s.caller_ran = caller_ran_.load();
+  s.task_exceptions = task_exceptions_.load();
+  return s;
+}
+
+// Starts a worker; `first` is moved into it only when the thread started.
+// The new thread blocks on mu_ (held by the caller) until its record is
+// complete. Returns false, and logs, when the system refuses a thread.
+bool ThreadPool::spawn_locked(Task& first, bool core) {
+  const std::uint64_t id = ++next_worker_id_;
+  try {
+    auto [it, inserted] = workers_.try_emplace(id);
+    BROACH_ASSERT(inserted);
+    try {
+      it->second.thread = std::thread([this, id, core] { worker_main(id, core); });
+    } catch (...) {
+      workers_.erase(it);
+      throw;
+    }
+    it->second.first = std::move(first);
+  } catch (const std::exception& e) {
+    BROACH_LOG_ERROR("{}: cannot start a thread ({} running): {}", name_, threads_, e.what());
+    return false;
+  }
+  ++threads_;
+  peak_threads_ = std::max(peak_threads_, threads_);
+  return true;
+}
+
+// Worker loop: run the first task if any, then take from the queue until the
+// pool shuts down with an empty queue, or (non-core) keep_alive_ passes with
+// nothing to do.
+void ThreadPool::worker_main(std::uint64_t id, bool core) {
+  tls_current_pool = this;
+  set_thread_name(name_, id);
+  const auto has_work = [this] { return !queue_.empty() || shutting_down_; };
+  std::unique_lock lock(mu_);
+  Task task = std::move(workers_.at(id).first);
+  for (;;) {
+    if (task) {
+      lock.unlock();
+      run_task(task);  // also destroys the closure, outside mu_
+      lock.lock();
+    }
+    if (!queue_.empty()) {
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      // Pass the wake-up on. Liveness does not depend on it (this worker
+      // comes back to the queue before it ever waits, and a push onto an
+      // empty queue wakes a sleeper); it only spreads a backlog over the
+      // idle threads.
+      if (!queue_.empty() && idle_ > 0) work_cv_.notify_one();
+      continue;
+    }
+    if (shutting_down_) break;
+    ++idle_;
+    bool woken = true;
+    if (core) {
+      work_cv_.wait(lock, has_work);
+    } else {
+      woken = work_cv_.wait_for(lock, keep_alive_, has_work);
+    }
+    --idle_;
+    if (!woken) break;  // idle for keep_alive_ with an empty queue
+  }
+  exit_worker_locked(id);
+}
+
+// The handle moves to exited_; whoever takes it next (a submit or shutdown)
+// joins it after releasing mu_. This thread touches nothing after returning.
+void ThreadPool::exit_worker_locked(std::uint64_t id) {
+  auto it = workers_.find(id);
+  BROACH_ASSERT(it != workers_.end());
+  exited_.push_back(std::move(it->second.thread));
+  workers_.erase(it);
+  --threads_;
+  if (threads_ == 0) exit_cv_.notify_all();
+}
+
+void ThreadPool::run_task(Task& task) noexcept {
+  try {
+    task();
+  } catch (const std::exception& e) {
+    task_exceptions_.fetch_add(1);
+    BROACH_LOG_ERROR("{}: task threw: {}", name_, e.what());
+  } catch (...) {
+    task_exceptions_.fetch_add(1);
+    BROACH_LOG_ERROR("{}: task threw a non-standard exception", name_);
+  }
+  task = nullptr;  // release captured state before the task counts as completed
+  completed_.fetch_add(1);
+}
+
+}  // namespace broach
