@@ -69,6 +69,19 @@ void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, st
   send_datagram(h, {}, to);
 }
 
+bool Engine::send_extension(MsgType type, const Endpoint& to, std::span<const std::byte> payload) {
+  if (payload.size() > frag_payload()) return false;
+  Header h;
+  h.type = type;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.total_len = static_cast<std::uint32_t>(payload.size());
+  h.payload_len = static_cast<std::uint16_t>(payload.size());
+  send_datagram(h, payload, to);
+  return true;
+}
+
 void Engine::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
   Header h;
   std::span<const std::byte> payload;
@@ -98,7 +111,14 @@ void Engine::on_datagram(const Endpoint& from, std::span<const std::byte> data) 
     case MsgType::kFragmentAck: handle_fragment_ack(from, h, payload); break;
     case MsgType::kStatusQuery: handle_status_query(from, h); break;
     case MsgType::kUnknownCall: handle_unknown_call(from, h); break;
-    default: ++stats_.drops_unexpected; break;  // membership types: not ours
+    case MsgType::kPing:
+    case MsgType::kGossip:
+      if (extension_ != nullptr) {
+        extension_->on_extension(from, h, payload);
+      } else {
+        ++stats_.drops_unexpected;
+      }
+      break;
   }
 }
 

@@ -99,6 +99,15 @@ struct EngineStats {
   std::uint64_t unknown_call_replies = 0;
 };
 
+/// Receives the datagram types the engine does not handle itself
+/// (membership: kPing, kGossip). Called on the loop thread.
+class ExtensionReceiver {
+ public:
+  virtual ~ExtensionReceiver() = default;
+  virtual void on_extension(const Endpoint& from, const wire::Header& h,
+                            std::span<const std::byte> payload) = 0;
+};
+
 class Engine final : public DatagramReceiver {
  public:
   using Completion = std::function<void(CallResult&&)>;
@@ -115,6 +124,14 @@ class Engine final : public DatagramReceiver {
   /// Sends the response for a request delivered by on_request. `payload` is
   /// an encoded response body. Caches it for duplicates.
   void respond(const RequestToken& token, Bytes payload);
+  /// Routes kPing/kGossip datagrams to `r` (non-owning; null to stop).
+  void set_extension_receiver(ExtensionReceiver* r) { extension_ = r; }
+  /// Sends one unreliable datagram of an extension type; `payload` must fit
+  /// in one datagram (max_datagram - header - tag). Returns false if not.
+  bool send_extension(wire::MsgType type, const Endpoint& to, std::span<const std::byte> payload);
+  /// Largest payload send_extension accepts.
+  std::size_t max_extension_payload() const { return frag_payload(); }
+  std::uint64_t node_id() const { return opt_.node_id; }
   /// Completes every pending call with `code` (used at shutdown).
   void fail_all(Errc code, const std::string& message);
 
@@ -228,6 +245,7 @@ class Engine final : public DatagramReceiver {
   Transport& transport_;
   EngineOptions opt_;
   RequestHandler* handler_;
+  ExtensionReceiver* extension_ = nullptr;
   EngineStats stats_;
   std::uint64_t next_id_ = 1;
   Bytes scratch_;  // datagram assembly buffer, reused (no per-packet allocation)

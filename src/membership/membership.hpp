@@ -1,0 +1,175 @@
+// Internal header. Registry-free cluster membership: SWIM failure detection
+// with the Lifeguard refinements, gossip dissemination, push-pull
+// anti-entropy, join through any live member, graceful leave.
+//
+// Layer: membership (over reliable: probe messages are kPing/kGossip
+// datagrams sent through the Engine; push-pull is a reliable call to the
+// internal service "__broach.pushpull"). It publishes member events to a
+// listener and knows nothing about routing or services beyond carrying each
+// member's metadata. docs/membership.md is the full description.
+// Thread contract: owned by the loop thread; every method runs there.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "base/loop.hpp"
+#include "base/rng.hpp"
+#include "broach/member.hpp"
+#include "membership/broadcast_queue.hpp"
+#include "membership/messages.hpp"
+#include "membership/suspicion.hpp"
+#include "reliable/engine.hpp"
+
+namespace broach::membership {
+
+inline constexpr const char* kPushPullService = "__broach.pushpull";
+
+struct MembershipOptions {
+  Duration probe_interval = milliseconds(500);  ///< one member probed per interval
+  Duration probe_timeout = milliseconds(200);   ///< wait for a direct ack before indirect probes
+  int indirect_checks = 3;                      ///< k members asked to probe on our behalf
+  int suspicion_mult = 4;                       ///< min suspicion = mult * log10(N) * probe_interval
+  int suspicion_max_mult = 3;                   ///< max suspicion = max_mult * min
+  Duration gossip_interval = milliseconds(200);
+  int gossip_nodes = 3;                         ///< members gossiped to per interval
+  int retransmit_mult = 4;                      ///< each update sent mult * log10(N+1) times
+  Duration push_pull_interval = seconds(15);    ///< full-state exchange with one member
+  Duration reconnect_interval = seconds(3);     ///< retry seeds when alone; a dead member, to heal partitions
+  Duration dead_reclaim = seconds(30);          ///< how long dead/left records are kept
+  Duration join_retry_max = seconds(10);        ///< join backoff cap
+  int awareness_max = 8;                        ///< Lifeguard local health score ceiling
+  Duration call_timeout = seconds(3);           ///< push-pull call deadline
+};
+
+enum class EventKind { kJoin, kUpdate, kSuspect, kAlive, kDead, kLeft, kReclaim };
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  /// A member changed; `m` is its new record. Called on the loop thread.
+  virtual void on_member_event(EventKind kind, const MemberInfo& m) = 0;
+};
+
+struct MembershipStats {
+  std::uint64_t probes = 0, probe_failures = 0, indirect_probes = 0, suspicions = 0;
+  std::uint64_t refutes = 0, deaths = 0, joins = 0, leaves = 0;
+  std::uint64_t push_pulls = 0, push_pull_failures = 0, bad_messages = 0;
+  std::uint64_t gossip_bytes_sent = 0, gossip_messages_sent = 0;
+  int awareness = 0;
+};
+
+class Membership final : public reliable::ExtensionReceiver {
+ public:
+  /// `loop`, `engine` and `listener` (may be null) must outlive this.
+  /// `life` orders process lives at one address (start time in ms).
+  Membership(Loop& loop, reliable::Engine& engine, const MembershipOptions& options,
+             std::uint64_t life, MemberMeta meta, std::uint64_t rng_seed, Listener* listener);
+  ~Membership() override;
+
+  /// Starts probing and joins through `seeds` (retried with backoff until one
+  /// answers; the node runs alone meanwhile).
+  void start(std::vector<Endpoint> seeds);
+  /// Announces a graceful leave and stops probing.
+  void leave();
+  /// Replaces this node's metadata (e.g. a new service) and gossips it.
+  void set_meta(MemberMeta meta);
+
+  /// Handles a push-pull request (the "__broach.pushpull" service body);
+  /// returns this node's state as the response body.
+  wire::Bytes handle_push_pull(std::span<const std::byte> args);
+
+  void on_extension(const Endpoint& from, const wire::Header& h,
+                    std::span<const std::byte> payload) override;
+
+  std::vector<MemberInfo> members() const;
+  std::size_t alive_count() const;  ///< alive + suspect, self included
+  const MemberInfo* find(const Endpoint& addr) const;
+  const MembershipStats& stats() const { return stats_; }
+  bool joined() const { return joined_; }
+  const Endpoint& self() const { return self_.address; }
+
+ private:
+  struct Record {
+    MemberInfo info;
+    TimePoint since{};
+    std::unique_ptr<Suspicion> suspicion;
+    TimerId suspicion_timer = kNoTimer;
+  };
+  struct AckWait {
+    Endpoint target;
+    std::function<void(bool nack)> on_ack;
+    TimerId timer = kNoTimer;
+  };
+
+  // membership_state.cpp: applying updates
+  /// `source`: the datagram's sender when the update came by gossip.
+  void apply(const Update& u, bool from_push_pull, const Endpoint* source = nullptr);
+  void on_alive(const Update& u);
+  void on_suspect(const Update& u);
+  void on_dead(const Update& u);
+  void refute(std::uint32_t seen_incarnation);
+  void send_correction(const Endpoint& to, const MemberInfo& m);
+  void start_suspicion(Record& r, const Endpoint& from);
+  void suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
+  void broadcast(const MemberInfo& m, const Endpoint& from = {});
+  void emit(EventKind kind, const MemberInfo& m);
+  void reclaim();
+  Update to_update(const MemberInfo& m, bool with_meta) const;
+  // membership_probe.cpp: failure detection and gossip
+  void schedule_probe();
+  void probe();
+  void probe_node(const Endpoint& target);
+  void handle_probe(const Endpoint& from, ProbeMessage& msg);
+  void send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
+                  const std::optional<Endpoint>& target = std::nullopt);
+  std::uint32_t expect_ack(const Endpoint& target, Duration timeout,
+                           std::function<void(bool)> on_ack, std::function<void()> on_timeout);
+  void gossip();
+  std::vector<Endpoint> random_members(std::size_t k, const std::vector<Endpoint>& exclude,
+                                       bool include_suspect);
+  Duration scaled(Duration d) const { return d * (awareness_ + 1); }
+  void adjust_awareness(int delta);
+  // membership_sync.cpp: push-pull, join, reconnect
+  void push_pull(const Endpoint& peer, bool join, std::function<void(bool)> done);
+  void merge_remote(const std::vector<Update>& state);
+  wire::Bytes local_state(bool join) const;
+  void try_join();
+  void gossip_tick();
+  void reclaim_tick();
+  void schedule_push_pull();
+  void reconnect();
+
+  Loop& loop_;
+  reliable::Engine& engine_;
+  MembershipOptions opt_;
+  Rng rng_;
+  Listener* listener_;
+  MemberInfo self_;
+  std::unordered_map<Endpoint, Record> members_;  // others only
+  BroadcastQueue queue_;
+  std::unordered_map<std::uint32_t, AckWait> acks_;
+  std::uint32_t next_seq_ = 1;
+  std::vector<Endpoint> probe_order_;
+  bool members_dirty_ = true;           // candidates_ needs rebuilding
+  std::vector<Endpoint> candidates_;    // alive + suspect others, for random picks
+  std::size_t probe_index_ = 0;
+  std::vector<Endpoint> seeds_;
+  std::unordered_map<Endpoint, TimePoint> last_correction_;  // rate limit per accuser
+  std::unordered_set<Endpoint> syncing_;  // push-pulls in flight with unknown senders
+  Duration join_backoff_{};
+  bool joined_ = false;
+  bool running_ = false;
+  bool left_ = false;
+  int awareness_ = 0;
+  TimerId probe_timer_ = kNoTimer, gossip_timer_ = kNoTimer, push_pull_timer_ = kNoTimer,
+          reconnect_timer_ = kNoTimer, reclaim_timer_ = kNoTimer, join_timer_ = kNoTimer;
+  std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);  // guards call callbacks
+  MembershipStats stats_;
+};
+
+}  // namespace broach::membership

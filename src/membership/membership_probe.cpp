@@ -1,0 +1,229 @@
+// Membership: SWIM failure detection (direct probe, indirect probes through
+// k members, suspicion on failure), Lifeguard nacks and local health, and
+// gossip of queued updates piggybacked on every probe message.
+#include <algorithm>
+
+#include "base/log.hpp"
+#include "membership/membership.hpp"
+
+namespace broach::membership {
+
+namespace {
+struct ProbeState {
+  bool done = false;
+  int nacks = 0;
+  int expected_nacks = 0;
+};
+}  // namespace
+
+void Membership::schedule_probe() {
+  probe_timer_ = loop_.run_after(scaled(opt_.probe_interval), [this] {
+    probe_timer_ = kNoTimer;
+    if (!running_) return;
+    probe();
+    schedule_probe();
+  });
+}
+
+void Membership::probe() {
+  // Randomised round robin: every member is probed once per round, in an
+  // order reshuffled each round, so a failure is detected within one round.
+  for (int tries = 0; tries < 2; ++tries) {
+    while (probe_index_ < probe_order_.size()) {
+      const Endpoint target = probe_order_[probe_index_++];
+      auto it = members_.find(target);
+      if (it == members_.end()) continue;
+      const auto st = it->second.info.state;
+      if (st != MemberState::kAlive && st != MemberState::kSuspect) continue;
+      probe_node(target);
+      return;
+    }
+    probe_order_.clear();
+    for (const auto& [addr, r] : members_) {
+      if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
+        probe_order_.push_back(addr);
+      }
+    }
+    for (std::size_t i = probe_order_.size(); i > 1; --i) {
+      std::swap(probe_order_[i - 1], probe_order_[rng_.below(i)]);
+    }
+    probe_index_ = 0;
+  }
+}
+
+void Membership::probe_node(const Endpoint& target) {
+  ++stats_.probes;
+  auto st = std::make_shared<ProbeState>();
+  const std::uint32_t seq = expect_ack(
+      target, scaled(opt_.probe_interval),
+      [this, st](bool nack) {
+        if (nack) {
+          ++st->nacks;
+          return;
+        }
+        st->done = true;
+        adjust_awareness(-1);
+      },
+      [this, st, target] {
+        if (st->done || !running_) return;
+        ++stats_.probe_failures;
+        // Lifeguard: indirect probers that did not even nack suggest the
+        // problem may be ours, so slow down.
+        adjust_awareness(st->nacks < st->expected_nacks ? +1 : 0);
+        auto it = members_.find(target);
+        if (it == members_.end()) return;
+        Update s = to_update(it->second.info, false);
+        s.state = MemberState::kSuspect;
+        s.from = self_.address;
+        on_suspect(s);
+      });
+  send_probe(Kind::kPing, seq, target);
+  // No direct ack within the probe timeout: ask k others to try.
+  loop_.run_after(scaled(opt_.probe_timeout), [this, st, seq, target] {
+    if (st->done || !acks_.count(seq)) return;
+    const auto helpers = random_members(static_cast<std::size_t>(opt_.indirect_checks), {target}, false);
+    st->expected_nacks = static_cast<int>(helpers.size());
+    for (const auto& h : helpers) {
+      ++stats_.indirect_probes;
+      send_probe(Kind::kPingReq, seq, h, target);
+    }
+  });
+}
+
+std::uint32_t Membership::expect_ack(const Endpoint& target, Duration timeout,
+                                     std::function<void(bool)> on_ack,
+                                     std::function<void()> on_timeout) {
+  const std::uint32_t seq = next_seq_++;
+  AckWait w;
+  w.target = target;
+  w.on_ack = std::move(on_ack);
+  w.timer = loop_.run_after(timeout, [this, seq, on_timeout = std::move(on_timeout)] {
+    acks_.erase(seq);
+    on_timeout();
+  });
+  acks_.emplace(seq, std::move(w));
+  return seq;
+}
+
+void Membership::send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
+                            const std::optional<Endpoint>& target) {
+  ProbeWriter w(kind, seq, target);
+  const std::size_t limit = engine_.max_extension_payload();
+  if (kind == Kind::kPing) {
+    // Lifeguard's buddy system: a ping to a member we suspect always carries
+    // that suspicion, so the member learns of it and can refute in time even
+    // when gossip happened to miss it.
+    auto it = members_.find(to);
+    if (it != members_.end() && it->second.info.state == MemberState::kSuspect) {
+      Update u = to_update(it->second.info, false);
+      u.from = self_.address;
+      w.try_add(encode_update(u), limit);
+    }
+  }
+  const int transmit_limit = BroadcastQueue::transmit_limit(opt_.retransmit_mult, alive_count());
+  if (w.size() < limit) {
+    queue_.pick(limit - w.size(), transmit_limit,
+                [&](const wire::Bytes& u) { return w.try_add(u, limit); });
+  }
+  const auto body = w.finish();
+  stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;
+  ++stats_.gossip_messages_sent;
+  engine_.send_extension(kind == Kind::kGossip ? wire::MsgType::kGossip : wire::MsgType::kPing, to,
+                         body);
+}
+
+void Membership::on_extension(const Endpoint& from, const wire::Header& h,
+                              std::span<const std::byte> payload) {
+  ProbeMessage msg;
+  if (h.fragment_count != 1 || !decode_probe(payload, msg)) {
+    ++stats_.bad_messages;
+    return;
+  }
+  if (left_) return;
+  handle_probe(from, msg);
+}
+
+void Membership::handle_probe(const Endpoint& from, ProbeMessage& msg) {
+  for (const auto& u : msg.updates) apply(u, false, &from);
+  if (from != self_.address && !members_.count(from) && !syncing_.count(from)) {
+    // A member we have never heard of is talking to us: gossip about its
+    // join missed us. One full-state exchange with it repairs that now
+    // instead of at the next periodic push-pull.
+    syncing_.insert(from);
+    push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
+  }
+  switch (msg.kind) {
+    case Kind::kPing:
+      send_probe(Kind::kAck, msg.seq, from);
+      break;
+    case Kind::kAck:
+    case Kind::kNack: {
+      auto it = acks_.find(msg.seq);
+      if (it == acks_.end()) break;
+      if (msg.kind == Kind::kNack) {
+        it->second.on_ack(true);
+        break;
+      }
+      auto cb = std::move(it->second.on_ack);
+      loop_.cancel(it->second.timer);
+      acks_.erase(it);
+      cb(false);
+      break;
+    }
+    case Kind::kPingReq: {
+      if (!msg.target) break;
+      // Probe the target for the requester; relay its ack, or a nack when
+      // the target stays silent (Lifeguard), so the requester knows that we
+      // at least are reachable.
+      const Endpoint requester = from;
+      const std::uint32_t their_seq = msg.seq;
+      const std::uint32_t seq = expect_ack(
+          *msg.target, scaled(opt_.probe_timeout),
+          [this, requester, their_seq](bool nack) {
+            if (!nack) send_probe(Kind::kAck, their_seq, requester);
+          },
+          [this, requester, their_seq] { send_probe(Kind::kNack, their_seq, requester); });
+      send_probe(Kind::kPing, seq, *msg.target);
+      break;
+    }
+    case Kind::kGossip:
+      break;
+  }
+}
+
+void Membership::gossip() {
+  if (queue_.empty()) return;
+  for (const auto& to : random_members(static_cast<std::size_t>(opt_.gossip_nodes), {}, true)) {
+    if (queue_.empty()) break;
+    send_probe(Kind::kGossip, 0, to);
+  }
+}
+
+std::vector<Endpoint> Membership::random_members(std::size_t k, const std::vector<Endpoint>& exclude,
+                                                 bool include_suspect) {
+  if (members_dirty_) {
+    candidates_.clear();
+    for (const auto& [addr, r] : members_) {
+      if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
+        candidates_.push_back(addr);
+      }
+    }
+    std::sort(candidates_.begin(), candidates_.end());  // deterministic order for replay
+    members_dirty_ = false;
+  }
+  std::vector<Endpoint> out;
+  const std::size_t n = candidates_.size();
+  // Sample without replacement by rejection: k is small next to n.
+  for (std::size_t tries = 0; out.size() < k && tries < 4 * k + 8 && n > 0; ++tries) {
+    const Endpoint& c = candidates_[rng_.below(n)];
+    if (std::find(out.begin(), out.end(), c) != out.end()) continue;
+    if (std::find(exclude.begin(), exclude.end(), c) != exclude.end()) continue;
+    auto it = members_.find(c);
+    if (it == members_.end()) continue;
+    if (!include_suspect && it->second.info.state != MemberState::kAlive) continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace broach::membership

@@ -1,0 +1,317 @@
+// Membership: applying alive / suspect / dead / left updates to the member
+// table, Lifeguard suspicion, refutation, events and reclaiming old records.
+//
+// Ordering of news about one address: a newer process life (start time)
+// always wins; within one life a higher incarnation wins; at equal
+// incarnation dead/left beat suspect, which beats alive. Left is final for a
+// life. Only the member itself raises its incarnation (to refute).
+#include <algorithm>
+#include <cmath>
+
+#include "base/log.hpp"
+#include "membership/membership.hpp"
+
+namespace broach::membership {
+
+Membership::Membership(Loop& loop, reliable::Engine& engine, const MembershipOptions& options,
+                       std::uint64_t life, MemberMeta meta, std::uint64_t rng_seed,
+                       Listener* listener)
+    : loop_(loop), engine_(engine), opt_(options), rng_(rng_seed), listener_(listener) {
+  self_.address = engine.options().advertised;
+  self_.life = life;
+  self_.meta = std::move(meta);
+  self_.self = true;
+  engine_.set_extension_receiver(this);
+}
+
+Membership::~Membership() {
+  engine_.set_extension_receiver(nullptr);
+  for (TimerId t : {probe_timer_, gossip_timer_, push_pull_timer_, reconnect_timer_,
+                    reclaim_timer_, join_timer_}) {
+    loop_.cancel(t);
+  }
+  for (auto& [seq, w] : acks_) loop_.cancel(w.timer);
+  for (auto& [addr, r] : members_) loop_.cancel(r.suspicion_timer);
+}
+
+Update Membership::to_update(const MemberInfo& m, bool with_meta) const {
+  Update u;
+  u.state = m.state;
+  u.addr = m.address;
+  u.life = m.life;
+  u.incarnation = m.incarnation;
+  if (with_meta) u.meta = m.meta;
+  return u;
+}
+
+void Membership::broadcast(const MemberInfo& m, const Endpoint& from) {
+  Update u = to_update(m, m.state == MemberState::kAlive);
+  u.from = from;
+  queue_.push(m.address, encode_update(u));
+}
+
+void Membership::emit(EventKind kind, const MemberInfo& m) {
+  members_dirty_ = true;
+  if (listener_ != nullptr) listener_->on_member_event(kind, m);
+}
+
+void Membership::apply(const Update& u, bool from_push_pull, const Endpoint* source) {
+  if (source != nullptr && u.state != MemberState::kAlive && u.addr != self_.address) {
+    // The sender accuses a member we know has since refuted: it missed the
+    // refutation (gossip is probabilistic). Correct it directly, before its
+    // own suspicion timer turns the stale news into a false death.
+    auto it = members_.find(u.addr);
+    if (it != members_.end() && it->second.info.state == MemberState::kAlive &&
+        it->second.info.life == u.life && it->second.info.incarnation > u.incarnation) {
+      send_correction(*source, it->second.info);
+    }
+  }
+  if (u.addr == self_.address) {
+    // News about ourselves: refute anything but alive about this life.
+    if (u.life == self_.life && u.state != MemberState::kAlive && !left_) {
+      if (u.incarnation >= self_.incarnation) refute(u.incarnation);
+      // Tell the accuser directly as well: gossip alone may miss it, and it
+      // is the one whose suspicion timer is running. (An accusation older
+      // than our incarnation means it missed an earlier refutation.)
+      if (u.from.port != 0 && u.from != self_.address) send_correction(u.from, self_);
+      if (source != nullptr && *source != u.from) send_correction(*source, self_);
+    }
+    return;
+  }
+  switch (u.state) {
+    case MemberState::kAlive: on_alive(u); break;
+    case MemberState::kSuspect: on_suspect(u); break;
+    case MemberState::kDead:
+      if (from_push_pull) {
+        // A full-state exchange reports "dead" as suspect: the member then
+        // gets a chance to refute if it is in fact alive (e.g. across a
+        // healed partition).
+        Update s = u;
+        s.state = MemberState::kSuspect;
+        on_suspect(s);
+      } else {
+        on_dead(u);
+      }
+      break;
+    case MemberState::kLeft: on_dead(u); break;
+  }
+}
+
+void Membership::on_alive(const Update& u) {
+  auto it = members_.find(u.addr);
+  if (it == members_.end() || u.life > it->second.info.life) {
+    // A new member, or a new life of a known address (a restart): it is not
+    // shut out by its previous life's dead record.
+    const bool rejoin = it != members_.end();
+    if (rejoin) loop_.cancel(it->second.suspicion_timer);
+    Record& r = members_[u.addr];
+    r.suspicion.reset();
+    r.suspicion_timer = kNoTimer;
+    r.info = MemberInfo{u.addr, MemberState::kAlive, u.life, u.incarnation,
+                        u.meta.value_or(MemberMeta{}), false};
+    r.since = loop_.now();
+    ++stats_.joins;
+    BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta.name,
+                    rejoin ? "rejoined (new life)" : "joined");
+    emit(EventKind::kJoin, r.info);
+    broadcast(r.info);
+    return;
+  }
+  Record& r = it->second;
+  if (u.life < r.info.life || r.info.state == MemberState::kLeft) return;
+  if (u.incarnation <= r.info.incarnation) return;
+  const MemberState prev = r.info.state;
+  r.info.state = MemberState::kAlive;
+  r.info.incarnation = u.incarnation;
+  if (u.meta) r.info.meta = *u.meta;
+  loop_.cancel(r.suspicion_timer);
+  r.suspicion_timer = kNoTimer;
+  r.suspicion.reset();
+  r.since = loop_.now();
+  if (prev != MemberState::kAlive) {
+    BROACH_LOG_INFO("member {} is alive again (incarnation {})", u.addr.to_string(), u.incarnation);
+  }
+  emit(prev == MemberState::kAlive ? EventKind::kUpdate : EventKind::kAlive, r.info);
+  broadcast(r.info);
+}
+
+void Membership::on_suspect(const Update& u) {
+  auto it = members_.find(u.addr);
+  if (it == members_.end()) return;
+  Record& r = it->second;
+  if (u.life != r.info.life || u.incarnation < r.info.incarnation) return;
+  if (r.info.state == MemberState::kDead || r.info.state == MemberState::kLeft) return;
+  if (r.info.state == MemberState::kSuspect && u.incarnation == r.info.incarnation) {
+    // Another member suspects it too: an independent confirmation shortens
+    // the suspicion timeout (Lifeguard).
+    if (r.suspicion && r.suspicion->confirm(u.from)) {
+      loop_.cancel(r.suspicion_timer);
+      const Endpoint addr = u.addr;
+      const auto life = r.info.life;
+      const auto inc = r.info.incarnation;
+      r.suspicion_timer = loop_.run_at(r.suspicion->deadline(), [this, addr, life, inc] {
+        suspicion_expired(addr, life, inc);
+      });
+      broadcast(r.info, u.from);
+    }
+    return;
+  }
+  r.info.state = MemberState::kSuspect;
+  r.info.incarnation = u.incarnation;
+  r.since = loop_.now();
+  ++stats_.suspicions;
+  start_suspicion(r, u.from);
+  BROACH_LOG_INFO("member {} is suspect", u.addr.to_string());
+  emit(EventKind::kSuspect, r.info);
+  broadcast(r.info, u.from);
+}
+
+void Membership::start_suspicion(Record& r, const Endpoint& from) {
+  const double n = static_cast<double>(std::max<std::size_t>(alive_count(), 1));
+  const double scale = std::max(1.0, std::log10(n));
+  const Duration min = seconds_f(opt_.suspicion_mult * scale * to_seconds(opt_.probe_interval));
+  const Duration max = min * opt_.suspicion_max_mult;
+  const int k = std::min(opt_.suspicion_mult - 2, static_cast<int>(n) - 2);
+  r.suspicion = std::make_unique<Suspicion>(loop_.now(), min, max, k, from);
+  loop_.cancel(r.suspicion_timer);
+  const Endpoint addr = r.info.address;
+  const auto life = r.info.life;
+  const auto inc = r.info.incarnation;
+  r.suspicion_timer = loop_.run_at(r.suspicion->deadline(), [this, addr, life, inc] {
+    suspicion_expired(addr, life, inc);
+  });
+  // Halfway through the shortest window, ping the suspect ourselves. The
+  // ping carries the suspicion (buddy system): if the member is alive it
+  // answers with its newer incarnation even if we missed its refutation.
+  loop_.run_after(min / 2, [this, addr, life, inc] {
+    auto it = members_.find(addr);
+    if (it == members_.end() || !running_) return;
+    const auto& info = it->second.info;
+    if (info.state != MemberState::kSuspect || info.life != life || info.incarnation != inc) return;
+    send_probe(Kind::kPing, 0, addr);
+  });
+}
+
+void Membership::suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc) {
+  auto it = members_.find(addr);
+  if (it == members_.end()) return;
+  Record& r = it->second;
+  r.suspicion_timer = kNoTimer;
+  if (r.info.life != life || r.info.incarnation != inc || r.info.state != MemberState::kSuspect) return;
+  Update d;
+  d.state = MemberState::kDead;
+  d.addr = addr;
+  d.life = life;
+  d.incarnation = inc;
+  d.from = self_.address;
+  on_dead(d);
+}
+
+void Membership::on_dead(const Update& u) {
+  auto it = members_.find(u.addr);
+  if (it == members_.end()) return;  // never knew it: nothing to remove
+  Record& r = it->second;
+  if (u.life < r.info.life) return;
+  if (u.life == r.info.life) {
+    if (r.info.state == MemberState::kLeft) return;
+    if (r.info.state == MemberState::kDead && u.state == MemberState::kDead) return;
+    if (u.incarnation < r.info.incarnation) return;
+  }
+  r.info.life = u.life;
+  r.info.state = u.state;
+  r.info.incarnation = u.incarnation;
+  loop_.cancel(r.suspicion_timer);
+  r.suspicion_timer = kNoTimer;
+  r.suspicion.reset();
+  r.since = loop_.now();
+  if (u.state == MemberState::kLeft) {
+    ++stats_.leaves;
+    BROACH_LOG_INFO("member {} left", u.addr.to_string());
+    emit(EventKind::kLeft, r.info);
+  } else {
+    ++stats_.deaths;
+    BROACH_LOG_INFO("member {} is dead", u.addr.to_string());
+    emit(EventKind::kDead, r.info);
+  }
+  broadcast(r.info);
+}
+
+void Membership::send_correction(const Endpoint& to, const MemberInfo& m) {
+  const TimePoint now = loop_.now();
+  auto& last = last_correction_[to];
+  if (last != TimePoint{} && now - last < opt_.gossip_interval) return;  // rate limit
+  last = now;
+  ProbeWriter w(Kind::kGossip, 0, std::nullopt);
+  if (!w.try_add(encode_update(to_update(m, m.state == MemberState::kAlive)),
+                 engine_.max_extension_payload())) {
+    return;
+  }
+  const auto body = w.finish();
+  stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;
+  ++stats_.gossip_messages_sent;
+  engine_.send_extension(wire::MsgType::kGossip, to, body);
+}
+
+void Membership::refute(std::uint32_t seen_incarnation) {
+  self_.incarnation = std::max(self_.incarnation, seen_incarnation) + 1;
+  ++stats_.refutes;
+  // Being suspected while alive hints that we are slow: Lifeguard raises the
+  // local health score so we probe (and accuse) less eagerly.
+  adjust_awareness(+1);
+  BROACH_LOG_INFO("refuting suspicion about {} (incarnation {})", self_.address.to_string(),
+                  self_.incarnation);
+  broadcast(self_);
+}
+
+void Membership::reclaim() {
+  const TimePoint now = loop_.now();
+  if (last_correction_.size() > 4 * (members_.size() + 1)) last_correction_.clear();
+  for (auto it = members_.begin(); it != members_.end();) {
+    const auto st = it->second.info.state;
+    if ((st == MemberState::kDead || st == MemberState::kLeft) &&
+        now - it->second.since >= opt_.dead_reclaim) {
+      emit(EventKind::kReclaim, it->second.info);
+      it = members_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Membership::set_meta(MemberMeta meta) {
+  if (meta == self_.meta) return;
+  self_.meta = std::move(meta);
+  ++self_.incarnation;
+  broadcast(self_);
+}
+
+std::vector<MemberInfo> Membership::members() const {
+  std::vector<MemberInfo> out;
+  out.reserve(members_.size() + 1);
+  out.push_back(self_);
+  for (const auto& [addr, r] : members_) out.push_back(r.info);
+  std::sort(out.begin(), out.end(),
+            [](const MemberInfo& a, const MemberInfo& b) { return a.address < b.address; });
+  return out;
+}
+
+std::size_t Membership::alive_count() const {
+  std::size_t n = left_ ? 0 : 1;
+  for (const auto& [addr, r] : members_) {
+    if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) ++n;
+  }
+  return n;
+}
+
+const MemberInfo* Membership::find(const Endpoint& addr) const {
+  if (addr == self_.address) return &self_;
+  auto it = members_.find(addr);
+  return it == members_.end() ? nullptr : &it->second.info;
+}
+
+void Membership::adjust_awareness(int delta) {
+  awareness_ = std::clamp(awareness_ + delta, 0, opt_.awareness_max - 1);
+  stats_.awareness = awareness_;
+}
+
+}  // namespace broach::membership

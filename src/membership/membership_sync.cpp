@@ -1,0 +1,190 @@
+// Membership: start, join through seeds (with backoff), periodic push-pull
+// anti-entropy over the reliable transport, reconnecting to dead members
+// (so partitions heal), reclaiming old records, and graceful leave.
+#include <algorithm>
+#include <cmath>
+
+#include "base/log.hpp"
+#include "broach/codec.hpp"
+#include "membership/membership.hpp"
+
+namespace broach::membership {
+
+namespace {
+constexpr Duration kReclaimPeriod = std::chrono::seconds(1);
+constexpr Duration kFirstJoinBackoff = std::chrono::milliseconds(500);
+}  // namespace
+
+void Membership::start(std::vector<Endpoint> seeds) {
+  running_ = true;
+  seeds_.clear();
+  for (const auto& s : seeds) {
+    if (s != self_.address && std::find(seeds_.begin(), seeds_.end(), s) == seeds_.end()) {
+      seeds_.push_back(s);
+    }
+  }
+  broadcast(self_);
+  schedule_probe();
+  gossip_timer_ = loop_.run_after(opt_.gossip_interval, [this] { gossip_tick(); });
+  schedule_push_pull();
+  reconnect_timer_ = loop_.run_after(opt_.reconnect_interval, [this] { reconnect(); });
+  reclaim_timer_ = loop_.run_after(kReclaimPeriod, [this] { reclaim_tick(); });
+  join_backoff_ = kFirstJoinBackoff;
+  try_join();
+}
+
+void Membership::gossip_tick() {
+  gossip_timer_ = kNoTimer;
+  if (!running_) return;
+  gossip();
+  gossip_timer_ = loop_.run_after(opt_.gossip_interval, [this] { gossip_tick(); });
+}
+
+void Membership::reclaim_tick() {
+  reclaim();
+  reclaim_timer_ = loop_.run_after(kReclaimPeriod, [this] { reclaim_tick(); });
+}
+
+void Membership::try_join() {
+  join_timer_ = kNoTimer;
+  if (!running_) return;
+  if (seeds_.empty()) {
+    joined_ = true;  // the first member of a new cluster
+    return;
+  }
+  auto pending = std::make_shared<std::size_t>(seeds_.size());
+  auto any = std::make_shared<bool>(false);
+  for (const auto& seed : seeds_) {
+    push_pull(seed, true, [this, pending, any, seed](bool ok) {
+      if (ok && !*any) {
+        *any = true;
+        if (!joined_) BROACH_LOG_INFO("joined the cluster through {}", seed.to_string());
+        joined_ = true;
+      }
+      if (--*pending > 0 || *any || !running_) return;
+      // Every seed is down: run alone and keep trying, backing off.
+      BROACH_LOG_WARN("no seed answered; retrying in {} ms",
+                      std::chrono::duration_cast<milliseconds>(join_backoff_).count());
+      join_timer_ = loop_.run_after(join_backoff_, [this] { try_join(); });
+      join_backoff_ = std::min(join_backoff_ * 2, opt_.join_retry_max);
+    });
+  }
+}
+
+void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(bool)> done) {
+  ++stats_.push_pulls;
+  const wire::Bytes state = local_state(join);
+  const std::vector<char> bin(reinterpret_cast<const char*>(state.data()),
+                              reinterpret_cast<const char*>(state.data()) + state.size());
+  wire::Bytes payload;
+  wire::encode_request(kPushPullService, detail::pack_args(bin), payload);
+  std::weak_ptr<bool> token = alive_token_;
+  engine_.call(peer, std::move(payload), loop_.now() + opt_.call_timeout,
+               [this, token, done = std::move(done)](reliable::CallResult&& r) {
+                 if (token.expired()) return;
+                 bool ok = false;
+                 if (r.code == Errc::kOk) {
+                   try {
+                     const auto bin = detail::unpack_value<std::vector<char>>(r.body);
+                     bool j = false;
+                     std::vector<Update> remote;
+                     if (decode_push_pull(std::as_bytes(std::span(bin)), j, remote)) {
+                       merge_remote(remote);
+                       ok = true;
+                     }
+                   } catch (const Error&) {
+                   }
+                 }
+                 if (!ok) ++stats_.push_pull_failures;
+                 done(ok);
+               });
+}
+
+wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
+  std::vector<char> bin;
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(args.data()), args.size());
+    const auto& a = oh.get();
+    if (a.type != msgpack::type::ARRAY || a.via.array.size != 1) throw Error(Errc::kBadArguments, "");
+    a.via.array.ptr[0].convert(bin);
+  } catch (const std::exception&) {
+    ++stats_.bad_messages;
+    throw Error(Errc::kBadArguments, "malformed push-pull state");
+  }
+  bool join = false;
+  std::vector<Update> remote;
+  if (!decode_push_pull(std::as_bytes(std::span(bin)), join, remote)) {
+    ++stats_.bad_messages;
+    throw Error(Errc::kBadArguments, "malformed push-pull state");
+  }
+  merge_remote(remote);
+  const wire::Bytes state = local_state(false);
+  return detail::pack_value(std::vector<char>(reinterpret_cast<const char*>(state.data()),
+                                              reinterpret_cast<const char*>(state.data()) + state.size()));
+}
+
+void Membership::merge_remote(const std::vector<Update>& state) {
+  for (const auto& u : state) apply(u, true);
+}
+
+wire::Bytes Membership::local_state(bool join) const {
+  std::vector<Update> all;
+  all.reserve(members_.size() + 1);
+  all.push_back(to_update(self_, true));
+  for (const auto& [addr, r] : members_) all.push_back(to_update(r.info, true));
+  return encode_push_pull(join, all);
+}
+
+void Membership::schedule_push_pull() {
+  // Scale the interval with cluster size beyond 32 members, so that the
+  // full-state traffic per node stays flat as the cluster grows.
+  const double n = static_cast<double>(alive_count());
+  const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
+  push_pull_timer_ = loop_.run_after(opt_.push_pull_interval * static_cast<int>(scale), [this] {
+    push_pull_timer_ = kNoTimer;
+    if (!running_) return;
+    const auto peers = random_members(1, {}, false);
+    if (!peers.empty()) push_pull(peers.front(), false, [](bool) {});
+    schedule_push_pull();
+  });
+}
+
+void Membership::reconnect() {
+  reconnect_timer_ = kNoTimer;
+  if (!running_) return;
+  if (alive_count() <= 1 && !seeds_.empty() && join_timer_ == kNoTimer) {
+    // Alone (every other member gone or never reached): go back to the seeds.
+    try_join();
+  } else {
+    // Reach out to one dead (not left) member: if it is in fact alive on the
+    // other side of a healed partition, the exchange merges both views and it
+    // refutes its death.
+    std::vector<Endpoint> dead;
+    for (const auto& [addr, r] : members_) {
+      if (r.info.state == MemberState::kDead) dead.push_back(addr);
+    }
+    std::sort(dead.begin(), dead.end());
+    if (!dead.empty()) push_pull(dead[rng_.below(dead.size())], false, [](bool) {});
+  }
+  reconnect_timer_ = loop_.run_after(opt_.reconnect_interval, [this] { reconnect(); });
+}
+
+void Membership::leave() {
+  if (!running_ || left_) return;
+  self_.state = MemberState::kLeft;
+  ++self_.incarnation;
+  broadcast(self_);
+  // Tell a few members at once; gossip carries it to the rest.
+  for (const auto& to : random_members(static_cast<std::size_t>(opt_.gossip_nodes * 2), {}, false)) {
+    send_probe(Kind::kGossip, 0, to);
+  }
+  left_ = true;
+  running_ = false;
+  for (TimerId* t : {&probe_timer_, &gossip_timer_, &push_pull_timer_, &reconnect_timer_, &join_timer_}) {
+    loop_.cancel(*t);
+    *t = kNoTimer;
+  }
+  BROACH_LOG_INFO("left the cluster");
+}
+
+}  // namespace broach::membership

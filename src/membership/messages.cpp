@@ -1,0 +1,215 @@
+#include "membership/messages.hpp"
+
+#include <msgpack.hpp>
+
+namespace broach::membership {
+namespace {
+
+using wire::Bytes;
+
+struct ByteSink {
+  Bytes& out;
+  void write(const char* p, std::size_t n) {
+    auto* b = reinterpret_cast<const std::byte*>(p);
+    out.insert(out.end(), b, b + n);
+  }
+};
+
+void pack_meta(msgpack::packer<ByteSink>& pk, const MemberMeta& m) {
+  pk.pack_array(5);
+  pk.pack(m.name);
+  pk.pack(m.version);
+  pk.pack(m.services);
+  pk.pack(m.weight);
+  pk.pack(m.tags);
+}
+
+bool as_endpoint(const msgpack::object& ip, const msgpack::object& port, Endpoint& out) {
+  if (ip.type != msgpack::type::POSITIVE_INTEGER || port.type != msgpack::type::POSITIVE_INTEGER) {
+    // Port 0 / ip 0 are valid "none" values and still positive integers in msgpack.
+    return false;
+  }
+  if (ip.via.u64 > 0xffffffffu || port.via.u64 > 0xffff) return false;
+  out.ip = static_cast<std::uint32_t>(ip.via.u64);
+  out.port = static_cast<std::uint16_t>(port.via.u64);
+  return true;
+}
+
+bool read_meta(const msgpack::object& o, MemberMeta& m) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 5) return false;
+  const auto* a = o.via.array.ptr;
+  o.via.array.ptr[0].convert(m.name);
+  a[1].convert(m.version);
+  a[2].convert(m.services);
+  a[3].convert(m.weight);
+  a[4].convert(m.tags);
+  return true;
+}
+
+bool read_update(const msgpack::object& o, Update& u) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size != 8) return false;
+  const auto* a = o.via.array.ptr;
+  if (a[0].type != msgpack::type::POSITIVE_INTEGER || a[0].via.u64 > 3) return false;
+  u.state = static_cast<MemberState>(a[0].via.u64);
+  if (!as_endpoint(a[1], a[2], u.addr)) return false;
+  if (a[3].type != msgpack::type::POSITIVE_INTEGER || a[4].type != msgpack::type::POSITIVE_INTEGER ||
+      a[4].via.u64 > 0xffffffffu) {
+    return false;
+  }
+  u.life = a[3].via.u64;
+  u.incarnation = static_cast<std::uint32_t>(a[4].via.u64);
+  if (!as_endpoint(a[5], a[6], u.from)) return false;
+  if (a[7].type == msgpack::type::NIL) {
+    u.meta.reset();
+  } else {
+    MemberMeta m;
+    if (!read_meta(a[7], m)) return false;
+    u.meta = std::move(m);
+  }
+  return true;
+}
+
+void append_array_header(Bytes& out, std::uint32_t n) {
+  ByteSink sink{out};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(n);
+}
+
+}  // namespace
+
+
+Bytes encode_update(const Update& u) {
+  Bytes out;
+  ByteSink sink{out};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(8);
+  pk.pack(static_cast<std::uint8_t>(u.state));
+  pk.pack(u.addr.ip);
+  pk.pack(u.addr.port);
+  pk.pack(u.life);
+  pk.pack(u.incarnation);
+  pk.pack(u.from.ip);
+  pk.pack(u.from.port);
+  if (u.meta) {
+    pack_meta(pk, *u.meta);
+  } else {
+    pk.pack_nil();
+  }
+  return out;
+}
+
+ProbeWriter::ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpoint>& target) {
+  ByteSink sink{head_};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(4);
+  pk.pack(static_cast<std::uint8_t>(kind));
+  pk.pack(seq);
+  if (target) {
+    pk.pack_array(2);
+    pk.pack(target->ip);
+    pk.pack(target->port);
+  } else {
+    pk.pack_nil();
+  }
+}
+
+std::size_t ProbeWriter::size() const { return head_.size() + 5 + updates_.size(); }
+
+bool ProbeWriter::try_add(const Bytes& u, std::size_t limit) {
+  if (size() + u.size() > limit) return false;
+  updates_.insert(updates_.end(), u.begin(), u.end());
+  ++count_;
+  return true;
+}
+
+Bytes ProbeWriter::finish() const {
+  Bytes out = head_;
+  append_array_header(out, count_);
+  out.insert(out.end(), updates_.begin(), updates_.end());
+  return out;
+}
+
+bool decode_probe(std::span<const std::byte> body, ProbeMessage& out) {
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
+    const auto& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 4) return false;
+    const auto* a = o.via.array.ptr;
+    if (a[0].type != msgpack::type::POSITIVE_INTEGER || a[0].via.u64 < 1 || a[0].via.u64 > 5) {
+      return false;
+    }
+    out.kind = static_cast<Kind>(a[0].via.u64);
+    if (a[1].type != msgpack::type::POSITIVE_INTEGER || a[1].via.u64 > 0xffffffffu) return false;
+    out.seq = static_cast<std::uint32_t>(a[1].via.u64);
+    out.target.reset();
+    if (a[2].type == msgpack::type::ARRAY) {
+      if (a[2].via.array.size != 2) return false;
+      Endpoint t;
+      if (!as_endpoint(a[2].via.array.ptr[0], a[2].via.array.ptr[1], t)) return false;
+      out.target = t;
+    } else if (a[2].type != msgpack::type::NIL) {
+      return false;
+    }
+    if (a[3].type != msgpack::type::ARRAY) return false;
+    out.updates.clear();
+    out.updates.reserve(a[3].via.array.size);
+    for (std::uint32_t i = 0; i < a[3].via.array.size; ++i) {
+      Update u;
+      if (!read_update(a[3].via.array.ptr[i], u)) return false;
+      out.updates.push_back(std::move(u));
+    }
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+Bytes encode_push_pull(bool join, const std::vector<Update>& state) {
+  Bytes out;
+  ByteSink sink{out};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(2);
+  pk.pack(join);
+  pk.pack_array(static_cast<std::uint32_t>(state.size()));
+  for (const auto& u : state) {
+    const auto e = encode_update(u);
+    out.insert(out.end(), e.begin(), e.end());
+  }
+  return out;
+}
+
+bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state) {
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
+    const auto& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 2) return false;
+    if (o.via.array.ptr[0].type != msgpack::type::BOOLEAN) return false;
+    join = o.via.array.ptr[0].via.boolean;
+    const auto& list = o.via.array.ptr[1];
+    if (list.type != msgpack::type::ARRAY) return false;
+    state.clear();
+    state.reserve(list.via.array.size);
+    for (std::uint32_t i = 0; i < list.via.array.size; ++i) {
+      Update u;
+      if (!read_update(list.via.array.ptr[i], u)) return false;
+      state.push_back(std::move(u));
+    }
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace broach::membership
+
+namespace broach {
+const char* member_state_name(MemberState s) noexcept {
+  switch (s) {
+    case MemberState::kAlive: return "alive";
+    case MemberState::kSuspect: return "suspect";
+    case MemberState::kDead: return "dead";
+    case MemberState::kLeft: return "left";
+  }
+  return "unknown";
+}
+}  // namespace broach

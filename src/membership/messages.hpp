@@ -1,0 +1,71 @@
+// Internal header. Membership messages (carried in kPing / kGossip
+// datagrams of the reliable engine) and the push-pull state, as MessagePack.
+//
+// Layer: membership. Pure encode/decode; decoders never throw and reject
+// anything malformed (they are fed network input).
+//
+// A probe-family datagram body is the array [kind, seq, target, updates]:
+//   kind    1 ping, 2 ack, 3 ping_req, 4 nack, 5 gossip (updates only)
+//   seq     the prober's sequence number, echoed by ack/nack
+//   target  ping_req: [ip, port] of the member to probe indirectly;
+//           otherwise nil
+//   updates piggybacked member updates, each
+//           [state, ip, port, life, incarnation, from_ip, from_port, meta|nil]
+//           (from = who suspects, for Lifeguard confirmations; meta =
+//           [name, version, [services], weight, {tags}] on alive updates)
+// The push-pull body is [join: bool, [update...]] with meta on every alive,
+// suspect and dead record.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "broach/member.hpp"
+#include "wire/payload.hpp"
+
+namespace broach::membership {
+
+enum class Kind : std::uint8_t { kPing = 1, kAck = 2, kPingReq = 3, kNack = 4, kGossip = 5 };
+
+struct Update {
+  MemberState state = MemberState::kAlive;
+  Endpoint addr;
+  std::uint64_t life = 0;
+  std::uint32_t incarnation = 0;
+  Endpoint from;  ///< the suspecting member (suspect updates)
+  std::optional<MemberMeta> meta;
+};
+
+struct ProbeMessage {
+  Kind kind = Kind::kPing;
+  std::uint32_t seq = 0;
+  std::optional<Endpoint> target;
+  std::vector<Update> updates;
+};
+
+/// Encodes the message header part; updates are appended by the caller with
+/// append_update while space lasts, then finish() patches the count.
+class ProbeWriter {
+ public:
+  ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpoint>& target);
+  /// Appends `u` if the body stays within `limit` bytes; false otherwise.
+  bool try_add(const wire::Bytes& encoded_update, std::size_t limit);
+  /// The final body.
+  wire::Bytes finish() const;
+  std::size_t size() const;
+
+ private:
+  wire::Bytes head_;
+  wire::Bytes updates_;
+  std::uint32_t count_ = 0;
+};
+
+wire::Bytes encode_update(const Update& u);
+bool decode_probe(std::span<const std::byte> body, ProbeMessage& out);
+
+wire::Bytes encode_push_pull(bool join, const std::vector<Update>& state);
+bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state);
+
+}  // namespace broach::membership

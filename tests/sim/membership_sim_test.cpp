@@ -1,0 +1,191 @@
+// Membership on the simulated network: join and convergence, crash
+// detection, no false deaths under loss, partition and heal, refutation,
+// restart as a new life, graceful leave, metadata updates.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "support/sim_cluster.hpp"
+
+namespace broach {
+namespace {
+
+using testing::SimCluster;
+
+std::uint64_t seed_or(std::uint64_t fallback) {
+  const char* s = std::getenv("BROACH_SIM_SEED");
+  return s ? std::strtoull(s, nullptr, 10) : fallback;
+}
+
+// Advances virtual time in steps until `pred` holds or `limit` passes.
+template <class Pred>
+bool run_until(SimCluster& c, Pred pred, Duration limit, Duration step = milliseconds(100)) {
+  const TimePoint end = c.net.now() + limit;
+  while (c.net.now() < end) {
+    if (pred()) return true;
+    c.net.run_for(step);
+  }
+  return pred();
+}
+
+void start_all(SimCluster& c, Duration stagger = milliseconds(10)) {
+  c.start(0, {});
+  for (std::size_t i = 1; i < c.nodes.size(); ++i) {
+    c.net.run_for(stagger);
+    c.start(i, {SimCluster::address(0)});
+  }
+}
+
+TEST(MembershipSim, TenNodesJoinThroughOneSeedAndConverge) {
+  SimCluster c(seed_or(1), 10);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10))) << c.net.trace_tail();
+  for (auto& n : c.nodes) {
+    EXPECT_TRUE(n->membership->joined());
+    EXPECT_EQ(n->membership->alive_count(), 10u);
+    // Metadata travelled too.
+    const auto* m = n->membership->find(SimCluster::address(3));
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->meta.name, "node3");
+    EXPECT_EQ(m->meta.services, std::vector<std::string>{"svc"});
+  }
+}
+
+TEST(MembershipSim, CrashedMemberIsDeclaredDeadEverywhereWithinSeconds) {
+  SimCluster c(seed_or(2), 20);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  const TimePoint t0 = c.net.now();
+  c.crash(7);
+  std::vector<std::size_t> alive;
+  for (std::size_t i = 0; i < 20; ++i) if (i != 7) alive.push_back(i);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(alive, {7}); }, seconds(30))) << c.net.trace_tail();
+  EXPECT_LT(c.net.now() - t0, seconds(8)) << "detection took " << to_seconds(c.net.now() - t0) << " s";
+}
+
+TEST(MembershipSim, NoHealthyMemberDeclaredDeadUnderTenPercentLoss) {
+  SimCluster c(seed_or(3), 30);
+  sim::LinkPolicy lossy;
+  lossy.loss = 0.10;
+  c.net.set_default_policy(lossy);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(30)));
+  std::uint64_t deaths = 0, suspicions = 0;
+  c.net.run_for(seconds(300));
+  for (auto& n : c.nodes) {
+    deaths += n->membership->stats().deaths;
+    suspicions += n->membership->stats().suspicions;
+  }
+  EXPECT_EQ(deaths, 0u) << "suspicions: " << suspicions;
+  EXPECT_GT(suspicions, 0u);  // the loss was real: probes did fail
+  // Everyone still routes to everyone (alive, or suspect awaiting refutation).
+  for (std::size_t v = 0; v < 30; ++v) {
+    for (std::size_t a = 0; a < 30; ++a) {
+      const auto s = c.view(v, a);
+      EXPECT_TRUE(s == MemberState::kAlive || s == MemberState::kSuspect) << v << " sees " << a;
+    }
+  }
+}
+
+TEST(MembershipSim, PartitionThenHealMergesBackIntoOneCluster) {
+  SimCluster c(seed_or(4), 10);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  std::vector<Endpoint> a, b;
+  std::vector<std::size_t> ai, bi;
+  for (std::size_t i = 0; i < 10; ++i) {
+    (i < 4 ? a : b).push_back(SimCluster::address(i));
+    (i < 4 ? ai : bi).push_back(i);
+  }
+  c.net.partition(a, b);
+  // Each side declares the other dead.
+  ASSERT_TRUE(run_until(c, [&] {
+    for (auto x : ai) for (auto y : bi) {
+      if (c.view(x, y) != MemberState::kDead || c.view(y, x) != MemberState::kDead) return false;
+    }
+    return true;
+  }, seconds(30)));
+  c.net.heal();
+  EXPECT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(30))) << c.net.trace_tail();
+}
+
+TEST(MembershipSim, SuspectedButAliveMemberRefutes) {
+  SimCluster c(seed_or(5), 8);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  // Node 3 cannot be reached for a moment (its inbound traffic is cut), long
+  // enough to be suspected, shorter than the suspicion timeout.
+  const Endpoint victim = SimCluster::address(3);
+  for (std::size_t i = 0; i < 8; ++i) if (i != 3) c.net.block(SimCluster::address(i), victim);
+  ASSERT_TRUE(run_until(c, [&] {
+    for (std::size_t i = 0; i < 8; ++i) if (i != 3 && c.view(i, 3) == MemberState::kSuspect) return true;
+    return false;
+  }, seconds(10), milliseconds(10)));
+  c.net.heal();
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  EXPECT_GE(c.nodes[3]->membership->stats().refutes, 1u);
+  // Nobody declared the victim dead. (The victim itself, deaf for a while,
+  // may have given up on others; they refute that once it hears again.)
+  std::uint64_t deaths = 0;
+  for (std::size_t i = 0; i < 8; ++i) if (i != 3) deaths += c.nodes[i]->membership->stats().deaths;
+  EXPECT_EQ(deaths, 0u);
+}
+
+TEST(MembershipSim, RestartedMemberIsAcceptedAsANewLife) {
+  SimCluster c(seed_or(6), 6);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  c.crash(2);
+  std::vector<std::size_t> rest{0, 1, 3, 4, 5};
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(rest, {2}); }, seconds(30)));
+  c.restart(2, {SimCluster::address(0)});
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10))) << c.net.trace_tail();
+}
+
+TEST(MembershipSim, GracefulLeaveIsNotAFailure) {
+  SimCluster c(seed_or(7), 6);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  c.nodes[4]->membership->leave();
+  ASSERT_TRUE(run_until(c, [&] {
+    for (std::size_t i = 0; i < 6; ++i) if (i != 4 && c.view(i, 4) != MemberState::kLeft) return false;
+    return true;
+  }, seconds(5)));
+  for (auto& n : c.nodes) EXPECT_EQ(n->membership->stats().deaths, 0u);
+}
+
+TEST(MembershipSim, MetadataChangeReachesEveryMember) {
+  SimCluster c(seed_or(8), 10);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  MemberMeta m;
+  m.name = "node5";
+  m.version = "1.0.0";
+  m.services = {"svc", "work09"};
+  c.nodes[5]->membership->set_meta(m);
+  EXPECT_TRUE(run_until(c, [&] {
+    for (auto& n : c.nodes) {
+      const auto* info = n->membership->find(SimCluster::address(5));
+      if (!info || info->meta.services.size() != 2) return false;
+    }
+    return true;
+  }, seconds(5)));
+}
+
+TEST(MembershipSim, NodeWhoseSeedsAreDownStartsAloneAndJoinsLater) {
+  SimCluster c(seed_or(9), 3);
+  c.net.crash(SimCluster::address(0));  // the seed is not up yet
+  c.start(1, {SimCluster::address(0)});
+  c.start(2, {SimCluster::address(0)});
+  c.net.run_for(seconds(5));
+  EXPECT_FALSE(c.nodes[1]->membership->joined());
+  EXPECT_EQ(c.nodes[1]->membership->alive_count(), 1u);
+  c.net.restart(SimCluster::address(0));
+  c.start(0, {});
+  EXPECT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(30)));
+  EXPECT_TRUE(c.nodes[1]->membership->joined());
+}
+
+}  // namespace
+}  // namespace broach
