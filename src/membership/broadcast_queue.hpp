@@ -32,8 +32,14 @@ class BroadcastQueue {
   template <class Take>
   void pick(std::size_t budget, int limit, Take&& take) {
     std::vector<Entry*> used;
+    int misses = 0;
     for (auto* e : order_) {
-      if (e->data.size() > budget) continue;
+      // Bounded scan: past a few entries that do not fit, the rest waits
+      // for the next message.
+      if (e->data.size() > budget) {
+        if (++misses > 16) break;
+        continue;
+      }
       if (!take(e->data)) continue;
       budget -= e->data.size();
       used.push_back(e);

@@ -115,10 +115,12 @@ class Membership final : public reliable::ExtensionReceiver {
   void refute(std::uint32_t seen_incarnation);
   void send_correction(const Endpoint& to, const MemberInfo& m);
   void start_suspicion(Record& r, const Endpoint& from);
+  void schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc, Duration every);
   void suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
   void broadcast(const MemberInfo& m, const Endpoint& from = {});
   void emit(EventKind kind, const MemberInfo& m);
   void reclaim();
+  void recount() const;
   Update to_update(const MemberInfo& m, bool with_meta) const;
   // membership_probe.cpp: failure detection and gossip
   void schedule_probe();
@@ -156,6 +158,8 @@ class Membership final : public reliable::ExtensionReceiver {
   std::uint32_t next_seq_ = 1;
   std::vector<Endpoint> probe_order_;
   bool members_dirty_ = true;           // candidates_ needs rebuilding
+  mutable bool counts_dirty_ = true;    // alive_others_ / gone_ need recounting
+  mutable std::size_t alive_others_ = 0, gone_ = 0;
   std::vector<Endpoint> candidates_;    // alive + suspect others, for random picks
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;

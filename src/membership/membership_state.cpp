@@ -51,7 +51,12 @@ void Membership::broadcast(const MemberInfo& m, const Endpoint& from) {
 }
 
 void Membership::emit(EventKind kind, const MemberInfo& m) {
-  members_dirty_ = true;
+  // Suspicion and metadata updates keep a member routable and probeable:
+  // only the other events change the candidate set and the counts.
+  if (kind != EventKind::kSuspect && kind != EventKind::kUpdate) {
+    members_dirty_ = true;
+    counts_dirty_ = true;
+  }
   if (listener_ != nullptr) listener_->on_member_event(kind, m);
 }
 
@@ -180,15 +185,23 @@ void Membership::start_suspicion(Record& r, const Endpoint& from) {
   r.suspicion_timer = loop_.run_at(r.suspicion->deadline(), [this, addr, life, inc] {
     suspicion_expired(addr, life, inc);
   });
-  // Halfway through the shortest window, ping the suspect ourselves. The
-  // ping carries the suspicion (buddy system): if the member is alive it
-  // answers with its newer incarnation even if we missed its refutation.
-  loop_.run_after(min / 2, [this, addr, life, inc] {
+  // While the suspicion runs, ping the suspect ourselves every third of the
+  // shortest window. The ping carries the suspicion (buddy system): a member
+  // that is alive answers with its newer incarnation even if we missed its
+  // refutation, so a lossy network does not turn a missed message into a
+  // false death.
+  schedule_reprobe(addr, life, inc, min / 3);
+}
+
+void Membership::schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc,
+                                  Duration every) {
+  loop_.run_after(every, [this, addr, life, inc, every] {
     auto it = members_.find(addr);
     if (it == members_.end() || !running_) return;
     const auto& info = it->second.info;
     if (info.state != MemberState::kSuspect || info.life != life || info.incarnation != inc) return;
     send_probe(Kind::kPing, 0, addr);
+    schedule_reprobe(addr, life, inc, every);
   });
 }
 
@@ -266,6 +279,8 @@ void Membership::refute(std::uint32_t seen_incarnation) {
 void Membership::reclaim() {
   const TimePoint now = loop_.now();
   if (last_correction_.size() > 4 * (members_.size() + 1)) last_correction_.clear();
+  recount();
+  if (gone_ == 0) return;  // nothing dead or left to forget
   for (auto it = members_.begin(); it != members_.end();) {
     const auto st = it->second.info.state;
     if ((st == MemberState::kDead || st == MemberState::kLeft) &&
@@ -295,12 +310,24 @@ std::vector<MemberInfo> Membership::members() const {
   return out;
 }
 
-std::size_t Membership::alive_count() const {
-  std::size_t n = left_ ? 0 : 1;
+void Membership::recount() const {
+  if (!counts_dirty_) return;
+  std::size_t alive = 0, gone = 0;
   for (const auto& [addr, r] : members_) {
-    if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) ++n;
+    if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
+      ++alive;
+    } else {
+      ++gone;
+    }
   }
-  return n;
+  alive_others_ = alive;
+  gone_ = gone;
+  counts_dirty_ = false;
+}
+
+std::size_t Membership::alive_count() const {
+  recount();
+  return alive_others_ + (left_ ? 0 : 1);
 }
 
 const MemberInfo* Membership::find(const Endpoint& addr) const {

@@ -115,11 +115,12 @@ void SimNetwork::schedule(TimePoint when, Pending p) {
 bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<const std::byte> data) {
   auto& src = *nodes_[node];
   ++stats_.sent;
+  stats_.bytes_sent += data.size();
   auto describe = [&] { return describe_ ? describe_(data) : std::to_string(data.size()) + "B"; };
   if (src.crashed) return false;
   if (on_send_ && on_send_(src.addr, to, data) == Verdict::kDrop) {
     ++stats_.lost;
-    trace("hook-drop " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+    if (tracing_) trace("hook-drop " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
     return true;
   }
   auto dst_it = by_addr_.find(to);
@@ -128,14 +129,14 @@ bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<con
     if ((src.group != 0 && dst.group != 0 && src.group != dst.group) ||
         (!blocked_.empty() && blocked_.count({src.addr.key(), to.key()}))) {
       ++stats_.partitioned;
-      trace("cut " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+      if (tracing_) trace("cut " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
       return true;
     }
   }
   const auto& pol = policy(src.addr, to);
   if (rng_.chance(pol.loss)) {
     ++stats_.lost;
-    trace("lost " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+    if (tracing_) trace("lost " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
     return true;
   }
   const int copies = rng_.chance(pol.duplicate) ? 2 : 1;
@@ -159,7 +160,7 @@ bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<con
     p.data.assign(data.begin(), data.end());
     schedule(now_ + d, std::move(p));
   }
-  trace("send " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
+  if (tracing_) trace("send " + src.addr.to_string() + "->" + to.to_string() + " " + describe());
   return true;
 }
 
@@ -212,6 +213,7 @@ bool SimNetwork::run_until(const std::function<bool()>& pred, Duration limit) {
 }
 
 void SimNetwork::trace(std::string line) {
+  if (!tracing_) return;
   if (trace_.size() >= kTraceLines) trace_.pop_front();
   std::ostringstream os;
   os << std::chrono::duration_cast<std::chrono::microseconds>(now_.time_since_epoch()).count()

@@ -108,6 +108,8 @@ class SimNetwork {
   void set_describer(std::function<std::string(std::span<const std::byte>)> d) {
     describe_ = std::move(d);
   }
+  /// Turns the trace ring off (large simulations) or on.
+  void set_tracing(bool on) { tracing_ = on; }
 
   TimePoint now() const { return now_; }
   std::uint64_t seed() const { return seed_; }
@@ -119,6 +121,7 @@ class SimNetwork {
   bool run_until(const std::function<bool()>& pred, Duration limit);
 
   struct Stats {
+    std::uint64_t bytes_sent = 0;
     std::uint64_t sent = 0, lost = 0, duplicated = 0, reordered = 0, partitioned = 0,
                   delivered = 0, to_crashed = 0;
   };
@@ -172,6 +175,7 @@ class SimNetwork {
   std::function<Verdict(const Endpoint&, const Endpoint&, std::span<const std::byte>)> on_send_;
   std::function<std::string(std::span<const std::byte>)> describe_;
   std::deque<std::string> trace_;
+  bool tracing_ = true;
   Stats stats_;
 };
 
