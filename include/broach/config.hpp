@@ -37,6 +37,22 @@ struct TransportConfig {
   int socket_buffer_bytes = 4 << 20;           ///< SO_RCVBUF / SO_SNDBUF request
 };
 
+/// params.broach.membership: gossip membership (docs/membership.md).
+struct MembershipConfig {
+  double probe_interval_ms = 500;      ///< one member probed per interval
+  double probe_timeout_ms = 200;       ///< direct ack wait before indirect probes
+  int indirect_checks = 3;             ///< members asked to probe on our behalf
+  int suspicion_mult = 4;              ///< min suspicion = mult * log10(N) * probe interval
+  int suspicion_max_mult = 3;          ///< max suspicion = max_mult * min
+  double gossip_interval_ms = 200;     ///< piggyback-free gossip period
+  int gossip_nodes = 3;                ///< members gossiped to per period
+  int retransmit_mult = 4;             ///< each update sent mult * log10(N+1) times
+  double push_pull_interval_ms = 15000;  ///< full-state exchange period
+  double reconnect_interval_ms = 3000;   ///< retry seeds when alone / a dead member
+  double dead_reclaim_ms = 30000;      ///< how long dead and left records are kept
+  int weight = 100;                    ///< this member's weight (load balancing)
+};
+
 struct Config {
   std::string name = "BroachRpc";       ///< instance / service name
   std::string version = "1.0.0";        ///< instance version
@@ -48,6 +64,7 @@ struct Config {
   double udp_timeout = 3;               ///< params.udpTimeOut: seconds of silence before delivery fails
   ThreadPoolConfig thread_pool;         ///< params.threadPool
   TransportConfig transport;            ///< params.broach.transport
+  MembershipConfig membership;          ///< params.broach.membership
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key

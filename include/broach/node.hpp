@@ -19,6 +19,7 @@
 #include "broach/config.hpp"
 #include "broach/endpoint.hpp"
 #include "broach/error.hpp"
+#include "broach/member.hpp"
 
 namespace broach {
 
@@ -30,6 +31,12 @@ struct CallOptions {
 
 /// The raw outcome of a call: a packed result or an error.
 using RawResult = Result<Bytes>;
+
+/// One service and the members that currently provide it.
+struct ServiceRoute {
+  std::string service;
+  std::vector<MemberInfo> providers;
+};
 
 struct NodeStats {
   std::uint64_t calls_made = 0, calls_ok = 0, calls_failed = 0;
@@ -90,6 +97,31 @@ class Node {
     call_raw_async(to, service, detail::pack_args(args...), CallOptions{},
                    [done = std::move(done)](RawResult r) { done(convert<R>(std::move(r))); });
   }
+
+  /// Calls `service` by name: a provider is picked from the route table the
+  /// cluster's gossip keeps current (round robin). Fails at once with
+  /// kNotFound when no live member offers it.
+  template <class R, class... A>
+  R call(const std::string& service, const A&... args) {
+    Bytes body = call_raw(service, detail::pack_args(args...), CallOptions{}).value();
+    return detail::unpack_value<R>(body);
+  }
+  template <class R, class... A>
+  std::future<Result<R>> call_async(const std::string& service, const A&... args) {
+    auto promise = std::make_shared<std::promise<Result<R>>>();
+    auto fut = promise->get_future();
+    call_raw_async(service, detail::pack_args(args...), CallOptions{},
+                   [promise](RawResult r) { promise->set_value(convert<R>(std::move(r))); });
+    return fut;
+  }
+  RawResult call_raw(const std::string& service, Bytes args, const CallOptions& opts = {});
+  void call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
+                      std::function<void(RawResult)> done);
+
+  /// This node's view of the cluster (itself included), sorted by address.
+  std::vector<MemberInfo> members() const;
+  /// The current route table: every advertised service and its providers.
+  std::vector<ServiceRoute> routes() const;
 
   /// Untyped forms: `args` is one packed msgpack array.
   RawResult call_raw(const Endpoint& to, const std::string& service, Bytes args,

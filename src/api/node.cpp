@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <random>
@@ -13,6 +14,8 @@
 #include "base/assert.hpp"
 #include "base/log.hpp"
 #include "exec/thread_pool.hpp"
+#include "membership/membership.hpp"
+#include "routing/route_table.hpp"
 #include "reliable/engine.hpp"
 #include "transport/epoll_loop.hpp"
 #include "transport/udp_transport.hpp"
@@ -55,20 +58,194 @@ Endpoint bind_endpoint(const Config& c) {
   return Endpoint{ip, static_cast<std::uint16_t>(c.rpc_port)};
 }
 
+membership::MembershipOptions membership_options(const Config& c) {
+  const auto& m = c.membership;
+  membership::MembershipOptions o;
+  o.probe_interval = seconds_f(m.probe_interval_ms / 1000.0);
+  o.probe_timeout = seconds_f(m.probe_timeout_ms / 1000.0);
+  o.indirect_checks = m.indirect_checks;
+  o.suspicion_mult = m.suspicion_mult;
+  o.suspicion_max_mult = m.suspicion_max_mult;
+  o.gossip_interval = seconds_f(m.gossip_interval_ms / 1000.0);
+  o.gossip_nodes = m.gossip_nodes;
+  o.retransmit_mult = m.retransmit_mult;
+  o.push_pull_interval = seconds_f(m.push_pull_interval_ms / 1000.0);
+  o.reconnect_interval = seconds_f(m.reconnect_interval_ms / 1000.0);
+  o.dead_reclaim = seconds_f(m.dead_reclaim_ms / 1000.0);
+  o.call_timeout = seconds_f(c.udp_timeout);
+  return o;
+}
+
+std::vector<Endpoint> seed_endpoints(const Config& c) {
+  std::vector<Endpoint> out;
+  for (const auto& s : c.cluster_address) {
+    Endpoint e;
+    if (!Endpoint::parse(s, e)) {
+      throw Error(Errc::kBadConfig, c.source + ": params.clusterAddress: not IP:PORT: " + s);
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::uint64_t life_now() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+constexpr const char* kMembersService = "__broach.members";
+constexpr const char* kRoutesService = "__broach.routes";
+
 }  // namespace
 
-struct Node::Impl final : reliable::RequestHandler {
+struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   explicit Impl(Config cfg)
       : config(std::move(cfg)),
         transport(loop, bind_endpoint(config),
                   UdpOptions{config.transport.socket_buffer_bytes, 32}),
         engine(loop, transport, engine_options(config, transport.local()), this),
         pool(config.thread_pool, "broach-worker") {
+    MemberMeta meta;
+    meta.name = config.name;
+    meta.version = config.version;
+    meta.weight = static_cast<std::uint32_t>(config.membership.weight);
+    membership = std::make_unique<membership::Membership>(
+        loop, engine, membership_options(config), life_now(), meta, engine.options().node_id, this);
+    routes.store(routing::RouteTable::build(membership->members()));
+    const auto seeds = seed_endpoints(config);
     loop.start_thread("broach-loop");
+    on_loop([&] { membership->start(seeds); });
+  }
+
+  ~Impl() override {
+    // Membership holds timers on the loop; it goes first, on the loop's
+    // terms (the loop has stopped by now, so this thread owns it).
+    membership.reset();
+  }
+
+  // Runs `f` on the loop thread and waits for it.
+  template <class F>
+  void on_loop(F&& f) {
+    if (loop.in_loop_thread()) {
+      f();
+      return;
+    }
+    std::promise<void> done;
+    loop.post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  // membership::Listener (loop thread): keep the route table current. Dead
+  // and left members leave it at once; a burst of events (a join storm)
+  // is folded into one rebuild.
+  void on_member_event(membership::EventKind, const MemberInfo&) override {
+    if (rebuild_pending) return;
+    rebuild_pending = true;
+    loop.post([this] {
+      rebuild_pending = false;
+      if (membership) {
+        routes.store(routing::RouteTable::build(membership->members(), routes.load().get()));
+      }
+    });
+  }
+
+  // Internal services run on the loop thread: they read loop-owned state.
+  bool handle_internal(reliable::IncomingRequest& req) {
+    Bytes body;
+    try {
+      if (req.service == membership::kPushPullService) {
+        wire::encode_response_ok(membership->handle_push_pull(req.args), body);
+      } else if (req.service == kMembersService) {
+        wire::encode_response_ok(pack_members(membership->members()), body);
+      } else if (req.service == kRoutesService) {
+        wire::encode_response_ok(pack_routes(), body);
+      } else {
+        return false;
+      }
+    } catch (const Error& e) {
+      body.clear();
+      wire::encode_response_error(e.code(), e.message(), body);
+    }
+    engine.respond(req.token, std::move(body));
+    return true;
+  }
+
+  static Bytes pack_members(const std::vector<MemberInfo>& members) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(static_cast<std::uint32_t>(members.size()));
+    for (const auto& m : members) {
+      pk.pack_map(8);
+      pk.pack(std::string("address"));
+      pk.pack(m.address.to_string());
+      pk.pack(std::string("name"));
+      pk.pack(m.meta.name);
+      pk.pack(std::string("version"));
+      pk.pack(m.meta.version);
+      pk.pack(std::string("state"));
+      pk.pack(std::string(member_state_name(m.state)));
+      pk.pack(std::string("incarnation"));
+      pk.pack(m.incarnation);
+      pk.pack(std::string("life"));
+      pk.pack(m.life);
+      pk.pack(std::string("services"));
+      pk.pack(m.meta.services);
+      pk.pack(std::string("weight"));
+      pk.pack(m.meta.weight);
+    }
+    return detail::to_bytes(buf);
+  }
+
+  Bytes pack_routes() const {
+    const auto table = routes.load();
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_map(static_cast<std::uint32_t>(table->services().size()));
+    for (const auto& [name, e] : table->services()) {
+      pk.pack(name);
+      pk.pack_array(static_cast<std::uint32_t>(e.providers.size()));
+      for (const auto& p : e.providers) {
+        pk.pack_map(4);
+        pk.pack(std::string("address"));
+        pk.pack(p.address.to_string());
+        pk.pack(std::string("state"));
+        pk.pack(std::string(member_state_name(p.state)));
+        pk.pack(std::string("name"));
+        pk.pack(p.name);
+        pk.pack(std::string("version"));
+        pk.pack(p.version);
+      }
+    }
+    return detail::to_bytes(buf);
+  }
+
+  MemberMeta current_meta() {
+    MemberMeta meta;
+    meta.name = config.name;
+    meta.version = config.version;
+    meta.weight = static_cast<std::uint32_t>(config.membership.weight);
+    std::shared_lock lock(services_mu);
+    for (const auto& [name, h] : services) {
+      if (!routing::is_internal_service(name)) meta.services.push_back(name);
+    }
+    std::sort(meta.services.begin(), meta.services.end());
+    return meta;
+  }
+
+  void publish_services() {
+    auto meta = current_meta();
+    loop.post([this, meta = std::move(meta)]() mutable {
+      if (membership) membership->set_meta(std::move(meta));
+    });
   }
 
   // Runs on the loop thread for every new (non-duplicate) request.
   void on_request(reliable::IncomingRequest&& req) override {
+    if (routing::is_internal_service(req.service) && handle_internal(req)) return;
     ++requests_received;
     RawHandler handler;
     {
@@ -143,6 +320,9 @@ struct Node::Impl final : reliable::RequestHandler {
   UdpTransport transport;
   reliable::Engine engine;
   ThreadPool pool;
+  std::unique_ptr<membership::Membership> membership;  // loop thread
+  std::atomic<std::shared_ptr<const routing::RouteTable>> routes;
+  bool rebuild_pending = false;  // loop thread
   std::atomic<bool> stopping{false};
   std::once_flag stop_once;
 
@@ -169,13 +349,70 @@ const Config& Node::config() const { return impl_->config; }
 void Node::provide_raw(std::string name, RawHandler handler) {
   BROACH_REQUIRE(!name.empty(), "service name must not be empty");
   BROACH_REQUIRE(static_cast<bool>(handler), "handler must not be empty");
-  std::unique_lock lock(impl_->services_mu);
-  impl_->services[std::move(name)] = std::move(handler);
+  {
+    std::unique_lock lock(impl_->services_mu);
+    impl_->services[std::move(name)] = std::move(handler);
+  }
+  impl_->publish_services();
 }
 
 bool Node::withdraw(const std::string& name) {
-  std::unique_lock lock(impl_->services_mu);
-  return impl_->services.erase(name) > 0;
+  bool removed = false;
+  {
+    std::unique_lock lock(impl_->services_mu);
+    removed = impl_->services.erase(name) > 0;
+  }
+  if (removed) impl_->publish_services();
+  return removed;
+}
+
+RawResult Node::call_raw(const std::string& service, Bytes args, const CallOptions& opts) {
+  BROACH_REQUIRE(!impl_->loop.in_loop_thread(),
+                 "a blocking call from the loop thread would deadlock; use call_raw_async");
+  std::promise<RawResult> promise;
+  auto fut = promise.get_future();
+  call_raw_async(service, std::move(args), opts,
+                 [&promise](RawResult r) { promise.set_value(std::move(r)); });
+  return fut.get();
+}
+
+void Node::call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
+                          std::function<void(RawResult)> done) {
+  const auto table = impl_->routes.load();
+  const routing::Provider* p = table->pick_round_robin(service);
+  if (p == nullptr) {
+    done(Error(Errc::kNotFound, "no live member of the cluster offers " + service));
+    return;
+  }
+  call_raw_async(p->address, service, std::move(args), opts, std::move(done));
+}
+
+std::vector<MemberInfo> Node::members() const {
+  std::vector<MemberInfo> out;
+  if (impl_->stopping.load()) return out;
+  impl_->on_loop([&] { out = impl_->membership->members(); });
+  return out;
+}
+
+std::vector<ServiceRoute> Node::routes() const {
+  std::vector<ServiceRoute> out;
+  const auto table = impl_->routes.load();
+  for (const auto& [name, e] : table->services()) {
+    ServiceRoute r;
+    r.service = name;
+    for (const auto& p : e.providers) {
+      MemberInfo m;
+      m.address = p.address;
+      m.state = p.state;
+      m.meta.name = p.name;
+      m.meta.version = p.version;
+      m.meta.weight = p.weight;
+      m.self = p.self;
+      r.providers.push_back(std::move(m));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 void Node::call_raw_async(const Endpoint& to, const std::string& service, Bytes args,
@@ -248,6 +485,9 @@ void Node::stop() {
   if (!impl_) return;
   auto& impl = *impl_;
   std::call_once(impl.stop_once, [&impl] {
+    // Announce a graceful leave first, so the cluster does not take the
+    // silence that follows for a failure.
+    impl.on_loop([&impl] { impl.membership->leave(); });
     impl.stopping.store(true);
     // Queued requests are answered with kShutdown (see Impl::run) while the
     // loop still runs, then pending calls end with kShutdown.

@@ -69,6 +69,9 @@ constexpr Range kRtoRange{0, 60000, true};  // milliseconds
 constexpr Range kDedupEntriesRange{1, 100000000};
 constexpr Range kBudgetRange{1024, kTiB};  // memory budgets, bytes
 constexpr Range kSocketBufferRange{4096, kGiB};
+constexpr Range kIntervalMsRange{0, 3600000, true};  // milliseconds, > 0
+constexpr Range kSmallCountRange{1, 64};
+constexpr Range kWeightRange{0, 1000000};
 constexpr std::size_t kMaxNameBytes = 255;  // name and version travel in membership messages
 
 // ---------------------------------------------------------------------------
@@ -311,6 +314,21 @@ const Key<TransportConfig> kTransportKeys[] = {
     {"socketBufferBytes", &TransportConfig::socket_buffer_bytes, kSocketBufferRange},
 };
 
+const Key<MembershipConfig> kMembershipKeys[] = {
+    {"probeIntervalMs", &MembershipConfig::probe_interval_ms, kIntervalMsRange},
+    {"probeTimeoutMs", &MembershipConfig::probe_timeout_ms, kIntervalMsRange},
+    {"indirectChecks", &MembershipConfig::indirect_checks, kSmallCountRange},
+    {"suspicionMult", &MembershipConfig::suspicion_mult, kSmallCountRange},
+    {"suspicionMaxMult", &MembershipConfig::suspicion_max_mult, kSmallCountRange},
+    {"gossipIntervalMs", &MembershipConfig::gossip_interval_ms, kIntervalMsRange},
+    {"gossipNodes", &MembershipConfig::gossip_nodes, kSmallCountRange},
+    {"retransmitMult", &MembershipConfig::retransmit_mult, kSmallCountRange},
+    {"pushPullIntervalMs", &MembershipConfig::push_pull_interval_ms, kIntervalMsRange},
+    {"reconnectIntervalMs", &MembershipConfig::reconnect_interval_ms, kIntervalMsRange},
+    {"deadReclaimMs", &MembershipConfig::dead_reclaim_ms, kIntervalMsRange},
+    {"weight", &MembershipConfig::weight, kWeightRange},
+};
+
 const Key<ThreadPoolConfig> kThreadPoolKeys[] = {
     {"core", &ThreadPoolConfig::core, kCoreRange},
     {"threadMax", &ThreadPoolConfig::thread_max, kThreadMaxRange},
@@ -325,6 +343,9 @@ const Key<ThreadPoolConfig> kThreadPoolKeys[] = {
 const Key<Config> kBroachKeys[] = {
     {"transport", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<TransportConfig>(v, p, kTransportKeys, c.transport);
+     }}},
+    {"membership", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<MembershipConfig>(v, p, kMembershipKeys, c.membership);
      }}},
 };
 
@@ -431,6 +452,20 @@ constexpr std::string_view kDefaultJson = R"({
         "reassemblyMaxBytesPerPeer": 134217728,
         "reassemblyMaxBytesTotal": 536870912,
         "socketBufferBytes": 4194304
+      },
+      "membership": {
+        "probeIntervalMs": 500,
+        "probeTimeoutMs": 200,
+        "indirectChecks": 3,
+        "suspicionMult": 4,
+        "suspicionMaxMult": 3,
+        "gossipIntervalMs": 200,
+        "gossipNodes": 3,
+        "retransmitMult": 4,
+        "pushPullIntervalMs": 15000,
+        "reconnectIntervalMs": 3000,
+        "deadReclaimMs": 30000,
+        "weight": 100
       }
     }
   }
@@ -454,6 +489,26 @@ void check_thread_pool(const Checker& k, const ThreadPoolConfig& tp) {
         "params.threadPool.createThreadThreshold",
         fmt::format("must be <= queueMax ({}), got {}", tp.queue_max, tp.create_thread_threshold));
   }
+}
+
+void check_membership(const Checker& k, const MembershipConfig& m) {
+  const std::string p = "params.broach.membership.";
+  k.number(p + "probeIntervalMs", m.probe_interval_ms, kIntervalMsRange);
+  k.number(p + "probeTimeoutMs", m.probe_timeout_ms, kIntervalMsRange);
+  if (m.probe_timeout_ms >= m.probe_interval_ms) {
+    k.fail(p + "probeTimeoutMs", fmt::format("must be < probeIntervalMs ({}), got {}",
+                                             m.probe_interval_ms, m.probe_timeout_ms));
+  }
+  k.integer(p + "indirectChecks", m.indirect_checks, kSmallCountRange);
+  k.integer(p + "suspicionMult", m.suspicion_mult, kSmallCountRange);
+  k.integer(p + "suspicionMaxMult", m.suspicion_max_mult, kSmallCountRange);
+  k.number(p + "gossipIntervalMs", m.gossip_interval_ms, kIntervalMsRange);
+  k.integer(p + "gossipNodes", m.gossip_nodes, kSmallCountRange);
+  k.integer(p + "retransmitMult", m.retransmit_mult, kSmallCountRange);
+  k.number(p + "pushPullIntervalMs", m.push_pull_interval_ms, kIntervalMsRange);
+  k.number(p + "reconnectIntervalMs", m.reconnect_interval_ms, kIntervalMsRange);
+  k.number(p + "deadReclaimMs", m.dead_reclaim_ms, kIntervalMsRange);
+  k.integer(p + "weight", m.weight, kWeightRange);
 }
 
 void check_transport(const Checker& k, const TransportConfig& t) {
@@ -560,6 +615,7 @@ void validate_config(const Config& c) {
   k.number("params.udpTimeOut", c.udp_timeout, kTimeoutRange);
   check_thread_pool(k, c.thread_pool);
   check_transport(k, c.transport);
+  check_membership(k, c.membership);
 }
 
 Config parse_config(std::string_view json_text, std::string_view source) {

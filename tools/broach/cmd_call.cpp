@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <random>
 
 #include "cli.hpp"
 
@@ -12,14 +13,46 @@ namespace {
 
 struct CallFlags {
   std::string to;
+  std::string seed;
   std::string service;
   std::vector<std::string> args;
   double timeout_s = 0;
 };
 
+// Asks the member at `seed` for its route table and picks a provider of
+// `service` (round robin across runs is meaningless for a one-shot CLI, so
+// a random provider is taken).
+int pick_provider(const std::string& seed, const std::string& service, double timeout_s, Endpoint& out) {
+  Endpoint s;
+  if (!Endpoint::parse(seed, s)) {
+    std::cerr << "broach call: --seed: expected IP:PORT, got '" << seed << "'\n";
+    return kExitUsage;
+  }
+  Node node(client_config(s, timeout_s > 0 ? timeout_s : 3));
+  auto r = node.call_raw(s, "__broach.routes", detail::pack_args());
+  if (!r.ok()) {
+    std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
+              << " (asking " << seed << " for routes)\n";
+    return kExitCallFailed;
+  }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(r.value().data());
+  const auto routes = nlohmann::json::from_msgpack(p, p + r.value().size());
+  if (!routes.contains(service) || routes[service].empty()) {
+    std::cerr << "error: not_found: no live member of the cluster offers " << service << "\n";
+    return kExitCallFailed;
+  }
+  const auto& providers = routes[service];
+  std::random_device rd;
+  const auto& chosen = providers[rd() % providers.size()];
+  Endpoint::parse(chosen["address"].get<std::string>(), out);
+  return kExitOk;
+}
+
 int run_call(const CallFlags& f) {
   Endpoint to;
-  if (!Endpoint::parse(f.to, to)) {
+  if (!f.seed.empty()) {
+    if (int rc = pick_provider(f.seed, f.service, f.timeout_s, to); rc != kExitOk) return rc;
+  } else if (!Endpoint::parse(f.to, to)) {
     std::cerr << "broach call: --to: expected IP:PORT, got '" << f.to << "'\n";
     return kExitUsage;
   }
@@ -46,13 +79,7 @@ int run_call(const CallFlags& f) {
   Bytes bytes(reinterpret_cast<const std::byte*>(packed.data()),
               reinterpret_cast<const std::byte*>(packed.data()) + packed.size());
   try {
-    Config c = default_config();
-    c.rpc_ip = (to.ip >> 24) == 127 ? "127.0.0.1" : "0.0.0.0";
-    c.rpc_port = 0;
-    c.log_level = "warn";
-    c.thread_pool.core = 1;
-    if (f.timeout_s > 0) c.rpc_timeout = f.timeout_s;
-    Node node(c);
+    Node node(client_config(to, f.timeout_s));
     auto r = node.call_raw(to, f.service, std::move(bytes));
     if (!r.ok()) {
       std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message() << "\n";
@@ -76,11 +103,22 @@ int run_call(const CallFlags& f) {
 void register_call(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("call", "call a service and print its result as JSON");
   auto f = std::make_shared<CallFlags>();
-  cmd->add_option("--to", f->to, "IP:PORT of the provider")->required();
+  auto* to = cmd->add_option("--to", f->to, "IP:PORT of the provider");
+  auto* seed = cmd->add_option("--seed", f->seed,
+                               "IP:PORT of any member: learn the routes from it and call a provider");
+  to->excludes(seed);
+  seed->excludes(to);
   cmd->add_option("--timeout", f->timeout_s, "seconds (default: rpcTimeOut, 6)");
   cmd->add_option("service", f->service, "service name")->required();
   cmd->add_option("args", f->args, "arguments, each a JSON value (bare words are strings; @FILE reads one from a file)");
-  cmd->callback([f, &exit_code] { exit_code = run_call(*f); });
+  cmd->callback([f, &exit_code] {
+    if (f->to.empty() && f->seed.empty()) {
+      std::cerr << "broach call: one of --to or --seed is required\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    exit_code = run_call(*f);
+  });
 }
 
 }  // namespace broach::cli

@@ -106,7 +106,41 @@ void expect_header_defaults(const Config& c) {
   EXPECT_EQ(t.reassembly_max_bytes_per_peer, u.reassembly_max_bytes_per_peer);
   EXPECT_EQ(t.reassembly_max_bytes_total, u.reassembly_max_bytes_total);
   EXPECT_EQ(t.socket_buffer_bytes, u.socket_buffer_bytes);
+  const MembershipConfig& m = c.membership;
+  const MembershipConfig& n = d.membership;
+  EXPECT_EQ(m.probe_interval_ms, n.probe_interval_ms);
+  EXPECT_EQ(m.probe_timeout_ms, n.probe_timeout_ms);
+  EXPECT_EQ(m.indirect_checks, n.indirect_checks);
+  EXPECT_EQ(m.suspicion_mult, n.suspicion_mult);
+  EXPECT_EQ(m.suspicion_max_mult, n.suspicion_max_mult);
+  EXPECT_EQ(m.gossip_interval_ms, n.gossip_interval_ms);
+  EXPECT_EQ(m.gossip_nodes, n.gossip_nodes);
+  EXPECT_EQ(m.retransmit_mult, n.retransmit_mult);
+  EXPECT_EQ(m.push_pull_interval_ms, n.push_pull_interval_ms);
+  EXPECT_EQ(m.reconnect_interval_ms, n.reconnect_interval_ms);
+  EXPECT_EQ(m.dead_reclaim_ms, n.dead_reclaim_ms);
+  EXPECT_EQ(m.weight, n.weight);
   EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ConfigBroach, MembershipKeysMapAndAreChecked) {
+  Config c = parse_config(
+      R"({"params": {"broach": {"membership": {"probeIntervalMs": 1000, "gossipNodes": 5,
+          "weight": 7}}}})",
+      "m.json");
+  EXPECT_EQ(c.membership.probe_interval_ms, 1000);
+  EXPECT_EQ(c.membership.gossip_nodes, 5);
+  EXPECT_EQ(c.membership.weight, 7);
+  try {
+    parse_config(R"({"params": {"broach": {"membership": {"probeTimeoutMs": 900,
+        "probeIntervalMs": 500}}}})", "m.json");
+    FAIL() << "timeout >= interval must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.json: params.broach.membership.probeTimeoutMs"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_config(R"({"params": {"broach": {"membership": {"gossipNodes": 0}}}})", "m.json"),
+               Error);
 }
 
 TEST(ConfigDefaults, EmbeddedDefaultMatchesHeaderDefaults) {
@@ -397,7 +431,7 @@ TEST(ConfigUnknownKeys, AreWarningsNamingFileAndPath) {
       path + ": unknown key params.rpcPrt (ignored)",
       path + ": unknown key params.threadPool.maxThreads (ignored)",
       path + ": unknown key params.broach.transport.sendWindw (ignored)",
-      path + ": unknown key params.broach.membership (ignored)",
+      path + ": unknown key params.broach.security (ignored)",
   };
   EXPECT_EQ(c.warnings, expected);
 }

@@ -1,0 +1,123 @@
+// Nodes in one process on loopback forming a cluster by gossip: calls by
+// service name, route-table updates, joining latency, leave.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "broach/node.hpp"
+
+namespace broach {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Config member_config(const std::vector<std::string>& seeds = {}) {
+  Config c = default_config();
+  c.rpc_ip = "127.0.0.1";
+  c.rpc_port = 0;
+  c.log_level = "warn";
+  c.cluster_address = seeds;
+  return c;
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto end = Clock::now() + limit;
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return pred();
+}
+
+std::size_t providers_of(const Node& n, const std::string& service) {
+  for (const auto& r : n.routes()) {
+    if (r.service == service) return r.providers.size();
+  }
+  return 0;
+}
+
+TEST(Cluster, CallsByNameReachEveryProviderRoundRobin) {
+  Node seed(member_config());
+  seed.provide("whoami", [a = seed.address().to_string()] { return a; });
+  const std::string s = seed.address().to_string();
+  Node b(member_config({s}));
+  b.provide("whoami", [a = b.address().to_string()] { return a; });
+  Node caller(member_config({s}));
+  ASSERT_TRUE(eventually([&] { return providers_of(caller, "whoami") == 2; }));
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 10; ++i) ++seen[caller.call<std::string>("whoami")];
+  EXPECT_EQ(seen.size(), 2u);
+  for (auto& [addr, n] : seen) EXPECT_EQ(n, 5) << addr;  // round robin
+}
+
+TEST(Cluster, ServiceNobodyOffersFailsAtOnceWithNotFound) {
+  Node seed(member_config());
+  Node caller(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return caller.members().size() == 2; }));
+  const auto t0 = Clock::now();
+  try {
+    caller.call<int>("work02", 1, 2);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kNotFound);
+  }
+  EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(100));  // no network wait at all
+}
+
+TEST(Cluster, ServiceRegisteredAfterStartReachesOtherMembers) {
+  Node seed(member_config());
+  Node other(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return other.members().size() == 2; }));
+  EXPECT_EQ(providers_of(other, "late"), 0u);
+  seed.provide("late", [] { return 7; });
+  ASSERT_TRUE(eventually([&] { return providers_of(other, "late") == 1; }));
+  EXPECT_EQ(other.call<int>("late"), 7);
+  seed.withdraw("late");
+  EXPECT_TRUE(eventually([&] { return providers_of(other, "late") == 0; }));
+}
+
+TEST(Cluster, InternalServicesAreNeverAdvertised) {
+  Node seed(member_config());
+  seed.provide("__secret", [] { return 1; });
+  seed.provide("open", [] { return 2; });
+  Node other(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return providers_of(other, "open") == 1; }));
+  EXPECT_EQ(providers_of(other, "__secret"), 0u);
+}
+
+TEST(Cluster, NewNodeCanCallWithin200msOfJoining) {
+  Node seed(member_config());
+  seed.provide("add", [](int a, int b) { return a + b; });
+  Node second(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return providers_of(second, "add") == 1; }));
+  // Measured: construction (bind, join through the seed) until the first
+  // successful call by name. The seed's full state arrives in the join reply.
+  const auto t0 = Clock::now();
+  Node newcomer(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return providers_of(newcomer, "add") == 1; }, std::chrono::seconds(5)));
+  EXPECT_EQ(newcomer.call<int>("add", 1, 2), 3);
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
+  std::printf("join-to-first-call: %.2f ms\n", took.count() / 1000.0);
+  EXPECT_LT(took, std::chrono::milliseconds(200));
+}
+
+TEST(Cluster, GracefulStopIsSeenAsLeftNotDead) {
+  Node seed(member_config());
+  auto leaving = std::make_unique<Node>(member_config({seed.address().to_string()}));
+  leaving->provide("x", [] { return 1; });
+  const Endpoint addr = leaving->address();
+  ASSERT_TRUE(eventually([&] { return providers_of(seed, "x") == 1; }));
+  leaving->stop();
+  ASSERT_TRUE(eventually([&] {
+    for (const auto& m : seed.members()) {
+      if (m.address == addr) return m.state == MemberState::kLeft;
+    }
+    return false;
+  }, std::chrono::seconds(5)));
+  EXPECT_EQ(providers_of(seed, "x"), 0u);
+}
+
+}  // namespace
+}  // namespace broach
