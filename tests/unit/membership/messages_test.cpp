@@ -1,0 +1,84 @@
+#include "membership/messages.hpp"
+
+#include <gtest/gtest.h>
+
+namespace broach::membership {
+namespace {
+
+Update alive_update() {
+  Update u;
+  u.state = MemberState::kAlive;
+  u.addr = Endpoint{0x0a000001, 7946};
+  u.life = 1795479227370ULL;
+  u.incarnation = 7;
+  MemberMeta m;
+  m.name = "node";
+  m.version = "1.2.3";
+  m.services = {"add", "echo"};
+  m.weight = 50;
+  m.tags = {{"zone", "a"}};
+  u.meta = m;
+  return u;
+}
+
+TEST(Messages, ProbeRoundTripsWithUpdates) {
+  ProbeWriter w(Kind::kPingReq, 42, Endpoint{0x0a000002, 1});
+  ASSERT_TRUE(w.try_add(encode_update(alive_update()), 1400));
+  Update s;
+  s.state = MemberState::kSuspect;
+  s.addr = Endpoint{0x0a000003, 2};
+  s.from = Endpoint{0x0a000001, 7946};
+  ASSERT_TRUE(w.try_add(encode_update(s), 1400));
+  ProbeMessage m;
+  ASSERT_TRUE(decode_probe(w.finish(), m));
+  EXPECT_EQ(m.kind, Kind::kPingReq);
+  EXPECT_EQ(m.seq, 42u);
+  ASSERT_TRUE(m.target.has_value());
+  EXPECT_EQ(m.target->port, 1);
+  ASSERT_EQ(m.updates.size(), 2u);
+  EXPECT_EQ(m.updates[0].meta->services, alive_update().meta->services);
+  EXPECT_EQ(m.updates[0].meta->tags.at("zone"), "a");
+  EXPECT_EQ(m.updates[0].life, 1795479227370ULL);
+  EXPECT_EQ(m.updates[1].state, MemberState::kSuspect);
+  EXPECT_EQ(m.updates[1].from.port, 7946);
+  EXPECT_FALSE(m.updates[1].meta.has_value());
+}
+
+TEST(Messages, WriterRespectsTheSizeLimit) {
+  ProbeWriter w(Kind::kGossip, 0, std::nullopt);
+  const auto u = encode_update(alive_update());
+  int added = 0;
+  while (w.try_add(u, 500)) ++added;
+  EXPECT_GT(added, 0);
+  EXPECT_LE(w.finish().size(), 500u);
+}
+
+TEST(Messages, RejectsMalformedBodies) {
+  ProbeMessage m;
+  EXPECT_FALSE(decode_probe({}, m));
+  ProbeWriter w(Kind::kPing, 1, std::nullopt);
+  w.try_add(encode_update(alive_update()), 1400);
+  const auto body = w.finish();
+  for (std::size_t n = 0; n < body.size(); ++n) {
+    EXPECT_FALSE(decode_probe(std::span(body).first(n), m)) << n;
+  }
+  auto bad = body;
+  bad[1] = std::byte{9};  // kind out of range
+  EXPECT_FALSE(decode_probe(bad, m));
+}
+
+TEST(Messages, PushPullRoundTrips) {
+  std::vector<Update> state{alive_update(), alive_update()};
+  state[1].state = MemberState::kDead;
+  state[1].addr.port = 9;
+  bool join = false;
+  std::vector<Update> out;
+  ASSERT_TRUE(decode_push_pull(encode_push_pull(true, state), join, out));
+  EXPECT_TRUE(join);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].state, MemberState::kDead);
+  EXPECT_EQ(out[1].addr.port, 9);
+}
+
+}  // namespace
+}  // namespace broach::membership
