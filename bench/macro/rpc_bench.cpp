@@ -1,0 +1,205 @@
+// bench_rpc: BroachRpc's echo between two processes, measured from the
+// caller. Compare with bench_udp_floor, the same traffic without the
+// framework.
+//
+//   bench_rpc server [--ip 127.0.0.1] [--port 0] [--core N] [--max-threads M]
+//       a Node providing echo(std::string) -> std::string with the default
+//       config (worker pool core=3, up to 15 threads, unless overridden);
+//       prints "listening on IP:PORT".
+//   bench_rpc echo --to IP:PORT [--size 16] [--inflight 1] [--seconds 5] [--mode sync|async]
+//       sync (the default for --inflight 1): a loop of blocking call<std::string>.
+//       async (the default above 1): `inflight` call_then chains, each callback
+//       (on the node's loop thread) issuing the next call at once.
+//   Both modes take --cpu C (pin to CPU C) and --max-datagram B, which sets
+//   params.broach.transport.maxDatagramBytes (default 1472; loopback carries
+//   up to the config limit, 65000). Give both sides the same value.
+//
+// Both sides use the typed API a user would: the string is packed, encoded,
+// fragmented when larger than a datagram, and unpacked again on each side.
+#include <signal.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "bench_util.hpp"
+#include "broach/node.hpp"
+
+namespace broach::bench {
+namespace {
+
+Config bench_config(const Flags& f, int default_port) {
+  Config c = default_config();
+  c.rpc_ip = f.str("ip", "127.0.0.1");
+  c.rpc_port = static_cast<int>(f.num("port", default_port));
+  c.log_level = "warn";
+  // Both sides must agree to use larger datagrams (loopback's MTU is 64 KiB).
+  c.transport.max_datagram_bytes =
+      static_cast<int>(f.num("max-datagram", c.transport.max_datagram_bytes));
+  return c;
+}
+
+int run_server(const Flags& f) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before the node's threads start
+  Config c = bench_config(f, 0);
+  c.thread_pool.core = static_cast<int>(f.num("core", c.thread_pool.core));
+  c.thread_pool.thread_max = static_cast<int>(f.num("max-threads", c.thread_pool.thread_max));
+  c.thread_pool.thread_max = std::max(c.thread_pool.thread_max, c.thread_pool.core);
+  Node node(c);
+  node.provide("echo", [](std::string s) { return s; });
+  std::printf("listening on %s\n", node.address().to_string().c_str());
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&set, &sig);
+  node.stop();
+  return 0;
+}
+
+// One call in flight, the caller blocked on each: what a plain user loop sees.
+void run_sync(Node& node, const Endpoint& to, const std::string& payload, const Window& w,
+              Report& r) {
+  for (std::uint64_t start = now_ns(); start < w.end; start = now_ns()) {
+    bool ok = false;
+    try {
+      ok = node.call<std::string>(to, "echo", payload).size() == payload.size();
+    } catch (const Error&) {
+    }
+    const std::uint64_t done = now_ns();
+    ++r.calls_total;
+    if (!w.contains(start)) continue;
+    if (!ok) {
+      ++r.errors;
+      continue;
+    }
+    ++r.calls;
+    r.bytes += payload.size();
+    r.latency.record(done - start);
+  }
+}
+
+// `inflight` independent chains of calls. Callbacks run on the loop thread
+// only, so the report needs no lock; the main thread reads it after the last
+// chain has ended (under mu_).
+class AsyncEcho {
+ public:
+  AsyncEcho(Node& node, Endpoint to, std::string payload, Window w, Report& r)
+      : node_(node), to_(to), payload_(std::move(payload)), w_(w), r_(r) {}
+
+  void run(int inflight) {
+    {
+      std::lock_guard lock(mu_);
+      outstanding_ = inflight;
+    }
+    for (int i = 0; i < inflight; ++i) issue();
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return outstanding_ == 0; });
+  }
+
+ private:
+  void issue() {
+    const std::uint64_t start = now_ns();
+    node_.call_then<std::string>(
+        to_, "echo", [this, start](broach::Result<std::string> res) { on_done(start, res); },
+        payload_);
+  }
+
+  void on_done(std::uint64_t start, broach::Result<std::string>& res) {
+    const std::uint64_t done = now_ns();
+    ++r_.calls_total;
+    if (w_.contains(done)) {
+      if (res.ok() && res.value().size() == payload_.size()) {
+        ++r_.calls;
+        r_.bytes += payload_.size();
+        r_.latency.record(done - start);
+      } else {
+        ++r_.errors;
+      }
+    }
+    if (done < w_.end) {
+      issue();
+      return;
+    }
+    std::lock_guard lock(mu_);
+    if (--outstanding_ == 0) cv_.notify_all();
+  }
+
+  Node& node_;
+  const Endpoint to_;
+  const std::string payload_;
+  const Window w_;
+  Report& r_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int outstanding_ = 0;  // guarded by mu_
+};
+
+int run_client(const Flags& f) {
+  Endpoint to;
+  if (!Endpoint::parse(f.str("to", ""), to)) {
+    std::fprintf(stderr, "bench_rpc: --to: expected IP:PORT\n");
+    return 2;
+  }
+  const auto size = static_cast<std::uint64_t>(f.num("size", 16));
+  const int inflight = static_cast<int>(f.num("inflight", 1));
+  const double seconds = f.num("seconds", 5);
+  const std::string mode = f.str("mode", inflight == 1 ? "sync" : "async");
+  if (inflight < 1 || seconds <= 0 || (mode != "sync" && mode != "async") ||
+      (mode == "sync" && inflight != 1)) {
+    std::fprintf(stderr, "bench_rpc: bad --inflight/--seconds/--mode\n");
+    return 2;
+  }
+  Config c = bench_config(f, 0);
+  c.thread_pool.core = 1;  // the caller provides nothing; its pool stays idle
+  Node node(c);
+  std::string workload = "echo" + size_name(size) + "_inflight" + std::to_string(inflight);
+  if (mode == "async" && inflight == 1) workload += "_async";
+  Report r{"rpc", workload, size, inflight};
+  const std::string payload(size, 'x');
+  const double cpu0 = process_cpu_s();
+  const Window w = Window::starting_now(seconds);
+  if (mode == "sync") {
+    run_sync(node, to, payload, w, r);
+  } else {
+    AsyncEcho(node, to, payload, w, r).run(inflight);
+  }
+  r.cpu_s = process_cpu_s() - cpu0;
+  r.seconds = w.seconds();
+  const NodeStats s = node.stats();
+  r.extra.emplace_back("retransmits", s.retransmits);
+  r.extra.emplace_back("datagrams_dropped", s.datagrams_dropped);
+  r.print();
+  return 0;
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: bench_rpc server [--ip IP] [--port P] [--core N] [--max-threads M]\n"
+               "       bench_rpc echo --to IP:PORT [--size N] [--inflight W] [--seconds D]"
+               " [--mode sync|async]\n"
+               "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes)\n");
+  return 2;
+}
+
+}  // namespace
+}  // namespace broach::bench
+
+int main(int argc, char** argv) {
+  using namespace broach::bench;
+  const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
+                              "inflight", "seconds", "mode", "cpu"});
+  if (!f.ok()) return usage();
+  pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
+  try {
+    if (f.mode() == "server") return run_server(f);
+    if (f.mode() == "echo") return run_client(f);
+  } catch (const broach::Error& e) {
+    std::fprintf(stderr, "bench_rpc: %s\n", e.what());
+    return 1;
+  }
+  return usage();
+}
