@@ -28,7 +28,7 @@ struct TransportConfig {
   std::uint64_t max_message_bytes = 64u << 20; ///< largest request or response
   int send_window = 128;                       ///< fragments of one message in flight
   double rto_initial_ms = 20;                  ///< first retransmission timeout to a new peer
-  double rto_min_ms = 2;                       ///< lower bound of the adaptive timeout
+  double rto_min_ms = 10;                      ///< lower bound of the adaptive timeout
   double rto_max_ms = 1000;                    ///< upper bound of the adaptive timeout
   int dedup_max_entries = 100000;              ///< at-most-once cache: entries
   std::uint64_t dedup_max_bytes = 64u << 20;   ///< at-most-once cache: cached response bytes

@@ -302,11 +302,22 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
     }
     if (loop.in_loop_thread()) {
       engine.respond(req.token, std::move(body));
-    } else {
-      loop.post([this, token = req.token, body = std::move(body)]() mutable {
-        engine.respond(token, std::move(body));
-      });
+      return;
     }
+    // Fast path: the worker sends a single-datagram response itself and
+    // leaves only the at-most-once bookkeeping to the loop. A duplicate that
+    // slips in between gets "in progress", which is harmless.
+    bool sent = false;
+    if (transport.thread_safe_send()) {
+      Bytes datagram;
+      if (engine.encode_response_datagram(req.token, body, datagram)) {
+        transport.send(req.token.reply_to, datagram);
+        sent = true;
+      }
+    }
+    loop.post([this, token = req.token, body = std::move(body), sent]() mutable {
+      engine.respond(token, std::move(body), sent);
+    });
   }
 
   void respond_error(const reliable::RequestToken& token, Errc code, const std::string& msg) {
@@ -425,22 +436,45 @@ void Node::call_raw_async(const Endpoint& to, const std::string& service, Bytes 
   Bytes payload;
   wire::encode_request(service, args, payload);
   const Duration timeout = opts.timeout ? Duration(*opts.timeout) : seconds_f(impl.config.rpc_timeout);
-  const TimePoint deadline = steady_now() + timeout;
-  auto task = [&impl, to, payload = std::move(payload), deadline, done = std::move(done)]() mutable {
-    impl.engine.call(to, std::move(payload), deadline,
-                     [done = std::move(done)](reliable::CallResult&& r) {
-                       if (r.code == Errc::kOk) {
-                         done(RawResult(std::move(r.body)));
-                       } else {
-                         done(RawResult(Error(r.code, std::move(r.message))));
-                       }
-                     });
+  const TimePoint now = steady_now();
+  const TimePoint deadline = now + timeout;
+  auto complete = [done = std::move(done)](reliable::CallResult&& r) {
+    if (r.code == Errc::kOk) {
+      done(RawResult(std::move(r.body)));
+    } else {
+      done(RawResult(Error(r.code, std::move(r.message))));
+    }
   };
   if (impl.loop.in_loop_thread()) {
-    task();
-  } else {
-    impl.loop.post(std::move(task));
+    impl.engine.call(to, std::move(payload), deadline, std::move(complete));
+    return;
   }
+  // Fast path: this thread puts a single-datagram request on the wire
+  // itself; the loop only adopts the call. The registration is posted
+  // before the send, and the loop runs posted tasks before it reads
+  // datagrams, so the response always finds the call.
+  Bytes datagram;
+  if (impl.transport.thread_safe_send()) {
+    const std::uint64_t id = impl.engine.allocate_id();
+    if (impl.engine.encode_request_datagram(id, payload, deadline, now, datagram)) {
+      auto shared_done = std::make_shared<decltype(complete)>(std::move(complete));
+      const bool posted = impl.loop.try_post(
+          [&impl, id, to, payload = std::move(payload), deadline, now, shared_done]() mutable {
+            impl.engine.adopt_call(id, to, std::move(payload), deadline, now, std::move(*shared_done));
+          });
+      if (!posted) {
+        (*shared_done)(reliable::CallResult{Errc::kShutdown, {}, "node is stopping"});
+        return;
+      }
+      impl.transport.send(to, datagram);
+      return;
+    }
+  }
+  auto shared_done = std::make_shared<decltype(complete)>(std::move(complete));
+  const bool posted = impl.loop.try_post([&impl, to, payload = std::move(payload), deadline, shared_done]() mutable {
+    impl.engine.call(to, std::move(payload), deadline, std::move(*shared_done));
+  });
+  if (!posted) (*shared_done)(reliable::CallResult{Errc::kShutdown, {}, "node is stopping"});
 }
 
 RawResult Node::call_raw(const Endpoint& to, const std::string& service, Bytes args,

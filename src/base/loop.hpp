@@ -29,6 +29,12 @@ class Loop {
   virtual void cancel(TimerId id) = 0;
   /// Queues `task` to run on the loop thread soon. Safe from any thread.
   virtual void post(Task task) = 0;
+  /// Like post(), but returns false (and drops `task`) when the loop has
+  /// finished for good and would never run it, so the caller can report that.
+  virtual bool try_post(Task task) {
+    post(std::move(task));
+    return true;
+  }
   /// True when the calling thread is the loop thread.
   virtual bool in_loop_thread() const = 0;
 };

@@ -445,7 +445,7 @@ constexpr std::string_view kDefaultJson = R"({
         "maxMessageBytes": 67108864,
         "sendWindow": 128,
         "rtoInitialMs": 20,
-        "rtoMinMs": 2,
+        "rtoMinMs": 10,
         "rtoMaxMs": 1000,
         "dedupMaxEntries": 100000,
         "dedupMaxBytes": 67108864,

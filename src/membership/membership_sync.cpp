@@ -85,10 +85,10 @@ void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(b
                  bool ok = false;
                  if (r.code == Errc::kOk) {
                    try {
-                     const auto bin = detail::unpack_value<std::vector<char>>(r.body);
+                     const auto remote_bin = detail::unpack_value<std::vector<char>>(r.body);
                      bool j = false;
                      std::vector<Update> remote;
-                     if (decode_push_pull(std::as_bytes(std::span(bin)), j, remote)) {
+                     if (decode_push_pull(std::as_bytes(std::span(remote_bin)), j, remote)) {
                        merge_remote(remote);
                        ok = true;
                      }

@@ -17,6 +17,7 @@
 // docs/protocol.md describes the exchange in full.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -46,7 +47,7 @@ struct EngineOptions {
   std::uint64_t max_message = 64u << 20;
   int send_window = 128;               ///< fragments beyond the lowest unacked one
   Duration rto_initial = std::chrono::milliseconds(20);
-  Duration rto_min = std::chrono::milliseconds(2);
+  Duration rto_min = std::chrono::milliseconds(10);
   Duration rto_max = std::chrono::seconds(1);
   Duration delivery_timeout = std::chrono::seconds(3);  ///< udpTimeOut: silence before giving up
   std::size_t dedup_max_entries = 100000;
@@ -122,8 +123,25 @@ class Engine final : public DatagramReceiver {
   /// error no later than `deadline` (plus timer latency).
   void call(const Endpoint& to, Bytes payload, TimePoint deadline, Completion done);
   /// Sends the response for a request delivered by on_request. `payload` is
-  /// an encoded response body. Caches it for duplicates.
-  void respond(const RequestToken& token, Bytes payload);
+  /// an encoded response body. Caches it for duplicates. `already_sent`:
+  /// the caller put it on the wire itself (encode_response_datagram).
+  void respond(const RequestToken& token, Bytes payload, bool already_sent = false);
+
+  // The fast path: a thread other than the loop may put a single-datagram
+  // request or response on the wire itself (when the transport allows it),
+  // saving a thread hop, and hand the bookkeeping to the loop. These four
+  // read only immutable options and are safe from any thread.
+  std::uint64_t allocate_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  /// The one datagram carrying request `id`; false when it needs fragments.
+  bool encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
+                               TimePoint deadline, TimePoint now, Bytes& out) const;
+  /// The one datagram carrying a response; false when it needs fragments.
+  bool encode_response_datagram(const RequestToken& token, std::span<const std::byte> payload,
+                                Bytes& out) const;
+  /// Loop thread: takes over a call whose first datagram was sent at `sent_at`
+  /// by another thread (encode_request_datagram + Transport::send).
+  void adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
+                  TimePoint sent_at, Completion done);
   /// Routes kPing/kGossip datagrams to `r` (non-owning; null to stop).
   void set_extension_receiver(ExtensionReceiver* r) { extension_ = r; }
   /// Sends one unreliable datagram of an extension type; `payload` must fit
@@ -247,7 +265,7 @@ class Engine final : public DatagramReceiver {
   RequestHandler* handler_;
   ExtensionReceiver* extension_ = nullptr;
   EngineStats stats_;
-  std::uint64_t next_id_ = 1;
+  std::atomic<std::uint64_t> next_id_{1};
   Bytes scratch_;  // datagram assembly buffer, reused (no per-packet allocation)
 
   std::unordered_map<std::uint64_t, Call> calls_;

@@ -40,7 +40,7 @@ void Engine::call(const Endpoint& to, Bytes payload, TimePoint deadline, Complet
     done(CallResult{Errc::kCallTimeout, {}, "deadline already passed"});
     return;
   }
-  const std::uint64_t id = next_id_++;
+  const std::uint64_t id = allocate_id();
   Call c;
   c.id = id;
   c.to = to;
@@ -52,6 +52,43 @@ void Engine::call(const Endpoint& to, Bytes payload, TimePoint deadline, Complet
   c.done = std::move(done);
   auto& ref = calls_.emplace(id, std::move(c)).first->second;
   start_call(ref);
+}
+
+bool Engine::encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
+                                     TimePoint deadline, TimePoint now, Bytes& out) const {
+  if (payload.size() > frag_payload()) return false;
+  Header h;
+  h.type = MsgType::kRequest;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.message_id = id;
+  h.total_len = static_cast<std::uint32_t>(payload.size());
+  h.payload_len = static_cast<std::uint16_t>(payload.size());
+  h.deadline_us = remaining_us(deadline, now);
+  out.resize(wire::kHeaderSize + payload.size());
+  wire::encode_header(h, out);
+  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
+  return true;
+}
+
+void Engine::adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
+                        TimePoint sent_at, Completion done) {
+  ++stats_.calls_started;
+  ++stats_.requests_sent;
+  Call c;
+  c.id = id;
+  c.to = to;
+  c.payload = std::make_shared<const Bytes>(std::move(payload));
+  c.deadline = deadline;
+  c.started = sent_at;
+  c.last_heard = sent_at;
+  c.interval = rtt(to).rto();
+  c.attempts = 1;
+  c.done = std::move(done);
+  auto& ref = calls_.emplace(id, std::move(c)).first->second;
+  const TimePoint next = std::min({ref.deadline, sent_at + ref.interval, sent_at + opt_.delivery_timeout});
+  ref.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
 }
 
 void Engine::start_call(Call& c) {
@@ -86,9 +123,9 @@ void Engine::on_call_timer(std::uint64_t id) {
   }
   // The provider's pace is unknown while it runs the handler: poll, but
   // often enough that a silent provider is noticed within udpTimeOut.
-  // Backoff is capped at a sixteenth of udpTimeOut: on a lossy (not
-  // congested) LAN a call then gets about twenty tries before it gives up.
-  const Duration poll_cap = std::max<Duration>(opt_.rto_min, opt_.delivery_timeout / 16);
+  // Backoff is capped at a twentieth of udpTimeOut: on a lossy (not
+  // congested) LAN a call then gets over twenty tries before it gives up.
+  const Duration poll_cap = std::max<Duration>(opt_.rto_min, opt_.delivery_timeout / 20);
   if (c.transfer && !c.transfer->done) {
     // The fragmented request is still being delivered; its own timer
     // retransmits. Only the deadline and silence checks above apply.

@@ -106,7 +106,24 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   handler_->on_request(std::move(req));
 }
 
-void Engine::respond(const RequestToken& token, Bytes payload) {
+bool Engine::encode_response_datagram(const RequestToken& token, std::span<const std::byte> payload,
+                                      Bytes& out) const {
+  if (payload.size() > frag_payload()) return false;
+  Header h;
+  h.type = MsgType::kResponse;
+  h.node_id = opt_.node_id;
+  h.sender_ip = opt_.advertised.ip;
+  h.sender_port = opt_.advertised.port;
+  h.message_id = token.message_id;
+  h.total_len = static_cast<std::uint32_t>(payload.size());
+  h.payload_len = static_cast<std::uint16_t>(payload.size());
+  out.resize(wire::kHeaderSize + payload.size());
+  wire::encode_header(h, out);
+  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
+  return true;
+}
+
+void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent) {
   const Key k{token.node_id, token.message_id};
   if (payload.size() > opt_.max_message) {
     const std::string what = "response of " + std::to_string(payload.size()) +
@@ -120,7 +137,7 @@ void Engine::respond(const RequestToken& token, Bytes payload) {
   if (it == dedup_.end()) {
     // The record was dropped (cannot happen for running calls, which are
     // never evicted); answer anyway.
-    send_message(MsgType::kResponse, token.message_id, token.reply_to, shared, 0, nullptr);
+    if (!already_sent) send_message(MsgType::kResponse, token.message_id, token.reply_to, shared, 0, nullptr);
     return;
   }
   DedupEntry& e = it->second;
@@ -132,7 +149,7 @@ void Engine::respond(const RequestToken& token, Bytes payload) {
               opt_.delivery_timeout;
   stats_.dedup_bytes += shared->size();
   dedup_expiry_.emplace(e.expires, k);
-  send_message(MsgType::kResponse, token.message_id, e.reply_to, shared, 0, &e.transfer);
+  if (!already_sent) send_message(MsgType::kResponse, token.message_id, e.reply_to, shared, 0, &e.transfer);
   evict_for_bytes();
 }
 

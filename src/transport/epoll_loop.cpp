@@ -52,10 +52,13 @@ TimerId EpollLoop::run_at(TimePoint when, Task task) {
 
 void EpollLoop::cancel(TimerId id) { timers_.erase(id); }
 
-void EpollLoop::post(Task task) {
+void EpollLoop::post(Task task) { try_post(std::move(task)); }
+
+bool EpollLoop::try_post(Task task) {
   bool need_wake = false;
   {
     std::lock_guard lock(post_mu_);
+    if (closed_) return false;
     posted_.push_back(std::move(task));
     if (!wake_pending_) {
       wake_pending_ = true;
@@ -63,6 +66,7 @@ void EpollLoop::post(Task task) {
     }
   }
   if (need_wake) wake();
+  return true;
 }
 
 bool EpollLoop::in_loop_thread() const {
@@ -132,6 +136,10 @@ void EpollLoop::run() {
       BROACH_LOG_ERROR("epoll_pwait2 failed: {}", std::strerror(errno));
       break;
     }
+    // Posted tasks first: a caller that posts a call's registration and then
+    // sends its first datagram itself (see Node) must find the call
+    // registered when the response is read below.
+    run_posted();
     for (int i = 0; i < n; ++i) {
       const int fd = events[i].data.fd;
       if (fd == wakefd_) {
@@ -146,7 +154,19 @@ void EpollLoop::run() {
     run_due_timers();
     if (idle_hook_) idle_hook_();
   }
-  run_posted();
+  // Drain: run what was posted before the loop closed, then refuse more.
+  for (;;) {
+    std::vector<Task> batch;
+    {
+      std::lock_guard lock(post_mu_);
+      if (posted_.empty()) {
+        closed_ = true;
+        break;
+      }
+      batch.swap(posted_);
+    }
+    for (auto& t : batch) t();
+  }
   loop_thread_.store(std::thread::id{});
 }
 

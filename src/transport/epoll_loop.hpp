@@ -32,6 +32,7 @@ class EpollLoop final : public Loop {
   TimerId run_at(TimePoint when, Task task) override;
   void cancel(TimerId id) override;
   void post(Task task) override;
+  bool try_post(Task task) override;
   bool in_loop_thread() const override;
 
   /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered).
@@ -71,6 +72,7 @@ class EpollLoop final : public Loop {
   std::mutex post_mu_;
   std::vector<Task> posted_;  // guarded by post_mu_
   bool wake_pending_ = false;  // guarded by post_mu_
+  bool closed_ = false;        // guarded by post_mu_: run() is over, nothing more will run
 
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> heap_;
   std::unordered_map<TimerId, Task> timers_;

@@ -6,7 +6,8 @@
 // partitions on virtual time). A transport moves datagrams and knows nothing
 // about messages: it is unreliable by contract (a send may be lost silently).
 // Thread contract: every method is called on the owning loop's thread, and
-// the receiver is called there too.
+// the receiver is called there too; send() may also be called from other
+// threads when thread_safe_send() says so.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +32,9 @@ class Transport {
   /// Sends one datagram; best effort. Returns false when the datagram was
   /// dropped locally (e.g. socket buffer full), which the caller may count.
   virtual bool send(const Endpoint& to, std::span<const std::byte> data) = 0;
+  /// True when send() may be called from any thread (a plain socket send).
+  /// Lets a caller put a datagram on the wire without a hop to the loop.
+  virtual bool thread_safe_send() const { return false; }
   /// Sets the receiver (non-owning; must outlive the transport's use).
   virtual void set_receiver(DatagramReceiver* receiver) = 0;
 };

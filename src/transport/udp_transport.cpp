@@ -68,13 +68,13 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
     const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&sa),
                             sizeof(sa));
     if (n >= 0) {
-      ++stats_.sent;
+      sent_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
     if (errno == EINTR) continue;
     // EAGAIN (buffer full), ECONNREFUSED (ICMP from an earlier send) and the
     // like: the datagram is lost, which the reliable layer above handles.
-    ++stats_.send_errors;
+    send_errors_.fetch_add(1, std::memory_order_relaxed);
     BROACH_LOG_DEBUG("sendto {} failed: {}", to.to_string(), std::strerror(errno));
     return false;
   }
@@ -93,12 +93,12 @@ void UdpTransport::on_readable() {
       hdrs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
     }
     const int n = ::recvmmsg(fd_, hdrs_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
-    ++stats_.recv_calls;
+    ++recv_calls_;
     if (n <= 0) return;
     for (int i = 0; i < n; ++i) {
       const auto& sa = addrs_[i];
       Endpoint from{ntohl(sa.sin_addr.s_addr), ntohs(sa.sin_port)};
-      ++stats_.received;
+      ++received_;
       if (receiver_ != nullptr && !(hdrs_[i].msg_hdr.msg_flags & MSG_TRUNC)) {
         receiver_->on_datagram(from, std::span<const std::byte>(
                                          buffers_.data() + kBufSize * static_cast<std::size_t>(i),

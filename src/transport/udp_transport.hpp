@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,12 +33,16 @@ class UdpTransport final : public Transport {
 
   Endpoint local() const override { return local_; }
   bool send(const Endpoint& to, std::span<const std::byte> data) override;
+  bool thread_safe_send() const override { return true; }
   void set_receiver(DatagramReceiver* receiver) override { receiver_ = receiver; }
 
   struct Stats {
     std::uint64_t sent = 0, received = 0, send_errors = 0, recv_calls = 0;
   };
-  const Stats& stats() const { return stats_; }
+  Stats stats() const {
+    return Stats{sent_.load(std::memory_order_relaxed), received_, send_errors_.load(std::memory_order_relaxed),
+                 recv_calls_};
+  }
 
  private:
   void on_readable();
@@ -51,7 +56,8 @@ class UdpTransport final : public Transport {
   std::vector<mmsghdr> hdrs_;
   std::vector<iovec> iovs_;
   std::vector<sockaddr_in> addrs_;
-  Stats stats_;
+  std::atomic<std::uint64_t> sent_{0}, send_errors_{0};  // any thread (send)
+  std::uint64_t received_ = 0, recv_calls_ = 0;          // loop thread
 };
 
 }  // namespace broach

@@ -105,7 +105,9 @@ TEST(MembershipScale, JoinConvergeAndDetectCrashesAt10_100_1000) {
     if (n == 10) per_node_10 = r.bytes_per_node_per_s;
     // Per-member traffic grows at most with the log of the cluster size
     // (piggyback budget and retransmit limit), never linearly.
-    if (n > 10) EXPECT_LT(r.bytes_per_node_per_s, per_node_10 * 4) << "n=" << n;
+    if (n > 10) {
+      EXPECT_LT(r.bytes_per_node_per_s, per_node_10 * 4) << "n=" << n;
+    }
     // A crash is known everywhere within a few seconds (suspicion time
     // grows with log N).
     EXPECT_LT(pct(r.detect_s, 0.99), n <= 100 ? 8.0 : 20.0) << "n=" << n;
