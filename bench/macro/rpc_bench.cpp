@@ -52,6 +52,8 @@ int run_server(const Flags& f) {
   c.thread_pool.thread_max = std::max(c.thread_pool.thread_max, c.thread_pool.core);
   Node node(c);
   node.provide("echo", [](std::string s) { return s; });
+  // The same handler on the loop thread (ServiceOptions::run_on_loop).
+  node.provide("echo_loop", [](std::string s) { return s; }, broach::ServiceOptions{true});
   std::printf("listening on %s\n", node.address().to_string().c_str());
   std::fflush(stdout);
   int sig = 0;
@@ -61,12 +63,12 @@ int run_server(const Flags& f) {
 }
 
 // One call in flight, the caller blocked on each: what a plain user loop sees.
-void run_sync(Node& node, const Endpoint& to, const std::string& payload, const Window& w,
-              Report& r) {
+void run_sync(Node& node, const Endpoint& to, const std::string& service, const std::string& payload,
+              const Window& w, Report& r) {
   for (std::uint64_t start = now_ns(); start < w.end; start = now_ns()) {
     bool ok = false;
     try {
-      ok = node.call<std::string>(to, "echo", payload).size() == payload.size();
+      ok = node.call<std::string>(to, service, payload).size() == payload.size();
     } catch (const Error&) {
     }
     const std::uint64_t done = now_ns();
@@ -87,8 +89,8 @@ void run_sync(Node& node, const Endpoint& to, const std::string& payload, const 
 // chain has ended (under mu_).
 class AsyncEcho {
  public:
-  AsyncEcho(Node& node, Endpoint to, std::string payload, Window w, Report& r)
-      : node_(node), to_(to), payload_(std::move(payload)), w_(w), r_(r) {}
+  AsyncEcho(Node& node, Endpoint to, std::string service, std::string payload, Window w, Report& r)
+      : node_(node), to_(to), service_(std::move(service)), payload_(std::move(payload)), w_(w), r_(r) {}
 
   void run(int inflight) {
     {
@@ -104,7 +106,7 @@ class AsyncEcho {
   void issue() {
     const std::uint64_t start = now_ns();
     node_.call_then<std::string>(
-        to_, "echo", [this, start](broach::Result<std::string> res) { on_done(start, res); },
+        to_, service_, [this, start](broach::Result<std::string> res) { on_done(start, res); },
         payload_);
   }
 
@@ -130,6 +132,7 @@ class AsyncEcho {
 
   Node& node_;
   const Endpoint to_;
+  const std::string service_;
   const std::string payload_;
   const Window w_;
   Report& r_;
@@ -156,16 +159,21 @@ int run_client(const Flags& f) {
   Config c = bench_config(f, 0);
   c.thread_pool.core = 1;  // the caller provides nothing; its pool stays idle
   Node node(c);
-  std::string workload = "echo" + size_name(size) + "_inflight" + std::to_string(inflight);
+  const std::string service = f.str("service", "echo");
+  if (service != "echo" && service != "echo_loop") {
+    std::fprintf(stderr, "bench_rpc: --service: echo or echo_loop\n");
+    return 2;
+  }
+  std::string workload = service + size_name(size) + "_inflight" + std::to_string(inflight);
   if (mode == "async" && inflight == 1) workload += "_async";
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const double cpu0 = process_cpu_s();
   const Window w = Window::starting_now(seconds);
   if (mode == "sync") {
-    run_sync(node, to, payload, w, r);
+    run_sync(node, to, service, payload, w, r);
   } else {
-    AsyncEcho(node, to, payload, w, r).run(inflight);
+    AsyncEcho(node, to, service, payload, w, r).run(inflight);
   }
   r.cpu_s = process_cpu_s() - cpu0;
   r.seconds = w.seconds();
@@ -181,6 +189,7 @@ int usage() {
                "usage: bench_rpc server [--ip IP] [--port P] [--core N] [--max-threads M]\n"
                "       bench_rpc echo --to IP:PORT [--size N] [--inflight W] [--seconds D]"
                " [--mode sync|async]\n"
+               "         [--service echo|echo_loop]  (echo_loop runs on the server's loop thread)\n"
                "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes)\n");
   return 2;
 }
@@ -191,7 +200,7 @@ int usage() {
 int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
-                              "inflight", "seconds", "mode", "cpu"});
+                              "inflight", "seconds", "mode", "cpu", "service"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   try {

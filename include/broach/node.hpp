@@ -29,6 +29,15 @@ struct CallOptions {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
+/// How a provided service runs.
+struct ServiceOptions {
+  /// Run the handler on the node's loop thread instead of the worker pool
+  /// (params.threadPool). Saves two thread hand-offs per call, for short
+  /// handlers that never block; a slow handler would delay every message of
+  /// this node, so the default is the pool, as in the seed.
+  bool run_on_loop = false;
+};
+
 /// The raw outcome of a call: a packed result or an error.
 using RawResult = Result<Bytes>;
 
@@ -62,10 +71,10 @@ class Node {
   /// Registers `fn` under `name`; its argument and result types define the
   /// wire types. Replaces an earlier registration of the same name.
   template <class F>
-  void provide(std::string name, F fn) {
-    provide_raw(std::move(name), detail::make_raw_handler(std::move(fn)));
+  void provide(std::string name, F fn, ServiceOptions options = {}) {
+    provide_raw(std::move(name), detail::make_raw_handler(std::move(fn)), options);
   }
-  void provide_raw(std::string name, RawHandler handler);
+  void provide_raw(std::string name, RawHandler handler, ServiceOptions options = {});
   /// Removes a service; false when it was not registered.
   bool withdraw(const std::string& name);
 

@@ -247,16 +247,21 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   void on_request(reliable::IncomingRequest&& req) override {
     if (routing::is_internal_service(req.service) && handle_internal(req)) return;
     ++requests_received;
-    RawHandler handler;
+    Service svc;
     {
       std::shared_lock lock(services_mu);
       auto it = services.find(req.service);
-      if (it != services.end()) handler = it->second;
+      if (it != services.end()) svc = it->second;
     }
-    if (!handler) {
+    if (!svc.handler) {
       respond_error(req.token, Errc::kNotFound, req.service);
       return;
     }
+    if (svc.options.run_on_loop) {
+      run(svc.handler, req);
+      return;
+    }
+    RawHandler handler = std::move(svc.handler);
     auto token = req.token;
     const Errc rc = pool.try_submit(
         [this, handler = std::move(handler), req = std::move(req)]() mutable { run(handler, req); });
@@ -315,9 +320,16 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
         sent = true;
       }
     }
-    loop.post([this, token = req.token, body = std::move(body), sent]() mutable {
+    auto bookkeeping = [this, token = req.token, body = std::move(body), sent]() mutable {
       engine.respond(token, std::move(body), sent);
-    });
+    };
+    // Already on the wire: caching it for duplicates can wait for the loop's
+    // next wake-up instead of waking it now.
+    if (sent) {
+      loop.try_post_lazy(std::move(bookkeeping));
+    } else {
+      loop.post(std::move(bookkeeping));
+    }
   }
 
   void respond_error(const reliable::RequestToken& token, Errc code, const std::string& msg) {
@@ -338,7 +350,11 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   std::once_flag stop_once;
 
   mutable std::shared_mutex services_mu;
-  std::unordered_map<std::string, RawHandler> services;  // guarded by services_mu
+  struct Service {
+    RawHandler handler;
+    ServiceOptions options;
+  };
+  std::unordered_map<std::string, Service> services;  // guarded by services_mu
 
   std::atomic<std::uint64_t> requests_received{0}, handlers_run{0}, handler_errors{0},
       expired_in_queue{0}, rejected_overloaded{0};
@@ -357,12 +373,12 @@ Node::~Node() { stop(); }
 Endpoint Node::address() const { return impl_->transport.local(); }
 const Config& Node::config() const { return impl_->config; }
 
-void Node::provide_raw(std::string name, RawHandler handler) {
+void Node::provide_raw(std::string name, RawHandler handler, ServiceOptions options) {
   BROACH_REQUIRE(!name.empty(), "service name must not be empty");
   BROACH_REQUIRE(static_cast<bool>(handler), "handler must not be empty");
   {
     std::unique_lock lock(impl_->services_mu);
-    impl_->services[std::move(name)] = std::move(handler);
+    impl_->services[std::move(name)] = Impl::Service{std::move(handler), options};
   }
   impl_->publish_services();
 }
@@ -458,10 +474,14 @@ void Node::call_raw_async(const Endpoint& to, const std::string& service, Bytes 
     const std::uint64_t id = impl.engine.allocate_id();
     if (impl.engine.encode_request_datagram(id, payload, deadline, now, datagram)) {
       auto shared_done = std::make_shared<decltype(complete)>(std::move(complete));
-      const bool posted = impl.loop.try_post(
-          [&impl, id, to, payload = std::move(payload), deadline, now, shared_done]() mutable {
-            impl.engine.adopt_call(id, to, std::move(payload), deadline, now, std::move(*shared_done));
-          });
+      auto adopt = [&impl, id, to, payload = std::move(payload), deadline, now, shared_done]() mutable {
+        impl.engine.adopt_call(id, to, std::move(payload), deadline, now, std::move(*shared_done));
+      };
+      // The adoption need not wake the loop: the response will, and so will
+      // the engine's 25 ms housekeeping timer if the request is lost. Short
+      // deadlines wake it at once so that they are enforced on time.
+      const bool posted = timeout > milliseconds(200) ? impl.loop.try_post_lazy(std::move(adopt))
+                                                       : impl.loop.try_post(std::move(adopt));
       if (!posted) {
         (*shared_done)(reliable::CallResult{Errc::kShutdown, {}, "node is stopping"});
         return;

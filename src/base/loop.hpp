@@ -35,6 +35,11 @@ class Loop {
     post(std::move(task));
     return true;
   }
+  /// Like try_post(), but does not wake the loop: the task runs at the
+  /// loop's next wake-up (a datagram, a timer, another post). For
+  /// bookkeeping that is not urgent, saving a thread wake-up. Owners must
+  /// keep a periodic timer so that "next wake-up" is bounded.
+  virtual bool try_post_lazy(Task task) { return try_post(std::move(task)); }
   /// True when the calling thread is the loop thread.
   virtual bool in_loop_thread() const = 0;
 };

@@ -10,7 +10,8 @@ using wire::Header;
 using wire::MsgType;
 
 namespace {
-constexpr Duration kHousekeepingPeriod = std::chrono::milliseconds(100);
+// Also bounds how long lazily posted bookkeeping (Loop::try_post_lazy) waits.
+constexpr Duration kHousekeepingPeriod = std::chrono::milliseconds(25);
 }
 
 Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,

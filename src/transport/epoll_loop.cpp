@@ -54,6 +54,23 @@ void EpollLoop::cancel(TimerId id) { timers_.erase(id); }
 
 void EpollLoop::post(Task task) { try_post(std::move(task)); }
 
+bool EpollLoop::try_post_lazy(Task task) {
+  // A long lazy queue is woken anyway, so memory stays bounded.
+  constexpr std::size_t kLazyLimit = 256;
+  bool need_wake = false;
+  {
+    std::lock_guard lock(post_mu_);
+    if (closed_) return false;
+    posted_.push_back(std::move(task));
+    if (posted_.size() >= kLazyLimit && !wake_pending_) {
+      wake_pending_ = true;
+      need_wake = true;
+    }
+  }
+  if (need_wake) wake();
+  return true;
+}
+
 bool EpollLoop::try_post(Task task) {
   bool need_wake = false;
   {

@@ -33,6 +33,7 @@ class EpollLoop final : public Loop {
   void cancel(TimerId id) override;
   void post(Task task) override;
   bool try_post(Task task) override;
+  bool try_post_lazy(Task task) override;
   bool in_loop_thread() const override;
 
   /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered).
