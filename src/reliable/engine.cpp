@@ -22,6 +22,7 @@ Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
                  "max_datagram out of range");
   if (opt_.send_window < 8) opt_.send_window = 8;
   scratch_.resize(65536);
+
   transport_.set_receiver(this);
   schedule_housekeeping();
 }
@@ -40,6 +41,20 @@ Engine::~Engine() {
 
 std::uint32_t Engine::frag_payload() const {
   return static_cast<std::uint32_t>(opt_.max_datagram - wire::kHeaderSize - wire::kAuthTagSize);
+}
+
+std::uint32_t Engine::frag_payload_for(const Endpoint& to) const {
+  constexpr std::uint32_t kLoopbackDatagram = 65000;
+  if ((to.ip >> 24) == 127 && opt_.max_datagram < kLoopbackDatagram) {
+    return kLoopbackDatagram - static_cast<std::uint32_t>(wire::kHeaderSize + wire::kAuthTagSize);
+  }
+  return frag_payload();
+}
+
+std::uint32_t Engine::window_for(std::uint32_t frag_size) const {
+  constexpr std::uint64_t kWindowBytes = 1u << 20;
+  const auto by_bytes = static_cast<std::uint32_t>(std::max<std::uint64_t>(8, kWindowBytes / frag_size));
+  return std::min(static_cast<std::uint32_t>(opt_.send_window), by_bytes);
 }
 
 RttEstimator& Engine::rtt(const Endpoint& peer) {

@@ -241,6 +241,8 @@ class Engine final : public DatagramReceiver {
                     std::uint32_t deadline_us, std::unique_ptr<Transfer>* transfer_slot);
   void pump(Transfer& t);
   void send_fragment(Transfer& t, std::uint32_t index);
+  void queue_fragment(Transfer& t, std::uint32_t index);  // into batch_
+  void flush_fragments(const Endpoint& to);               // one send_batch
   void on_transfer_timer(Transfer& t);
   void handle_fragment_ack(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
   void apply_ack(Transfer& t, const wire::FragmentAck& ack);
@@ -256,6 +258,12 @@ class Engine final : public DatagramReceiver {
   void send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Endpoint& to);
   RttEstimator& rtt(const Endpoint& peer);
   std::uint32_t frag_payload() const;
+  /// Payload per datagram towards `to`: loopback has a 64 KiB MTU, so
+  /// messages to 127.0.0.0/8 travel in 64 KB datagrams.
+  std::uint32_t frag_payload_for(const Endpoint& to) const;
+  /// Fragments in flight for `frag_size`: sendWindow, and at most about
+  /// 2 MiB so a window of large datagrams fits the socket buffers.
+  std::uint32_t window_for(std::uint32_t frag_size) const;
   void schedule_housekeeping();
   void reject_too_large(const Endpoint& from, const wire::Header& h);
 
@@ -267,6 +275,13 @@ class Engine final : public DatagramReceiver {
   EngineStats stats_;
   std::atomic<std::uint64_t> next_id_{1};
   Bytes scratch_;  // datagram assembly buffer, reused (no per-packet allocation)
+  // Fragments encoded back to back for one send_batch (sendmmsg) call.
+  static constexpr std::size_t kBatchMax = 32;
+  static constexpr std::size_t kBatchSlot = 65536;  // any datagram fits
+  Bytes batch_;  // kBatchMax slots of kBatchSlot bytes, grown on first use
+  Endpoint batch_to_;
+  std::vector<std::size_t> batch_lens_;
+  std::size_t batch_count_ = 0;
 
   std::unordered_map<std::uint64_t, Call> calls_;
   std::unordered_map<Endpoint, RttEstimator> rtt_;

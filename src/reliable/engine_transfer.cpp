@@ -26,7 +26,7 @@ constexpr std::uint32_t kTimeoutBurst = 32;
 void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
                           const SharedBytes& data, std::uint32_t deadline_us,
                           std::unique_ptr<Transfer>* slot) {
-  const std::uint32_t fp = frag_payload();
+  const std::uint32_t fp = frag_payload_for(to);
   if (data->size() <= fp) {
     Header h;
     h.type = type;
@@ -59,6 +59,12 @@ void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
 }
 
 void Engine::send_fragment(Transfer& t, std::uint32_t i) {
+  // Through the batch, flushed at once: one code path for both.
+  queue_fragment(t, i);
+  flush_fragments(t.to);
+}
+
+void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   const std::size_t off = static_cast<std::size_t>(i) * t.frag_size;
   const std::size_t len = std::min<std::size_t>(t.frag_size, t.data->size() - off);
   Header h;
@@ -75,12 +81,32 @@ void Engine::send_fragment(Transfer& t, std::uint32_t i) {
   if (t.sent_at[i] != TimePoint{}) ++stats_.fragments_resent;
   t.sent_at[i] = loop_.now();
   ++stats_.fragments_sent;
-  send_datagram(h, std::span<const std::byte>(t.data->data() + off, len), t.to);
+  if (batch_count_ > 0 && batch_to_ != t.to) flush_fragments(batch_to_);
+  batch_to_ = t.to;
+  const std::size_t slot_size = kBatchSlot;
+  const std::size_t slot = batch_count_++ * slot_size;
+  if (batch_.size() < slot + slot_size) batch_.resize(slot + slot_size);
+  wire::encode_header(h, std::span<std::byte>(batch_.data() + slot, wire::kHeaderSize));
+  std::memcpy(batch_.data() + slot + wire::kHeaderSize, t.data->data() + off, len);
+  batch_lens_.push_back(wire::kHeaderSize + len);
+  if (batch_count_ == kBatchMax) flush_fragments(t.to);
+}
+
+void Engine::flush_fragments(const Endpoint& to) {
+  if (batch_count_ == 0) return;
+  std::span<const std::byte> views[kBatchMax];
+  for (std::size_t i = 0; i < batch_count_; ++i) {
+    views[i] = std::span<const std::byte>(batch_.data() + i * kBatchSlot, batch_lens_[i]);
+  }
+  transport_.send_batch(to, std::span(views, batch_count_));
+  batch_count_ = 0;
+  batch_lens_.clear();
 }
 
 void Engine::pump(Transfer& t) {
-  const auto window = static_cast<std::uint32_t>(opt_.send_window);
-  while (t.next_new < t.count && t.next_new < t.cum + window) send_fragment(t, t.next_new++);
+  const std::uint32_t window = window_for(t.frag_size);
+  while (t.next_new < t.count && t.next_new < t.cum + window) queue_fragment(t, t.next_new++);
+  flush_fragments(t.to);
   if (t.timer == kNoTimer && !t.done) {
     Transfer* tp = &t;  // owned by a Call or DedupEntry, which cancel this timer
     t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
@@ -100,10 +126,11 @@ void Engine::on_transfer_timer(Transfer& t) {
   std::uint32_t resent = 0;
   for (std::uint32_t i = t.cum; i < t.next_new && resent < kTimeoutBurst; ++i) {
     if (!t.acked[i]) {
-      send_fragment(t, i);
+      queue_fragment(t, i);
       ++resent;
     }
   }
+  flush_fragments(t.to);
   t.rto = std::min(t.rto * 2, opt_.rto_max);
   Transfer* tp = &t;
   t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
@@ -168,8 +195,9 @@ void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
   // unless it was (re)sent too recently for its ack to have come back.
   const Duration fresh = std::max(rtt(t.to).srtt(), opt_.rto_min);
   for (std::uint32_t i = t.cum; i + 1 < highest && i < t.next_new; ++i) {
-    if (!t.acked[i] && now - t.sent_at[i] >= fresh) send_fragment(t, i);
+    if (!t.acked[i] && now - t.sent_at[i] >= fresh) queue_fragment(t, i);
   }
+  flush_fragments(t.to);
   if (progress) {
     loop_.cancel(t.timer);
     t.timer = kNoTimer;

@@ -32,6 +32,14 @@ class Transport {
   /// Sends one datagram; best effort. Returns false when the datagram was
   /// dropped locally (e.g. socket buffer full), which the caller may count.
   virtual bool send(const Endpoint& to, std::span<const std::byte> data) = 0;
+  /// Sends several datagrams to one peer; best effort, like send(). Returns
+  /// how many were handed to the network. UdpTransport makes one sendmmsg
+  /// call of them.
+  virtual std::size_t send_batch(const Endpoint& to, std::span<const std::span<const std::byte>> datagrams) {
+    std::size_t n = 0;
+    for (const auto& d : datagrams) n += send(to, d) ? 1 : 0;
+    return n;
+  }
   /// True when send() may be called from any thread (a plain socket send).
   /// Lets a caller put a datagram on the wire without a hop to the loop.
   virtual bool thread_safe_send() const { return false; }

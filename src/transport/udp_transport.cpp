@@ -80,6 +80,43 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
   }
 }
 
+std::size_t UdpTransport::send_batch(const Endpoint& to,
+                                     std::span<const std::span<const std::byte>> datagrams) {
+  constexpr std::size_t kMax = 64;
+  auto sa = to_sockaddr(to);
+  std::size_t sent = 0;
+  while (sent < datagrams.size()) {
+    mmsghdr msgs[kMax];
+    iovec iov[kMax];
+    const std::size_t n = std::min(kMax, datagrams.size() - sent);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto& d = datagrams[sent + i];
+      iov[i].iov_base = const_cast<std::byte*>(d.data());
+      iov[i].iov_len = d.size();
+      std::memset(&msgs[i], 0, sizeof(mmsghdr));
+      msgs[i].msg_hdr.msg_name = &sa;
+      msgs[i].msg_hdr.msg_namelen = sizeof(sa);
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int r = ::sendmmsg(fd_, msgs, static_cast<unsigned>(n), 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      // The rest are lost, as a full socket buffer loses single sends; the
+      // reliable layer retransmits them.
+      send_errors_.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
+      return sent;
+    }
+    sent += static_cast<std::size_t>(r);
+    sent_.fetch_add(static_cast<std::uint64_t>(r), std::memory_order_relaxed);
+    if (static_cast<std::size_t>(r) < n) {
+      send_errors_.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
+      return sent;
+    }
+  }
+  return sent;
+}
+
 void UdpTransport::on_readable() {
   // Bounded work per wake-up so timers and posted tasks are not starved.
   for (int round = 0; round < 8; ++round) {

@@ -33,6 +33,8 @@ class UdpTransport final : public Transport {
 
   Endpoint local() const override { return local_; }
   bool send(const Endpoint& to, std::span<const std::byte> data) override;
+  std::size_t send_batch(const Endpoint& to,
+                         std::span<const std::span<const std::byte>> datagrams) override;
   bool thread_safe_send() const override { return true; }
   void set_receiver(DatagramReceiver* receiver) override { receiver_ = receiver; }
 
