@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +54,31 @@ struct MembershipConfig {
   int weight = 100;                    ///< this member's weight (load balancing)
 };
 
+/// params.broach.loadBalance: how a provider is chosen for a call by name.
+struct LoadBalanceConfig {
+  std::string policy = "round_robin";              ///< default policy (docs/usage.md lists them)
+  std::map<std::string, std::string> services;     ///< per-service policy: service -> policy
+  bool local_in_process = true;                    ///< a call that picks this node runs in-process
+};
+
+/// params.broach.breaker: circuit breaking per provider and per provider+service.
+struct BreakerConfig {
+  int consecutive_failures = 5;   ///< open after this many failures in a row
+  double error_rate = 0.5;        ///< ... or this failure fraction over the window
+  int min_calls = 20;             ///< ... with at least this many calls in it
+  double window_ms = 10000;       ///< the error-rate window
+  double open_ms = 1000;          ///< first open period, doubled per failed probe
+  double open_max_ms = 30000;     ///< cap of the open period
+};
+
+/// params.broach.retry: retries on another provider, only when safe.
+struct RetryConfig {
+  int max_retries = 2;                   ///< extra attempts per call at most
+  double budget_ratio = 0.1;             ///< retries may add at most this fraction of calls
+  std::vector<std::string> idempotent;   ///< services safe to run twice: retried after timeouts too
+  double hedge_delay_ms = 0;             ///< idempotent services: backup request after this long (0 = off)
+};
+
 struct Config {
   std::string name = "BroachRpc";       ///< instance / service name
   std::string version = "1.0.0";        ///< instance version
@@ -65,6 +91,9 @@ struct Config {
   ThreadPoolConfig thread_pool;         ///< params.threadPool
   TransportConfig transport;            ///< params.broach.transport
   MembershipConfig membership;          ///< params.broach.membership
+  LoadBalanceConfig load_balance;       ///< params.broach.loadBalance
+  BreakerConfig breaker;                ///< params.broach.breaker
+  RetryConfig retry;                    ///< params.broach.retry
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key

@@ -329,6 +329,41 @@ const Key<MembershipConfig> kMembershipKeys[] = {
     {"weight", &MembershipConfig::weight, kWeightRange},
 };
 
+constexpr Range kRatioRange{0, 1};
+constexpr Range kRetriesRange{0, 10};
+
+void read_policy_map(Walker& w, const Json& v, const std::string& p, LoadBalanceConfig& out) {
+  if (!v.is_object()) w.check().fail(p, "must be an object of service -> policy name, got " + describe(v));
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    if (!it.value().is_string()) {
+      w.check().fail(join_path(p, it.key()), "must be a policy name (string), got " + describe(it.value()));
+    }
+    out.services[it.key()] = it.value().get<std::string>();
+  }
+}
+
+const Key<LoadBalanceConfig> kLoadBalanceKeys[] = {
+    {"policy", &LoadBalanceConfig::policy},
+    {"services", Custom<LoadBalanceConfig>{read_policy_map}},
+    {"localInProcess", &LoadBalanceConfig::local_in_process},
+};
+
+const Key<BreakerConfig> kBreakerKeys[] = {
+    {"consecutiveFailures", &BreakerConfig::consecutive_failures, kThreadMaxRange},
+    {"errorRate", &BreakerConfig::error_rate, kRatioRange},
+    {"minCalls", &BreakerConfig::min_calls, kThreadMaxRange},
+    {"windowMs", &BreakerConfig::window_ms, kIntervalMsRange},
+    {"openMs", &BreakerConfig::open_ms, kIntervalMsRange},
+    {"openMaxMs", &BreakerConfig::open_max_ms, kIntervalMsRange},
+};
+
+const Key<RetryConfig> kRetryKeys[] = {
+    {"maxRetries", &RetryConfig::max_retries, kRetriesRange},
+    {"budgetRatio", &RetryConfig::budget_ratio, kRatioRange},
+    {"idempotent", &RetryConfig::idempotent},
+    {"hedgeDelayMs", &RetryConfig::hedge_delay_ms, kKeepAliveRange},
+};
+
 const Key<ThreadPoolConfig> kThreadPoolKeys[] = {
     {"core", &ThreadPoolConfig::core, kCoreRange},
     {"threadMax", &ThreadPoolConfig::thread_max, kThreadMaxRange},
@@ -346,6 +381,15 @@ const Key<Config> kBroachKeys[] = {
      }}},
     {"membership", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<MembershipConfig>(v, p, kMembershipKeys, c.membership);
+     }}},
+    {"loadBalance", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<LoadBalanceConfig>(v, p, kLoadBalanceKeys, c.load_balance);
+     }}},
+    {"breaker", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<BreakerConfig>(v, p, kBreakerKeys, c.breaker);
+     }}},
+    {"retry", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<RetryConfig>(v, p, kRetryKeys, c.retry);
      }}},
 };
 
@@ -466,6 +510,25 @@ constexpr std::string_view kDefaultJson = R"({
         "reconnectIntervalMs": 3000,
         "deadReclaimMs": 30000,
         "weight": 100
+      },
+      "loadBalance": {
+        "policy": "round_robin",
+        "services": {},
+        "localInProcess": true
+      },
+      "breaker": {
+        "consecutiveFailures": 5,
+        "errorRate": 0.5,
+        "minCalls": 20,
+        "windowMs": 10000,
+        "openMs": 1000,
+        "openMaxMs": 30000
+      },
+      "retry": {
+        "maxRetries": 2,
+        "budgetRatio": 0.1,
+        "idempotent": [],
+        "hedgeDelayMs": 0
       }
     }
   }
@@ -509,6 +572,31 @@ void check_membership(const Checker& k, const MembershipConfig& m) {
   k.number(p + "reconnectIntervalMs", m.reconnect_interval_ms, kIntervalMsRange);
   k.number(p + "deadReclaimMs", m.dead_reclaim_ms, kIntervalMsRange);
   k.integer(p + "weight", m.weight, kWeightRange);
+}
+
+void check_balancing(const Checker& k, const Config& c) {
+  // Policy names are checked against the registry when the node starts
+  // (user policies may be registered after the file is read); here only
+  // their form.
+  if (c.load_balance.policy.empty()) k.fail("params.broach.loadBalance.policy", "must not be empty");
+  for (const auto& [svc, pol] : c.load_balance.services) {
+    if (pol.empty()) k.fail("params.broach.loadBalance.services." + svc, "must not be empty");
+  }
+  const std::string b = "params.broach.breaker.";
+  k.integer(b + "consecutiveFailures", c.breaker.consecutive_failures, kThreadMaxRange);
+  k.number(b + "errorRate", c.breaker.error_rate, kRatioRange);
+  k.integer(b + "minCalls", c.breaker.min_calls, kThreadMaxRange);
+  k.number(b + "windowMs", c.breaker.window_ms, kIntervalMsRange);
+  k.number(b + "openMs", c.breaker.open_ms, kIntervalMsRange);
+  k.number(b + "openMaxMs", c.breaker.open_max_ms, kIntervalMsRange);
+  if (c.breaker.open_ms > c.breaker.open_max_ms) {
+    k.fail(b + "openMs", fmt::format("must be <= openMaxMs ({}), got {}", c.breaker.open_max_ms,
+                                     c.breaker.open_ms));
+  }
+  const std::string r = "params.broach.retry.";
+  k.integer(r + "maxRetries", c.retry.max_retries, kRetriesRange);
+  k.number(r + "budgetRatio", c.retry.budget_ratio, kRatioRange);
+  k.number(r + "hedgeDelayMs", c.retry.hedge_delay_ms, kKeepAliveRange);
 }
 
 void check_transport(const Checker& k, const TransportConfig& t) {
@@ -616,6 +704,7 @@ void validate_config(const Config& c) {
   check_thread_pool(k, c.thread_pool);
   check_transport(k, c.transport);
   check_membership(k, c.membership);
+  check_balancing(k, c);
 }
 
 Config parse_config(std::string_view json_text, std::string_view source) {

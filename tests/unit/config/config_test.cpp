@@ -120,7 +120,47 @@ void expect_header_defaults(const Config& c) {
   EXPECT_EQ(m.reconnect_interval_ms, n.reconnect_interval_ms);
   EXPECT_EQ(m.dead_reclaim_ms, n.dead_reclaim_ms);
   EXPECT_EQ(m.weight, n.weight);
+  EXPECT_EQ(c.load_balance.policy, d.load_balance.policy);
+  EXPECT_EQ(c.load_balance.services, d.load_balance.services);
+  EXPECT_EQ(c.load_balance.local_in_process, d.load_balance.local_in_process);
+  EXPECT_EQ(c.breaker.consecutive_failures, d.breaker.consecutive_failures);
+  EXPECT_EQ(c.breaker.error_rate, d.breaker.error_rate);
+  EXPECT_EQ(c.breaker.min_calls, d.breaker.min_calls);
+  EXPECT_EQ(c.breaker.window_ms, d.breaker.window_ms);
+  EXPECT_EQ(c.breaker.open_ms, d.breaker.open_ms);
+  EXPECT_EQ(c.breaker.open_max_ms, d.breaker.open_max_ms);
+  EXPECT_EQ(c.retry.max_retries, d.retry.max_retries);
+  EXPECT_EQ(c.retry.budget_ratio, d.retry.budget_ratio);
+  EXPECT_EQ(c.retry.idempotent, d.retry.idempotent);
+  EXPECT_EQ(c.retry.hedge_delay_ms, d.retry.hedge_delay_ms);
   EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ConfigBroach, BalancingBreakerAndRetryKeys) {
+  Config c = parse_config(R"({"params": {"broach": {
+      "loadBalance": {"policy": "p2c_ewma", "services": {"work00": "random", "cart": "consistent_hash"},
+                      "localInProcess": "False"},
+      "breaker": {"consecutiveFailures": 3, "errorRate": 0.25, "openMs": 500},
+      "retry": {"maxRetries": 1, "idempotent": ["work00"], "hedgeDelayMs": 20}}}})",
+                          "lb.json");
+  EXPECT_EQ(c.load_balance.policy, "p2c_ewma");
+  EXPECT_EQ(c.load_balance.services.at("cart"), "consistent_hash");
+  EXPECT_FALSE(c.load_balance.local_in_process);
+  EXPECT_EQ(c.breaker.consecutive_failures, 3);
+  EXPECT_EQ(c.breaker.error_rate, 0.25);
+  EXPECT_EQ(c.retry.idempotent, std::vector<std::string>{"work00"});
+  EXPECT_EQ(c.retry.hedge_delay_ms, 20);
+  try {
+    parse_config(R"({"params": {"broach": {"loadBalance": {"services": {"a": 3}}}}})", "lb.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lb.json: params.broach.loadBalance.services.a"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(parse_config(R"({"params": {"broach": {"breaker": {"errorRate": 1.5}}}})", "lb.json"),
+               Error);
+  EXPECT_THROW(parse_config(R"({"params": {"broach": {"retry": {"maxRetries": 99}}}})", "lb.json"),
+               Error);
 }
 
 TEST(ConfigBroach, MembershipKeysMapAndAreChecked) {
