@@ -23,10 +23,24 @@
 
 namespace broach {
 
+/// Whether a failed call may be tried again on another provider.
+enum class RetryMode : std::uint8_t {
+  kDefault,     ///< when it provably did not run; after timeouts too if the
+                ///< service is listed in params.broach.retry.idempotent
+  kNever,       ///< one attempt only
+  kIdempotent,  ///< this call is safe to run twice: retry after timeouts too
+};
+
 /// Options of one call; the defaults come from the node's config.
 struct CallOptions {
-  /// End-to-end limit; default params.rpcTimeOut.
+  /// End-to-end limit, retries included; default params.rpcTimeOut.
   std::optional<std::chrono::milliseconds> timeout;
+  /// Key for the consistent_hash policy (same key, same provider).
+  std::string routing_key;
+  /// Required provider version: exact ("1.2.0"), or a prefix ending in '*'
+  /// ("1.*"). Empty: any version.
+  std::string version;
+  RetryMode retry = RetryMode::kDefault;
 };
 
 /// How a provided service runs.
@@ -49,6 +63,8 @@ struct ServiceRoute {
 
 struct NodeStats {
   std::uint64_t calls_made = 0, calls_ok = 0, calls_failed = 0;
+  std::uint64_t calls_by_name = 0, retries = 0, hedges = 0, local_calls = 0;
+  std::uint64_t circuit_open_rejections = 0;  ///< calls failed at once: every provider fused
   std::uint64_t requests_received = 0, handlers_run = 0, handler_errors = 0;
   std::uint64_t expired_in_queue = 0;   ///< dropped unrun: caller's deadline passed while queued
   std::uint64_t rejected_overloaded = 0;
@@ -112,16 +128,34 @@ class Node {
   /// kNotFound when no live member offers it.
   template <class R, class... A>
   R call(const std::string& service, const A&... args) {
-    Bytes body = call_raw(service, detail::pack_args(args...), CallOptions{}).value();
+    return call_with<R>(service, CallOptions{}, args...);
+  }
+  template <class R, class... A>
+  R call_with(const std::string& service, const CallOptions& opts, const A&... args) {
+    Bytes body = call_raw(service, detail::pack_args(args...), opts).value();
     return detail::unpack_value<R>(body);
   }
   template <class R, class... A>
   std::future<Result<R>> call_async(const std::string& service, const A&... args) {
+    return call_async_with<R>(service, CallOptions{}, args...);
+  }
+  template <class R, class... A>
+  std::future<Result<R>> call_async_with(const std::string& service, const CallOptions& opts,
+                                         const A&... args) {
     auto promise = std::make_shared<std::promise<Result<R>>>();
     auto fut = promise->get_future();
-    call_raw_async(service, detail::pack_args(args...), CallOptions{},
+    call_raw_async(service, detail::pack_args(args...), opts,
                    [promise](RawResult r) { promise->set_value(convert<R>(std::move(r))); });
     return fut;
+  }
+
+  /// A typed caller declared once, then called like a local function:
+  ///   auto add = node.stub<int(int, int)>("add");  int r = add(1, 2);
+  template <class Sig>
+  class Stub;
+  template <class Sig>
+  Stub<Sig> stub(std::string service, CallOptions opts = {}) {
+    return Stub<Sig>(*this, std::move(service), std::move(opts));
   }
   RawResult call_raw(const std::string& service, Bytes args, const CallOptions& opts = {});
   void call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
@@ -157,9 +191,34 @@ class Node {
     }
   }
 
+  void start_attempt(const std::shared_ptr<void>& call, bool hedge = false);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+template <class R, class... A>
+class Node::Stub<R(A...)> {
+ public:
+  Stub(Node& node, std::string service, CallOptions opts)
+      : node_(&node), service_(std::move(service)), opts_(std::move(opts)) {}
+  /// Blocking call; throws Error.
+  R operator()(const A&... args) const { return node_->call_with<R>(service_, opts_, args...); }
+  /// Future form; never throws, holds a Result.
+  std::future<Result<R>> async(const A&... args) const {
+    return node_->call_async_with<R>(service_, opts_, args...);
+  }
+  const std::string& service() const { return service_; }
+
+ private:
+  Node* node_;  // outlives the stub
+  std::string service_;
+  CallOptions opts_;
+};
+
+/// Registers a free function under its own name, as the seed's
+/// @rpcRoute() decorator does: BROACH_PROVIDE(node, work01).
+#define BROACH_PROVIDE(node, fn) (node).provide(#fn, fn)
 
 /// Starts a node from a config file, as the seed's BroachFramework.run(path):
 /// returns at once with the node running in the background.

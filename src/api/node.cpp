@@ -13,6 +13,7 @@
 
 #include "base/assert.hpp"
 #include "base/log.hpp"
+#include "api/call_router.hpp"
 #include "exec/thread_pool.hpp"
 #include "membership/membership.hpp"
 #include "routing/route_table.hpp"
@@ -105,7 +106,8 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
         transport(loop, bind_endpoint(config),
                   UdpOptions{config.transport.socket_buffer_bytes, 32}),
         engine(loop, transport, engine_options(config, transport.local()), this),
-        pool(config.thread_pool, "broach-worker") {
+        pool(config.thread_pool, "broach-worker"),
+        router(config) {
     MemberMeta meta;
     meta.name = config.name;
     meta.version = config.version;
@@ -275,35 +277,38 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   }
 
   // Runs on a worker thread (or on the loop thread under caller-runs).
-  void run(const RawHandler& handler, reliable::IncomingRequest& req) {
-    Bytes body;
-    if (stopping.load(std::memory_order_relaxed)) {
-      wire::encode_response_error(Errc::kShutdown, "provider is stopping", body);
-    } else if (loop.now() >= req.deadline) {
+  // Runs a handler with the provider-side rules (stopping, expired
+  // deadline, exceptions to typed errors). Returns the result or the error.
+  RawResult invoke(const RawHandler& handler, std::span<const std::byte> args, TimePoint deadline) {
+    if (stopping.load(std::memory_order_relaxed)) return Error(Errc::kShutdown, "provider is stopping");
+    if (loop.now() >= deadline) {
       // The caller has given up: running the work now would only waste it.
       ++expired_in_queue;
-      wire::encode_response_error(Errc::kDeadlineExpired,
-                                  "caller's deadline passed while the request was queued", body);
+      return Error(Errc::kDeadlineExpired, "caller's deadline passed while the request was queued");
+    }
+    ++handlers_run;
+    try {
+      return handler(args);
+    } catch (const Error& e) {
+      ++handler_errors;
+      return Error(e.code() == Errc::kBadArguments ? Errc::kBadArguments : Errc::kRemoteError, e.message());
+    } catch (const std::exception& e) {
+      ++handler_errors;
+      return Error(Errc::kRemoteError, e.what());
+    } catch (...) {
+      ++handler_errors;
+      return Error(Errc::kRemoteError, "unknown exception");
+    }
+  }
+
+  // Runs on a worker thread (or on the loop thread under caller-runs).
+  void run(const RawHandler& handler, reliable::IncomingRequest& req) {
+    Bytes body;
+    RawResult r = invoke(handler, req.args, req.deadline);
+    if (r.ok()) {
+      wire::encode_response_ok(r.value(), body);
     } else {
-      ++handlers_run;
-      try {
-        const Bytes result = handler(req.args);
-        wire::encode_response_ok(result, body);
-      } catch (const Error& e) {
-        ++handler_errors;
-        body.clear();
-        wire::encode_response_error(e.code() == Errc::kBadArguments ? Errc::kBadArguments
-                                                                    : Errc::kRemoteError,
-                                    e.message(), body);
-      } catch (const std::exception& e) {
-        ++handler_errors;
-        body.clear();
-        wire::encode_response_error(Errc::kRemoteError, e.what(), body);
-      } catch (...) {
-        ++handler_errors;
-        body.clear();
-        wire::encode_response_error(Errc::kRemoteError, "unknown exception", body);
-      }
+      wire::encode_response_error(r.error().code(), r.error().message(), body);
     }
     if (loop.in_loop_thread()) {
       engine.respond(req.token, std::move(body));
@@ -343,6 +348,7 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   UdpTransport transport;
   reliable::Engine engine;
   ThreadPool pool;
+  api::CallRouter router;
   std::unique_ptr<membership::Membership> membership;  // loop thread
   std::atomic<std::shared_ptr<const routing::RouteTable>> routes;
   bool rebuild_pending = false;  // loop thread
@@ -358,6 +364,45 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
 
   std::atomic<std::uint64_t> requests_received{0}, handlers_run{0}, handler_errors{0},
       expired_in_queue{0}, rejected_overloaded{0};
+  std::atomic<std::uint64_t> calls_by_name{0}, retries{0}, hedges{0}, local_calls{0},
+      circuit_open_rejections{0};
+
+  // Runs a service of this very node without the network (the seed's local
+  // call), with the same rules as a remote call: the pool (or the loop for
+  // run_on_loop services), the deadline, typed errors. `done` runs on the
+  // loop thread.
+  void run_local(const std::string& service, Bytes args, TimePoint deadline,
+                 std::function<void(RawResult)> done) {
+    ++local_calls;
+    Service svc;
+    {
+      std::shared_lock lock(services_mu);
+      auto it = services.find(service);
+      if (it != services.end()) svc = it->second;
+    }
+    if (!svc.handler) {
+      done(Error(Errc::kNotFound, service));
+      return;
+    }
+    auto shared_done = std::make_shared<std::function<void(RawResult)>>(std::move(done));
+    auto task = [this, handler = svc.handler, args = std::move(args), deadline, shared_done]() mutable {
+      RawResult r = invoke(handler, args, deadline);
+      if (!loop.try_post([shared_done, r = std::move(r)]() mutable { (*shared_done)(std::move(r)); })) {
+        (*shared_done)(Error(Errc::kShutdown, "node is stopping"));
+      }
+    };
+    if (svc.options.run_on_loop) {
+      if (!loop.try_post(std::move(task))) (*shared_done)(Error(Errc::kShutdown, "node is stopping"));
+      return;
+    }
+    const Errc rc = pool.try_submit(std::move(task));
+    if (rc == Errc::kQueueFull) {
+      ++rejected_overloaded;
+      (*shared_done)(Error(Errc::kOverloaded, "this node's queue and threads are full"));
+    } else if (rc != Errc::kOk) {
+      (*shared_done)(Error(Errc::kShutdown, "node is stopping"));
+    }
+  }
 };
 
 Node::Node(Config config) {
@@ -403,15 +448,134 @@ RawResult Node::call_raw(const std::string& service, Bytes args, const CallOptio
   return fut.get();
 }
 
+namespace {
+
+// One call by name across its attempts (first try, retries, a hedge).
+struct NamedCall {
+  std::string service;
+  Bytes args;
+  CallOptions opts;
+  TimePoint deadline;
+  std::function<void(RawResult)> done;
+
+  std::mutex mu;
+  bool finished = false;                // guarded by mu
+  std::vector<Endpoint> tried;          // guarded by mu
+  int retries = 0;                      // guarded by mu
+  int running = 0;                      // attempts in flight; guarded by mu
+  std::optional<Error> last_error;      // guarded by mu
+
+  void finish(RawResult r) {
+    {
+      std::lock_guard lock(mu);
+      if (finished) return;
+      finished = true;
+    }
+    done(std::move(r));
+  }
+};
+
+}  // namespace
+
 void Node::call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
                           std::function<void(RawResult)> done) {
-  const auto table = impl_->routes.load();
-  const routing::Provider* p = table->pick_round_robin(service);
-  if (p == nullptr) {
-    done(Error(Errc::kNotFound, "no live member of the cluster offers " + service));
+  auto& impl = *impl_;
+  ++impl.calls_by_name;
+  impl.router.on_call();
+  auto c = std::make_shared<NamedCall>();
+  c->service = service;
+  c->args = std::move(args);
+  c->opts = opts;
+  const Duration timeout = opts.timeout ? Duration(*opts.timeout) : seconds_f(impl.config.rpc_timeout);
+  c->deadline = steady_now() + timeout;
+  c->done = std::move(done);
+  start_attempt(c);
+  // Hedging: an idempotent call still unanswered after hedgeDelayMs gets a
+  // backup attempt on another provider; the first answer wins.
+  if (impl.router.hedge_delay() > Duration::zero() && impl.router.idempotent(service, opts)) {
+    impl.loop.try_post([this, c] {
+      impl_->loop.run_after(impl_->router.hedge_delay(), [this, c] {
+        {
+          std::lock_guard lock(c->mu);
+          if (c->finished || c->running != 1) return;
+        }
+        ++impl_->hedges;
+        start_attempt(c, /*hedge=*/true);
+      });
+    });
+  }
+}
+
+void Node::start_attempt(const std::shared_ptr<void>& state, bool hedge) {
+  auto c = std::static_pointer_cast<NamedCall>(state);
+  auto& impl = *impl_;
+  const TimePoint now = steady_now();
+  if (now >= c->deadline) {
+    std::optional<Error> last;
+    {
+      std::lock_guard lock(c->mu);
+      last = c->last_error;
+    }
+    c->finish(last ? RawResult(*last) : RawResult(Error(Errc::kCallTimeout, "no time left for " + c->service)));
     return;
   }
-  call_raw_async(p->address, service, std::move(args), opts, std::move(done));
+  std::vector<Endpoint> tried;
+  {
+    std::lock_guard lock(c->mu);
+    tried = c->tried;
+  }
+  const auto table = impl.routes.load();
+  auto choice = impl.router.pick(*table, c->service, c->opts, tried, now);
+  if (!choice.ok()) {
+    if (hedge) return;  // no second provider for a backup: the first attempt goes on
+    std::optional<Error> last;
+    {
+      std::lock_guard lock(c->mu);
+      last = c->last_error;
+    }
+    if (choice.error().code() == Errc::kCircuitOpen && !last) ++impl.circuit_open_rejections;
+    // After failed attempts, report what went wrong with them, not "all tried".
+    c->finish(last && choice.error().code() == Errc::kNoProvider ? RawResult(*last)
+                                                                  : RawResult(choice.error()));
+    return;
+  }
+  const api::Choice chosen = choice.value();
+  {
+    std::lock_guard lock(c->mu);
+    c->tried.push_back(chosen.address);
+    ++c->running;
+  }
+  auto on_done = [this, c, addr = chosen.address, t0 = now](RawResult r) {
+    auto& im = *impl_;
+    const Errc code = r.ok() ? Errc::kOk : r.error().code();
+    im.router.on_finish(addr, c->service, code, steady_now() - t0, steady_now());
+    bool retry = false;
+    {
+      std::lock_guard lock(c->mu);
+      --c->running;
+      if (c->finished) return;
+      if (!r.ok()) {
+        c->last_error = r.error();
+        if (c->running > 0) return;  // a hedge is still out: let it answer
+        retry = im.router.may_retry(c->service, c->opts, code, c->retries);
+        if (retry) ++c->retries;
+      }
+    }
+    if (retry) {
+      ++im.retries;
+      start_attempt(c);
+      return;
+    }
+    c->finish(std::move(r));
+  };
+  if (chosen.self && impl.config.load_balance.local_in_process) {
+    impl.run_local(c->service, c->args, c->deadline, std::move(on_done));
+    return;
+  }
+  CallOptions attempt = c->opts;
+  attempt.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c->deadline - now) +
+                    std::chrono::milliseconds(1);
+  call_raw_async(chosen.address, c->service, c->args, attempt, std::move(on_done));
 }
 
 std::vector<MemberInfo> Node::members() const {
@@ -516,6 +680,11 @@ NodeStats Node::stats() const {
   s.handler_errors = impl.handler_errors;
   s.expired_in_queue = impl.expired_in_queue;
   s.rejected_overloaded = impl.rejected_overloaded;
+  s.calls_by_name = impl.calls_by_name;
+  s.retries = impl.retries;
+  s.hedges = impl.hedges;
+  s.local_calls = impl.local_calls;
+  s.circuit_open_rejections = impl.circuit_open_rejections;
   if (impl.loop.in_loop_thread() || impl.stopping.load()) return s;
   // Engine counters belong to the loop thread: read them there.
   std::promise<void> done;

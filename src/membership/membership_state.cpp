@@ -298,6 +298,7 @@ void Membership::set_meta(MemberMeta meta) {
   self_.meta = std::move(meta);
   ++self_.incarnation;
   broadcast(self_);
+  emit(EventKind::kUpdate, self_);  // our own route-table entry changed too
 }
 
 std::vector<MemberInfo> Membership::members() const {

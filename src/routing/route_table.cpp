@@ -6,7 +6,9 @@ namespace broach::routing {
 
 std::shared_ptr<const RouteTable> RouteTable::build(const std::vector<MemberInfo>& members,
                                                     const RouteTable* previous) {
+  static std::atomic<std::uint64_t> next_version{1};
   auto table = std::make_shared<RouteTable>();
+  table->version_ = next_version.fetch_add(1, std::memory_order_relaxed);
   for (const auto& m : members) {
     if (m.state != MemberState::kAlive && m.state != MemberState::kSuspect) continue;
     for (const auto& s : m.meta.services) {

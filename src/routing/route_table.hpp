@@ -46,8 +46,12 @@ class RouteTable {
   /// Round robin over the providers of `service`; null when there is none.
   const Provider* pick_round_robin(std::string_view service) const;
   const std::map<std::string, Entry, std::less<>>& services() const { return services_; }
+  /// Distinct for every table built in this process (tells tables apart
+  /// without holding on to them).
+  std::uint64_t version() const { return version_; }
 
  private:
+  std::uint64_t version_ = 0;
   std::map<std::string, Entry, std::less<>> services_;
 };
 

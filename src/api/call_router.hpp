@@ -1,0 +1,90 @@
+// Internal header (api layer). Chooses a provider for each call by name and
+// learns from how calls end: load-balancing policies, per-provider and
+// per-provider+service circuit breakers, in-flight counts and latency
+// averages, and the retry rules with their budget.
+// Thread contract: thread-safe (one mutex; picks and outcomes are short).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/rng.hpp"
+#include "base/time.hpp"
+#include "breaker/circuit_breaker.hpp"
+#include "broach/config.hpp"
+#include "broach/lb.hpp"
+#include "broach/node.hpp"
+#include "routing/route_table.hpp"
+
+namespace broach::api {
+
+struct Choice {
+  Endpoint address;
+  bool self = false;
+};
+
+class CallRouter {
+ public:
+  /// Throws Error{kBadConfig} naming the key when a policy name is unknown.
+  explicit CallRouter(const Config& config);
+
+  /// Picks a provider of `service` from `table`, skipping `exclude` (already
+  /// tried), providers whose version does not match, and fused providers.
+  /// kNotFound: nobody offers it; kNoProvider: none of the right version or
+  /// all tried; kCircuitOpen: every remaining provider is fused.
+  Result<Choice> pick(const routing::RouteTable& table, const std::string& service,
+                      const CallOptions& opts, const std::vector<Endpoint>& exclude, TimePoint now);
+  /// Reports how an attempt ended (also releases the in-flight count).
+  void on_finish(const Endpoint& provider, const std::string& service, Errc code, Duration latency,
+                 TimePoint now);
+  /// Counts a first attempt (it earns retry budget).
+  void on_call();
+  /// May a failed attempt be retried on another provider?
+  bool may_retry(const std::string& service, const CallOptions& opts, Errc code, int retries_done);
+  bool idempotent(const std::string& service, const CallOptions& opts) const;
+  Duration hedge_delay() const { return hedge_delay_; }
+
+  struct BreakerView {
+    Endpoint provider;
+    std::string service;  ///< empty for the provider-wide breaker
+    breaker::BreakerState state;
+    std::uint64_t trips;
+  };
+  std::vector<BreakerView> breakers(TimePoint now) const;
+
+ private:
+  struct ProviderState {
+    std::uint32_t outstanding = 0;
+    double ewma_us = 0;
+    breaker::CircuitBreaker breaker;
+  };
+  ProviderState& provider_locked(const Endpoint& e);
+  breaker::CircuitBreaker& service_breaker_locked(const Endpoint& e, const std::string& service);
+  lb::Policy& policy_for(const std::string& service);
+  static bool version_matches(const std::string& want, std::string_view have);
+
+  breaker::BreakerOptions breaker_options_;
+  int max_retries_;
+  Duration hedge_delay_;
+  std::set<std::string> idempotent_;
+  std::unique_ptr<lb::Policy> default_policy_;
+  std::map<std::string, std::unique_ptr<lb::Policy>> service_policies_;  // immutable after ctor
+
+  mutable std::mutex mu_;
+  std::unordered_map<Endpoint, ProviderState> providers_;                             // guarded by mu_
+  std::map<std::pair<Endpoint, std::string>, breaker::CircuitBreaker> service_breakers_;  // guarded by mu_
+  breaker::RetryBudget budget_;                                                        // guarded by mu_
+  // Providers that answered not_found for a service the route table says
+  // they offer (gossip not there yet): skipped until the next table.
+  std::set<std::pair<Endpoint, std::string>> not_offered_;                             // guarded by mu_
+  std::uint64_t not_offered_table_ = 0;  // route table version the set belongs to; guarded by mu_
+  std::uint64_t last_table_ = 0;         // version of the table of the latest pick; guarded by mu_
+  Rng rng_;                                                                            // guarded by mu_
+};
+
+}  // namespace broach::api
