@@ -459,6 +459,10 @@ Json parse_json(std::string_view text, std::string_view source) {
   } catch (const Json::parse_error& e) {
     throw Error(Errc::kBadConfig, fmt::format("{}: invalid JSON at {}: {}", source,
                                               line_column(text, e.byte), parse_reason(e.what())));
+  } catch (const Json::exception& e) {
+    // e.g. out_of_range 406: a number literal beyond the range of a double.
+    // nlohmann gives no position for these.
+    throw Error(Errc::kBadConfig, fmt::format("{}: invalid JSON: {}", source, parse_reason(e.what())));
   }
 }
 

@@ -130,6 +130,12 @@ Bytes ProbeWriter::finish() const {
 }
 
 bool decode_probe(std::span<const std::byte> body, ProbeMessage& out) {
+  // Check the whole body first without building objects: msgpack::unpack
+  // reserves room for as many elements as a header claims before reading
+  // any, so a 5-byte "map of 4 billion pairs" must never reach it. A body
+  // that is one complete object of bounded depth has at most as many
+  // elements as bytes.
+  if (wire::msgpack_object_size(body) != body.size()) return false;
   try {
     auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
     const auto& o = oh.get();
@@ -179,6 +185,7 @@ Bytes encode_push_pull(bool join, const std::vector<Update>& state) {
 }
 
 bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state) {
+  if (wire::msgpack_object_size(body) != body.size()) return false;  // see decode_probe
   try {
     auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
     const auto& o = oh.get();

@@ -98,10 +98,33 @@ bool is_array_marker(std::byte b) {
 
 }  // namespace
 
+namespace {
+
+// Parses without building anything, and refuses nesting deeper than
+// kMaxDepth: consumers that recurse per level (nlohmann's from_msgpack, the
+// msgpack-cxx object converters) must never see a document nested a million
+// deep.
+struct DepthLimitVisitor : msgpack::null_visitor {
+  static constexpr int kMaxDepth = 64;
+  int depth = 0;
+  bool start_array(std::uint32_t) { return ++depth <= kMaxDepth; }
+  bool end_array() {
+    --depth;
+    return true;
+  }
+  bool start_map(std::uint32_t) { return ++depth <= kMaxDepth; }
+  bool end_map() {
+    --depth;
+    return true;
+  }
+};
+
+}  // namespace
+
 std::size_t msgpack_object_size(std::span<const std::byte> data) noexcept {
   if (data.empty()) return 0;
   try {
-    msgpack::null_visitor v;
+    DepthLimitVisitor v;
     std::size_t off = 0;
     const auto ret = msgpack::detail::parse_imp(reinterpret_cast<const char*>(data.data()),
                                                 data.size(), off, v);

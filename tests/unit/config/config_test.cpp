@@ -136,6 +136,18 @@ void expect_header_defaults(const Config& c) {
   EXPECT_TRUE(c.warnings.empty());
 }
 
+TEST(ConfigErrors, NumberBeyondDoubleRangeIsABadConfig) {
+  for (const char* text : {"3e686", R"({"params": {"rpcTimeOut": 1e400}})"}) {
+    try {
+      parse_config(text, "big.json");
+      FAIL() << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::kBadConfig);
+      EXPECT_NE(std::string(e.what()).find("big.json: invalid JSON"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ConfigBroach, BalancingBreakerAndRetryKeys) {
   Config c = parse_config(R"({"params": {"broach": {
       "loadBalance": {"policy": "p2c_ewma", "services": {"work00": "random", "cart": "consistent_hash"},

@@ -67,6 +67,18 @@ TEST(Messages, RejectsMalformedBodies) {
   EXPECT_FALSE(decode_probe(bad, m));
 }
 
+TEST(Messages, HeadersClaimingBillionsOfElementsAreRejectedUnread) {
+  // A 5-byte body: a map32 header announcing 4,294,967,050 pairs. It must be
+  // rejected before msgpack would reserve memory for them.
+  const std::byte body[] = {std::byte{0xdf}, std::byte{0xff}, std::byte{0xff}, std::byte{0xff},
+                            std::byte{0x0a}};
+  ProbeMessage m;
+  EXPECT_FALSE(decode_probe(body, m));
+  bool join = false;
+  std::vector<Update> state;
+  EXPECT_FALSE(decode_push_pull(body, join, state));
+}
+
 TEST(Messages, PushPullRoundTrips) {
   std::vector<Update> state{alive_update(), alive_update()};
   state[1].state = MemberState::kDead;

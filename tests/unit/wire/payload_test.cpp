@@ -104,6 +104,21 @@ TEST(Payload, FragmentAckRoundTripsAndBoundsSack) {
   EXPECT_FALSE(decode_fragment_ack(std::span(buf).first(10), b));
 }
 
+TEST(Payload, NestingDeeperThan64IsRejected) {
+  auto nested = [](int depth) {
+    Bytes b(static_cast<std::size_t>(depth), std::byte{0x91});  // fixarray of 1, depth times
+    b.push_back(std::byte{0x01});
+    return b;
+  };
+  EXPECT_EQ(msgpack_object_size(nested(64)), 65u);
+  EXPECT_EQ(msgpack_object_size(nested(65)), 0u);
+  EXPECT_EQ(msgpack_object_size(nested(1000000)), 0u);  // would blow recursive consumers
+  Bytes req;
+  encode_request("svc", nested(100), req);
+  RequestView rv;
+  EXPECT_FALSE(decode_request(req, rv));
+}
+
 TEST(Payload, MsgpackObjectSizeRejectsLiesWithoutAllocating) {
   // An array header that claims 2^32-1 elements but holds none.
   Bytes lie{std::byte{0xdd}, std::byte{0xff}, std::byte{0xff}, std::byte{0xff}, std::byte{0xff}};
