@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   broach::Config flood_config = broach::load_config_file(argv[1]);
   flood_config.rpc_port = 0;
   flood_config.breaker.consecutive_failures = 10000;
-  flood_config.breaker.error_rate = 1.0;
+  flood_config.breaker.min_calls = 10000;
   broach::Node flood_node(flood_config);
   while (flood_node.routes().size() < 5 && Clock::now() - start < std::chrono::seconds(20)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
