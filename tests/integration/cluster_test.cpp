@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "broach/node.hpp"
@@ -117,6 +118,68 @@ TEST(Cluster, GracefulStopIsSeenAsLeftNotDead) {
     return false;
   }, std::chrono::seconds(5)));
   EXPECT_EQ(providers_of(seed, "x"), 0u);
+}
+
+int twice(int x) { return 2 * x; }
+
+TEST(Cluster, TypedStubAndProvideByFunctionName) {
+  Node seed(member_config());
+  BROACH_PROVIDE(seed, twice);
+  Node caller(member_config({seed.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return providers_of(caller, "twice") == 1; }));
+  auto t = caller.stub<int(int)>("twice");
+  EXPECT_EQ(t(21), 42);
+  EXPECT_EQ(t.async(5).get().value(), 10);
+  auto missing = caller.stub<int(int)>("thrice");
+  auto r = missing.async(1).get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::kNotFound);
+}
+
+TEST(Cluster, RequiredVersionSelectsProviders) {
+  Config v1 = member_config();
+  v1.version = "1.4.2";
+  Node old_provider(v1);
+  old_provider.provide("ver", [] { return std::string("1.4.2"); });
+  Config v2 = member_config({old_provider.address().to_string()});
+  v2.version = "2.0.0";
+  Node new_provider(v2);
+  new_provider.provide("ver", [] { return std::string("2.0.0"); });
+  Node caller(member_config({old_provider.address().to_string()}));
+  ASSERT_TRUE(eventually([&] { return providers_of(caller, "ver") == 2; }));
+  CallOptions o;
+  o.version = "1.*";
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(caller.call_with<std::string>("ver", o), "1.4.2");
+  o.version = "2.0.0";
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(caller.call_with<std::string>("ver", o), "2.0.0");
+  o.version = "3.*";
+  try {
+    caller.call_with<std::string>("ver", o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::kNoProvider);
+  }
+}
+
+TEST(Cluster, HedgedRequestAnswersFromTheFasterProvider) {
+  Node slow(member_config());
+  slow.provide("h", [] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+    return std::string("slow");
+  });
+  Node fast(member_config({slow.address().to_string()}));
+  fast.provide("h", [] { return std::string("fast"); });
+  Config cc = member_config({slow.address().to_string()});
+  cc.retry.idempotent = {"h"};
+  cc.retry.hedge_delay_ms = 50;
+  Node caller(cc);
+  ASSERT_TRUE(eventually([&] { return providers_of(caller, "h") == 2; }));
+  for (int i = 0; i < 4; ++i) {
+    const auto t0 = Clock::now();
+    EXPECT_EQ(caller.call<std::string>("h"), "fast");
+    EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1500));  // never waited for the slow one
+  }
+  EXPECT_GE(caller.stats().hedges, 1u);
 }
 
 }  // namespace
