@@ -173,6 +173,10 @@ class Node {
                       const CallOptions& opts, std::function<void(RawResult)> done);
 
   NodeStats stats() const;
+  /// Everything `broach stats` shows, as one JSON object: per-service calls
+  /// served and made, errors by kind, latency percentiles (us), transport,
+  /// pool, membership and circuit-breaker state.
+  std::string stats_json() const;
   /// Stops the node (idempotent); the destructor calls it.
   void stop();
 

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <mutex>
@@ -14,6 +16,8 @@
 #include "base/assert.hpp"
 #include "base/log.hpp"
 #include "api/call_router.hpp"
+#include "api/metrics.hpp"
+#include "breaker/circuit_breaker.hpp"
 #include "exec/thread_pool.hpp"
 #include "membership/membership.hpp"
 #include "routing/route_table.hpp"
@@ -97,6 +101,7 @@ std::uint64_t life_now() {
 
 constexpr const char* kMembersService = "__broach.members";
 constexpr const char* kRoutesService = "__broach.routes";
+constexpr const char* kStatsService = "__broach.stats";
 
 }  // namespace
 
@@ -141,6 +146,96 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
     done.get_future().wait();
   }
 
+  static nlohmann::json latency_json(const api::LatencyHistogram& h) {
+    return {{"count", h.count()},
+            {"p50", h.percentile(0.50)},
+            {"p90", h.percentile(0.90)},
+            {"p99", h.percentile(0.99)},
+            {"p999", h.percentile(0.999)},
+            {"max", h.max_us()}};
+  }
+
+  static nlohmann::json codes_json(const api::CodeCounters& c) {
+    nlohmann::json out = nlohmann::json::object();
+    for (std::size_t i = 1; i < c.by_code.size(); ++i) {
+      const auto n = c.by_code[i].load(std::memory_order_relaxed);
+      if (n > 0 && errc_known(static_cast<std::uint16_t>(i))) out[errc_name(static_cast<Errc>(i))] = n;
+    }
+    return out;
+  }
+
+  // Everything `broach stats`, /metrics and the status page show. Reads
+  // loop-owned counters on the loop thread.
+  nlohmann::json snapshot() {
+    nlohmann::json j;
+    j["address"] = transport.local().to_string();
+    j["name"] = config.name;
+    j["version"] = config.version;
+    nlohmann::json services = nlohmann::json::object();
+    for (const auto& [name, m] : metrics.all()) {
+      services[name] = {{"served", m->served.load()},
+                        {"served_errors", codes_json(m->served_errors)},
+                        {"served_latency_us", latency_json(m->served_latency)},
+                        {"made", m->made.load()},
+                        {"made_errors", codes_json(m->made_errors)},
+                        {"made_latency_us", latency_json(m->made_latency)}};
+    }
+    j["services"] = services;
+    j["calls"] = {{"by_name", calls_by_name.load()},       {"retries", retries.load()},
+                  {"hedges", hedges.load()},                {"local", local_calls.load()},
+                  {"circuit_open_rejections", circuit_open_rejections.load()},
+                  {"requests_received", requests_received.load()},
+                  {"handlers_run", handlers_run.load()},    {"handler_errors", handler_errors.load()},
+                  {"expired_in_queue", expired_in_queue.load()},
+                  {"rejected_overloaded", rejected_overloaded.load()}};
+    const auto ps = pool.stats();
+    j["pool"] = {{"threads", ps.threads}, {"idle", ps.idle}, {"queued", ps.queued},
+                 {"completed", ps.completed}, {"rejected", ps.rejected}, {"caller_ran", ps.caller_ran}};
+    nlohmann::json breakers = nlohmann::json::array();
+    for (const auto& b : router.breakers(steady_now())) {
+      breakers.push_back({{"provider", b.provider.to_string()}, {"service", b.service},
+                          {"state", breaker::breaker_state_name(b.state)}, {"trips", b.trips}});
+    }
+    j["breakers"] = breakers;
+    on_loop([&] {
+      const auto& e = engine.stats();
+      nlohmann::json drops = nlohmann::json::object();
+      for (int i = 1; i < static_cast<int>(wire::DecodeError::kCount_); ++i) {
+        drops[wire::decode_error_name(static_cast<wire::DecodeError>(i))] = e.drops[i];
+      }
+      drops["unexpected"] = e.drops_unexpected;
+      j["transport"] = {{"calls_started", e.calls_started}, {"calls_ok", e.calls_ok},
+                        {"calls_failed", e.calls_failed}, {"requests_sent", e.requests_sent},
+                        {"retransmits", e.retransmits}, {"status_queries", e.status_queries},
+                        {"requests_received", e.requests_received},
+                        {"duplicate_requests", e.duplicate_requests},
+                        {"in_progress_sent", e.in_progress_sent}, {"responses_sent", e.responses_sent},
+                        {"responses_resent", e.responses_resent}, {"late_responses", e.late_responses},
+                        {"fragments_sent", e.fragments_sent}, {"fragments_resent", e.fragments_resent},
+                        {"reassembly_refused", e.reassembly_refused},
+                        {"reassembly_expired", e.reassembly_expired},
+                        {"dedup_entries", e.dedup_entries}, {"dedup_bytes", e.dedup_bytes},
+                        {"dedup_evicted", e.dedup_evicted}, {"pending_calls", engine.pending_calls()},
+                        {"dropped", drops}};
+      const auto& m = membership->stats();
+      std::size_t alive = 0, suspect = 0, dead = 0, left = 0;
+      for (const auto& mi : membership->members()) {
+        switch (mi.state) {
+          case MemberState::kAlive: ++alive; break;
+          case MemberState::kSuspect: ++suspect; break;
+          case MemberState::kDead: ++dead; break;
+          case MemberState::kLeft: ++left; break;
+        }
+      }
+      j["membership"] = {{"alive", alive}, {"suspect", suspect}, {"dead", dead}, {"left", left},
+                         {"probes", m.probes}, {"probe_failures", m.probe_failures},
+                         {"suspicions", m.suspicions}, {"refutes", m.refutes}, {"deaths", m.deaths},
+                         {"push_pulls", m.push_pulls}, {"gossip_messages_sent", m.gossip_messages_sent},
+                         {"gossip_bytes_sent", m.gossip_bytes_sent}, {"awareness", m.awareness}};
+    });
+    return j;
+  }
+
   // membership::Listener (loop thread): keep the route table current. Dead
   // and left members leave it at once; a burst of events (a join storm)
   // is folded into one rebuild.
@@ -165,6 +260,9 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
         wire::encode_response_ok(pack_members(membership->members()), body);
       } else if (req.service == kRoutesService) {
         wire::encode_response_ok(pack_routes(), body);
+      } else if (req.service == kStatsService) {
+        const auto bytes = nlohmann::json::to_msgpack(snapshot());
+        wire::encode_response_ok(std::as_bytes(std::span(bytes)), body);
       } else {
         return false;
       }
@@ -302,9 +400,21 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   }
 
   // Runs on a worker thread (or on the loop thread under caller-runs).
+  // invoke() plus the per-service counters and handler-time histogram.
+  RawResult invoke_measured(const std::string& service, const RawHandler& handler,
+                            std::span<const std::byte> args, TimePoint deadline) {
+    const TimePoint t0 = steady_now();
+    RawResult r = invoke(handler, args, deadline);
+    auto& m = metrics.service(service);
+    m.served.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok()) m.served_errors.add(r.error().code());
+    m.served_latency.record(std::chrono::duration<double, std::micro>(steady_now() - t0).count());
+    return r;
+  }
+
   void run(const RawHandler& handler, reliable::IncomingRequest& req) {
     Bytes body;
-    RawResult r = invoke(handler, req.args, req.deadline);
+    RawResult r = invoke_measured(req.service, handler, req.args, req.deadline);
     if (r.ok()) {
       wire::encode_response_ok(r.value(), body);
     } else {
@@ -366,6 +476,7 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
       expired_in_queue{0}, rejected_overloaded{0};
   std::atomic<std::uint64_t> calls_by_name{0}, retries{0}, hedges{0}, local_calls{0},
       circuit_open_rejections{0};
+  api::Metrics metrics;
 
   // Runs a service of this very node without the network (the seed's local
   // call), with the same rules as a remote call: the pool (or the loop for
@@ -385,8 +496,8 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
       return;
     }
     auto shared_done = std::make_shared<std::function<void(RawResult)>>(std::move(done));
-    auto task = [this, handler = svc.handler, args = std::move(args), deadline, shared_done]() mutable {
-      RawResult r = invoke(handler, args, deadline);
+    auto task = [this, service, handler = svc.handler, args = std::move(args), deadline, shared_done]() mutable {
+      RawResult r = invoke_measured(service, handler, args, deadline);
       if (!loop.try_post([shared_done, r = std::move(r)]() mutable { (*shared_done)(std::move(r)); })) {
         (*shared_done)(Error(Errc::kShutdown, "node is stopping"));
       }
@@ -578,6 +689,11 @@ void Node::start_attempt(const std::shared_ptr<void>& state, bool hedge) {
   call_raw_async(chosen.address, c->service, c->args, attempt, std::move(on_done));
 }
 
+std::string Node::stats_json() const {
+  if (impl_->stopping.load()) return "{}";
+  return impl_->snapshot().dump();
+}
+
 std::vector<MemberInfo> Node::members() const {
   std::vector<MemberInfo> out;
   if (impl_->stopping.load()) return out;
@@ -618,7 +734,10 @@ void Node::call_raw_async(const Endpoint& to, const std::string& service, Bytes 
   const Duration timeout = opts.timeout ? Duration(*opts.timeout) : seconds_f(impl.config.rpc_timeout);
   const TimePoint now = steady_now();
   const TimePoint deadline = now + timeout;
-  auto complete = [done = std::move(done)](reliable::CallResult&& r) {
+  auto complete = [done = std::move(done), m = &impl.metrics.service(service), now](reliable::CallResult&& r) {
+    m->made.fetch_add(1, std::memory_order_relaxed);
+    if (r.code != Errc::kOk) m->made_errors.add(r.code);
+    m->made_latency.record(std::chrono::duration<double, std::micro>(steady_now() - now).count());
     if (r.code == Errc::kOk) {
       done(RawResult(std::move(r.body)));
     } else {

@@ -91,6 +91,79 @@ int run_routes(const ViewFlags& f) {
   return kExitOk;
 }
 
+std::uint64_t sum_errors(const nlohmann::json& errors) {
+  std::uint64_t n = 0;
+  for (const auto& [k, v] : errors.items()) n += v.get<std::uint64_t>();
+  return n;
+}
+
+int run_stats(const ViewFlags& f) {
+  nlohmann::json s;
+  if (int rc = fetch(f, "__broach.stats", s); rc != kExitOk) return rc;
+  if (f.json) {
+    std::cout << s.dump() << "\n";
+    return kExitOk;
+  }
+  std::printf("%s (%s %s)\n", s["address"].get<std::string>().c_str(),
+              s["name"].get<std::string>().c_str(), s["version"].get<std::string>().c_str());
+  std::printf("\n%-20s %10s %8s %9s %9s   %10s %8s %9s %9s\n", "SERVICE", "SERVED", "ERRORS",
+              "p50(us)", "p99(us)", "MADE", "ERRORS", "p50(us)", "p99(us)");
+  for (const auto& [name, v] : s["services"].items()) {
+    std::printf("%-20s %10llu %8llu %9.0f %9.0f   %10llu %8llu %9.0f %9.0f\n", name.c_str(),
+                v["served"].get<unsigned long long>(),
+                static_cast<unsigned long long>(sum_errors(v["served_errors"])),
+                v["served_latency_us"]["p50"].get<double>(), v["served_latency_us"]["p99"].get<double>(),
+                v["made"].get<unsigned long long>(),
+                static_cast<unsigned long long>(sum_errors(v["made_errors"])),
+                v["made_latency_us"]["p50"].get<double>(), v["made_latency_us"]["p99"].get<double>());
+    for (const char* side : {"served_errors", "made_errors"}) {
+      for (const auto& [code, n] : v[side].items()) {
+        std::printf("    %s %s: %llu\n", side, code.c_str(), n.get<unsigned long long>());
+      }
+    }
+  }
+  const auto& t = s["transport"];
+  std::printf("\ntransport: %llu retransmits, %llu status queries, %llu duplicate requests, %llu "
+              "fragments resent, %llu pending calls\n",
+              t["retransmits"].get<unsigned long long>(), t["status_queries"].get<unsigned long long>(),
+              t["duplicate_requests"].get<unsigned long long>(),
+              t["fragments_resent"].get<unsigned long long>(), t["pending_calls"].get<unsigned long long>());
+  std::printf("dropped datagrams:");
+  for (const auto& [reason, n] : t["dropped"].items()) {
+    if (n.get<std::uint64_t>() > 0) std::printf(" %s=%llu", reason.c_str(), n.get<unsigned long long>());
+  }
+  std::printf("\n");
+  const auto& p = s["pool"];
+  std::printf("pool: %llu threads (%llu idle), %llu queued, %llu rejected, %llu run by callers\n",
+              p["threads"].get<unsigned long long>(), p["idle"].get<unsigned long long>(),
+              p["queued"].get<unsigned long long>(), p["rejected"].get<unsigned long long>(),
+              p["caller_ran"].get<unsigned long long>());
+  const auto& c = s["calls"];
+  std::printf("calls: %llu by name, %llu retries, %llu hedges, %llu in-process, %llu refused (fused); "
+              "served: %llu expired in queue, %llu refused (overloaded)\n",
+              c["by_name"].get<unsigned long long>(), c["retries"].get<unsigned long long>(),
+              c["hedges"].get<unsigned long long>(), c["local"].get<unsigned long long>(),
+              c["circuit_open_rejections"].get<unsigned long long>(),
+              c["expired_in_queue"].get<unsigned long long>(),
+              c["rejected_overloaded"].get<unsigned long long>());
+  const auto& m = s["membership"];
+  std::printf("membership: %llu alive, %llu suspect, %llu dead, %llu left; %llu probes (%llu failed), "
+              "gossip %llu messages / %llu bytes\n",
+              m["alive"].get<unsigned long long>(), m["suspect"].get<unsigned long long>(),
+              m["dead"].get<unsigned long long>(), m["left"].get<unsigned long long>(),
+              m["probes"].get<unsigned long long>(), m["probe_failures"].get<unsigned long long>(),
+              m["gossip_messages_sent"].get<unsigned long long>(),
+              m["gossip_bytes_sent"].get<unsigned long long>());
+  for (const auto& b : s["breakers"]) {
+    if (b["state"] != "closed" || b["trips"].get<std::uint64_t>() > 0) {
+      std::printf("breaker %s %s: %s (%llu trips)\n", b["provider"].get<std::string>().c_str(),
+                  b["service"].get<std::string>().empty() ? "(all services)" : b["service"].get<std::string>().c_str(),
+                  b["state"].get<std::string>().c_str(), b["trips"].get<unsigned long long>());
+    }
+  }
+  return kExitOk;
+}
+
 void add_view(CLI::App& app, const char* name, const char* help, int (*run)(const ViewFlags&),
               int& exit_code) {
   auto* cmd = app.add_subcommand(name, help);
@@ -120,6 +193,8 @@ void register_cluster_views(CLI::App& app, int& exit_code) {
   add_view(app, "members", "show a member's view of the cluster", run_members, exit_code);
   add_view(app, "routes", "show the route table (service -> providers) of a member", run_routes,
            exit_code);
+  add_view(app, "stats", "show a member's counters: calls, errors, latency, transport, pool, gossip",
+           run_stats, exit_code);
 }
 
 }  // namespace broach::cli
