@@ -94,6 +94,7 @@ struct Config {
   LoadBalanceConfig load_balance;       ///< params.broach.loadBalance
   BreakerConfig breaker;                ///< params.broach.breaker
   RetryConfig retry;                    ///< params.broach.retry
+  std::string http;                     ///< params.broach.http: "ip:port" of the status/metrics endpoint; "" = off
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key
@@ -107,6 +108,7 @@ struct ConfigOverrides {
   std::optional<std::string> name;
   std::optional<std::string> version;
   std::optional<std::string> log_level;
+  std::optional<std::string> http;  ///< "ip:port" of the HTTP endpoint
 };
 
 /// The built-in configuration used when no file is given (the seed's example).

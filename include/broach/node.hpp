@@ -177,6 +177,8 @@ class Node {
   /// served and made, errors by kind, latency percentiles (us), transport,
   /// pool, membership and circuit-breaker state.
   std::string stats_json() const;
+  /// "ip:port" of the HTTP status/metrics endpoint ("" when off).
+  std::string http_address() const;
   /// Stops the node (idempotent); the destructor calls it.
   void stop();
 

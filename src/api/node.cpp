@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "base/log.hpp"
 #include "api/call_router.hpp"
 #include "api/metrics.hpp"
+#include "api/status_page.hpp"
 #include "breaker/circuit_breaker.hpp"
 #include "exec/thread_pool.hpp"
 #include "membership/membership.hpp"
@@ -123,6 +125,12 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
     const auto seeds = seed_endpoints(config);
     loop.start_thread("broach-loop");
     on_loop([&] { membership->start(seeds); });
+    try {
+      start_http();
+    } catch (...) {
+      loop.stop();
+      throw;
+    }
   }
 
   ~Impl() override {
@@ -234,6 +242,170 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
                          {"gossip_bytes_sent", m.gossip_bytes_sent}, {"awareness", m.awareness}};
     });
     return j;
+  }
+
+  // The Prometheus text exposition (version 0.0.4) of snapshot() plus the
+  // per-service latency histograms.
+  std::string prometheus_text() {
+    const auto j = snapshot();
+    std::string out;
+    auto metric = [&](const std::string& name, const char* type, const char* help) {
+      out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    auto sample = [&](const std::string& name, const std::string& labels, double v) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%.17g", v);
+      out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
+    };
+    auto label = [](const std::string& k, const std::string& v) {
+      std::string e;
+      for (char c : v) {
+        if (c == '\\' || c == '"') e += '\\';
+        if (c == '\n') {
+          e += "\\n";
+          continue;
+        }
+        e += c;
+      }
+      return k + "=\"" + e + "\"";
+    };
+    const auto services = metrics.all();
+    const std::vector<double> bounds_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                        100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+    for (const char* side : {"served", "made"}) {
+      const bool served = std::string(side) == "served";
+      const std::string base = std::string("broach_calls_") + side;
+      metric(base + "_total", "counter",
+             served ? "Requests this node ran (or refused) per service." : "Calls this node made per service.");
+      for (const auto& [name, m] : services) sample(base + "_total", label("service", name), static_cast<double>(served ? m->served.load() : m->made.load()));
+      metric(base + "_errors_total", "counter", "Calls that ended with an error, per service and error kind.");
+      for (const auto& [name, m] : services) {
+        const auto& codes = served ? m->served_errors : m->made_errors;
+        for (std::size_t i = 1; i < codes.by_code.size(); ++i) {
+          const auto n = codes.by_code[i].load();
+          if (n > 0 && errc_known(static_cast<std::uint16_t>(i))) {
+            sample(base + "_errors_total", label("service", name) + "," + label("error", errc_name(static_cast<Errc>(i))), static_cast<double>(n));
+          }
+        }
+      }
+      const std::string hist = std::string("broach_call_") + side + "_duration_seconds";
+      metric(hist, "histogram", served ? "Handler run time per service." : "Call round trip seen by this caller, per service.");
+      for (const auto& [name, m] : services) {
+        const auto& h = served ? m->served_latency : m->made_latency;
+        const auto cum = h.cumulative(bounds_us);
+        for (std::size_t b = 0; b < bounds_us.size(); ++b) {
+          char le[32];
+          std::snprintf(le, sizeof(le), "%g", bounds_us[b] / 1e6);
+          sample(hist + "_bucket", label("service", name) + "," + label("le", le), static_cast<double>(cum[b]));
+        }
+        sample(hist + "_bucket", label("service", name) + "," + label("le", "+Inf"), static_cast<double>(h.count()));
+        sample(hist + "_sum", label("service", name), h.sum_us() / 1e6);
+        sample(hist + "_count", label("service", name), static_cast<double>(h.count()));
+      }
+    }
+    const auto& t = j["transport"];
+    for (const char* k : {"retransmits", "status_queries", "duplicate_requests", "responses_resent",
+                          "fragments_sent", "fragments_resent", "late_responses", "reassembly_refused"}) {
+      metric(std::string("broach_transport_") + k + "_total", "counter", "Reliable-UDP transport counter.");
+      sample(std::string("broach_transport_") + k + "_total", "", t[k].get<double>());
+    }
+    metric("broach_datagrams_dropped_total", "counter", "Datagrams dropped, by reason.");
+    for (const auto& [reason, n] : t["dropped"].items()) {
+      sample("broach_datagrams_dropped_total", label("reason", reason), n.get<double>());
+    }
+    metric("broach_pending_calls", "gauge", "Calls this node is waiting on.");
+    sample("broach_pending_calls", "", t["pending_calls"].get<double>());
+    const auto& p = j["pool"];
+    metric("broach_pool_threads", "gauge", "Worker threads alive.");
+    sample("broach_pool_threads", "", p["threads"].get<double>());
+    metric("broach_pool_queued", "gauge", "Requests waiting in the worker queue.");
+    sample("broach_pool_queued", "", p["queued"].get<double>());
+    const auto& c = j["calls"];
+    for (const char* k : {"retries", "hedges", "circuit_open_rejections", "expired_in_queue", "rejected_overloaded"}) {
+      metric(std::string("broach_") + k + "_total", "counter", "Call outcome counter.");
+      sample(std::string("broach_") + k + "_total", "", c[k].get<double>());
+    }
+    const auto& m = j["membership"];
+    metric("broach_members", "gauge", "Members this node knows, by state.");
+    for (const char* st : {"alive", "suspect", "dead", "left"}) sample("broach_members", label("state", st), m[st].get<double>());
+    for (const char* k : {"probes", "probe_failures", "suspicions", "refutes", "push_pulls",
+                          "gossip_messages_sent", "gossip_bytes_sent"}) {
+      metric(std::string("broach_gossip_") + k + "_total", "counter", "Membership protocol counter.");
+      sample(std::string("broach_gossip_") + k + "_total", "", m[k].get<double>());
+    }
+    metric("broach_circuit_open", "gauge", "1 while a circuit breaker is open or half-open.");
+    for (const auto& b : j["breakers"]) {
+      sample("broach_circuit_open",
+             label("provider", b["provider"].get<std::string>()) + "," + label("service", b["service"].get<std::string>()),
+             b["state"] == "closed" ? 0.0 : 1.0);
+    }
+    return out;
+  }
+
+  nlohmann::json members_json() {
+    nlohmann::json arr = nlohmann::json::array();
+    std::vector<MemberInfo> ms;
+    on_loop([&] { ms = membership->members(); });
+    for (const auto& mi : ms) {
+      arr.push_back({{"address", mi.address.to_string()}, {"name", mi.meta.name},
+                     {"version", mi.meta.version}, {"state", member_state_name(mi.state)},
+                     {"incarnation", mi.incarnation}, {"services", mi.meta.services},
+                     {"weight", mi.meta.weight}, {"self", mi.self}});
+    }
+    return arr;
+  }
+
+  nlohmann::json routes_json() {
+    const auto bytes = pack_routes();
+    return nlohmann::json::from_msgpack(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                        reinterpret_cast<const std::uint8_t*>(bytes.data()) + bytes.size());
+  }
+
+  // The HTTP endpoint (params.broach.http): /metrics, /members, /routes,
+  // /status.json and the status page. cpp-httplib runs it on its own threads.
+  void start_http() {
+    if (config.http.empty()) return;
+    const auto colon = config.http.rfind(':');
+    const std::string host = config.http.substr(0, colon);
+    const int port = std::stoi(config.http.substr(colon + 1));
+    http = std::make_unique<httplib::Server>();
+    auto guard = [this](auto fn) {
+      return [this, fn](const httplib::Request&, httplib::Response& res) {
+        if (stopping.load()) {
+          res.status = 503;
+          return;
+        }
+        fn(res);
+      };
+    };
+    http->Get("/metrics", guard([this](httplib::Response& res) {
+      res.set_content(prometheus_text(), "text/plain; version=0.0.4; charset=utf-8");
+    }));
+    http->Get("/members", guard([this](httplib::Response& res) {
+      res.set_content(members_json().dump(), "application/json");
+    }));
+    http->Get("/routes", guard([this](httplib::Response& res) {
+      res.set_content(routes_json().dump(), "application/json");
+    }));
+    http->Get("/status.json", guard([this](httplib::Response& res) {
+      res.set_content(snapshot().dump(), "application/json");
+    }));
+    http->Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(api::kStatusPage, "text/html; charset=utf-8");
+    });
+    const int bound = port == 0 ? http->bind_to_any_port(host) : (http->bind_to_port(host, port) ? port : -1);
+    if (bound < 0) {
+      throw Error(Errc::kIoError, config.source + ": params.broach.http: cannot listen on " + config.http);
+    }
+    http_port = bound;
+    http_thread = std::thread([this] { http->listen_after_bind(); });
+    BROACH_LOG_INFO("status page and metrics on http://{}:{}/", host, bound);
+  }
+
+  void stop_http() {
+    if (!http) return;
+    http->stop();
+    if (http_thread.joinable()) http_thread.join();
   }
 
   // membership::Listener (loop thread): keep the route table current. Dead
@@ -477,6 +649,9 @@ struct Node::Impl final : reliable::RequestHandler, membership::Listener {
   std::atomic<std::uint64_t> calls_by_name{0}, retries{0}, hedges{0}, local_calls{0},
       circuit_open_rejections{0};
   api::Metrics metrics;
+  std::unique_ptr<httplib::Server> http;
+  std::thread http_thread;
+  int http_port = 0;
 
   // Runs a service of this very node without the network (the seed's local
   // call), with the same rules as a remote call: the pool (or the loop for
@@ -689,6 +864,12 @@ void Node::start_attempt(const std::shared_ptr<void>& state, bool hedge) {
   call_raw_async(chosen.address, c->service, c->args, attempt, std::move(on_done));
 }
 
+std::string Node::http_address() const {
+  if (!impl_->http) return "";
+  const auto colon = impl_->config.http.rfind(':');
+  return impl_->config.http.substr(0, colon) + ":" + std::to_string(impl_->http_port);
+}
+
 std::string Node::stats_json() const {
   if (impl_->stopping.load()) return "{}";
   return impl_->snapshot().dump();
@@ -831,6 +1012,7 @@ void Node::stop() {
     // silence that follows for a failure.
     impl.on_loop([&impl] { impl.membership->leave(); });
     impl.stopping.store(true);
+    impl.stop_http();
     // Queued requests are answered with kShutdown (see Impl::run) while the
     // loop still runs, then pending calls end with kShutdown.
     impl.pool.shutdown();

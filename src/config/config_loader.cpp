@@ -391,6 +391,7 @@ const Key<Config> kBroachKeys[] = {
     {"retry", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<RetryConfig>(v, p, kRetryKeys, c.retry);
      }}},
+    {"http", &Config::http},
 };
 
 const Key<Config> kParamsKeys[] = {
@@ -533,7 +534,8 @@ constexpr std::string_view kDefaultJson = R"({
         "budgetRatio": 0.1,
         "idempotent": [],
         "hedgeDelayMs": 0
-      }
+      },
+      "http": ""
     }
   }
 })";
@@ -596,6 +598,22 @@ void check_balancing(const Checker& k, const Config& c) {
   if (c.breaker.open_ms > c.breaker.open_max_ms) {
     k.fail(b + "openMs", fmt::format("must be <= openMaxMs ({}), got {}", c.breaker.open_max_ms,
                                      c.breaker.open_ms));
+  }
+  if (!c.http.empty()) {
+    const auto colon = c.http.rfind(':');
+    int port = -1;
+    if (colon != std::string::npos && is_ipv4(std::string_view(c.http).substr(0, colon))) {
+      try {
+        std::size_t used = 0;
+        port = std::stoi(c.http.substr(colon + 1), &used);
+        if (used != c.http.size() - colon - 1) port = -1;
+      } catch (const std::exception&) {
+        port = -1;
+      }
+    }
+    if (port < 0 || port > 65535) {
+      k.fail("params.broach.http", "must be \"IPv4:port\" (port 0 = any free port), got \"" + c.http + "\"");
+    }
   }
   const std::string r = "params.broach.retry.";
   k.integer(r + "maxRetries", c.retry.max_retries, kRetriesRange);
@@ -763,6 +781,7 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
   if (o.name) config.name = *o.name;
   if (o.version) config.version = *o.version;
   if (o.log_level) config.log_level = canonical_log_level(*o.log_level);
+  if (o.http) config.http = *o.http;  // checked with the rest, named params.broach.http
   validate_config(config);
 }
 

@@ -28,6 +28,7 @@ struct NodeFlags {
   int port = -1;
   std::string name;
   std::string log_level;
+  std::string http;
 };
 void add_node_flags(CLI::App& cmd, NodeFlags& f);
 /// Loads the file (or the embedded default) and applies the flags. Throws Error{kBadConfig}.

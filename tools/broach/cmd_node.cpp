@@ -14,6 +14,7 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--seed", f.seeds, "IP:PORT of a live member to join through (repeatable)");
   cmd.add_option("--name", f.name, "instance name");
   cmd.add_option("--log-level", f.log_level, "debug|info|warn|error|off");
+  cmd.add_option("--http", f.http, "IP:PORT for /metrics, /members, /routes and the status page (0 = any port)");
 }
 
 Config build_config(NodeFlags& f) {
@@ -23,6 +24,7 @@ Config build_config(NodeFlags& f) {
   if (!f.seeds.empty()) f.overrides.seeds = f.seeds;
   if (!f.name.empty()) f.overrides.name = f.name;
   if (!f.log_level.empty()) f.overrides.log_level = f.log_level;
+  if (!f.http.empty()) f.overrides.http = f.http;
   apply_overrides(c, f.overrides);
   return c;
 }
@@ -45,6 +47,7 @@ int run_node(NodeFlags& f) {
   try {
     Node node(config);
     provide_demo_services(node);
+    if (!node.http_address().empty()) std::cout << "http on " << node.http_address() << std::endl;
     std::cout << "listening on " << node.address().to_string() << std::endl;
     int sig = 0;
     sigwait(&set, &sig);

@@ -1,0 +1,157 @@
+// The HTTP endpoint: /metrics counts what happened and passes promtool; the
+// status page, loaded in headless Chromium against a 3-node cluster, shows
+// the three members and their services.
+#include <gtest/gtest.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "broach/node.hpp"
+#include "support/process.hpp"
+
+namespace broach {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+Config http_config(const std::vector<std::string>& seeds = {}) {
+  Config c = default_config();
+  c.rpc_ip = "127.0.0.1";
+  c.rpc_port = 0;
+  c.log_level = "warn";
+  c.http = "127.0.0.1:0";
+  c.cluster_address = seeds;
+  return c;
+}
+
+std::string get(const std::string& hostport, const std::string& path) {
+  const auto colon = hostport.rfind(':');
+  httplib::Client cli(hostport.substr(0, colon), std::stoi(hostport.substr(colon + 1)));
+  auto res = cli.Get(path.c_str());
+  return res && res->status == 200 ? res->body : "";
+}
+
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+std::string run_capture(const std::string& cmd, int& status) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) {
+    status = -1;
+    return out;
+  }
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  status = ::pclose(p);
+  return out;
+}
+
+TEST(Http, MetricsCountKnownCallsAndPassPromtool) {
+  Node server(http_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  server.provide("boom", []() -> int { throw std::runtime_error("no"); });
+  Config cc = http_config();
+  cc.http.clear();
+  Node client(cc);
+  for (int i = 0; i < 7; ++i) client.call<int>(server.address(), "add", i, 1);
+  for (int i = 0; i < 3; ++i) EXPECT_THROW(client.call<int>(server.address(), "boom"), Error);
+  const std::string text = get(server.http_address(), "/metrics");
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(metric(text, R"(broach_calls_served_total{service="add"})"), 7);
+  EXPECT_EQ(metric(text, R"(broach_calls_served_total{service="boom"})"), 3);
+  EXPECT_EQ(metric(text, R"(broach_calls_served_errors_total{service="boom",error="remote_error"})"), 3);
+  EXPECT_EQ(metric(text, R"(broach_call_served_duration_seconds_count{service="add"})"), 7);
+  EXPECT_EQ(metric(text, R"(broach_call_served_duration_seconds_bucket{service="add",le="+Inf"})"), 7);
+  EXPECT_EQ(metric(text, R"(broach_members{state="alive"})"), 1);
+  // The caller's own counters, read the same way through its stats.
+  const auto stats = nlohmann::json::parse(client.stats_json());
+  EXPECT_EQ(stats["services"]["add"]["made"].get<int>(), 7);
+  EXPECT_EQ(stats["services"]["boom"]["made_errors"]["remote_error"].get<int>(), 3);
+
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  }
+  const std::string path = ::testing::TempDir() + "/broach_metrics_" + std::to_string(::getpid()) + ".txt";
+  std::ofstream(path) << text;
+  int status = 0;
+  const std::string out = run_capture("promtool check metrics < " + path + " 2>&1", status);
+  EXPECT_EQ(status, 0) << out;
+}
+
+TEST(Http, MembersAndRoutesAreJson) {
+  Node server(http_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  const auto members = nlohmann::json::parse(get(server.http_address(), "/members"));
+  ASSERT_EQ(members.size(), 1u);
+  EXPECT_EQ(members[0]["address"], server.address().to_string());
+  const auto routes = nlohmann::json::parse(get(server.http_address(), "/routes"));
+  const auto end = Clock::now() + std::chrono::seconds(5);
+  auto r = routes;
+  while (!r.contains("add") && Clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    r = nlohmann::json::parse(get(server.http_address(), "/routes"));
+  }
+  ASSERT_TRUE(r.contains("add"));
+  EXPECT_EQ(r["add"][0]["address"], server.address().to_string());
+}
+
+TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
+  if (std::system("test -x /usr/bin/chromium") != 0) GTEST_SKIP() << "Chromium not installed";
+  std::vector<std::unique_ptr<testing::ChildProcess>> nodes;
+  std::vector<std::string> addrs;
+  std::string http;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> argv{BROACH_CLI, "node", "--ip", "127.0.0.1", "--port", "0",
+                                  "--log-level", "warn", "--name", "member" + std::to_string(i)};
+    if (i == 0) {
+      argv.insert(argv.end(), {"--http", "127.0.0.1:0"});
+    } else {
+      argv.insert(argv.end(), {"--seed", addrs[0]});
+    }
+    nodes.push_back(std::make_unique<testing::ChildProcess>(argv));
+    if (i == 0) {
+      const auto h = nodes.back()->wait_for_line("http on", std::chrono::seconds(30));
+      http = h.substr(h.rfind(' ') + 1);
+    }
+    const auto l = nodes.back()->wait_for_line("listening on", std::chrono::seconds(30));
+    addrs.push_back(l.substr(l.rfind(' ') + 1));
+  }
+  // Wait until the first member sees all three (gossip), then render.
+  const auto end = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < end) {
+    const auto body = get(http, "/members");
+    if (!body.empty() && nlohmann::json::parse(body).size() == 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const std::string profile = ::testing::TempDir() + "/broach_chromium_" + std::to_string(::getpid());
+  const std::string cmd =
+      "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync "
+      "--user-data-dir=" + profile + " --virtual-time-budget=5000 --dump-dom http://" + http +
+      "/ 2>/dev/null";
+  int status = 0;
+  const std::string dom = run_capture(cmd, status);
+  std::system(("rm -rf " + profile).c_str());
+  ASSERT_EQ(status, 0) << "chromium failed";
+  for (const auto& a : addrs) EXPECT_NE(dom.find(a), std::string::npos) << a << " not on the page";
+  for (const char* name : {"member0", "member1", "member2"}) EXPECT_NE(dom.find(name), std::string::npos) << name;
+  EXPECT_NE(dom.find("add, echo, sleep, whoami"), std::string::npos) << "services not shown";
+  EXPECT_NE(dom.find("3 alive"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace broach
