@@ -37,6 +37,7 @@ Config build_config(NodeFlags& f);
 void register_node(CLI::App& app, int& exit_code);
 void register_call(CLI::App& app, int& exit_code);
 void register_cluster_views(CLI::App& app, int& exit_code);
+void register_bench(CLI::App& app, int& exit_code);
 /// A config for a short-lived client node that talks to `to` (it binds an
 /// ephemeral port and does not join the cluster).
 Config client_config(const Endpoint& to, double timeout_s);

@@ -1,0 +1,93 @@
+// The broach CLI against a real node: JSON outputs parsed (not grepped),
+// and every error path exits non-zero with a message.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "support/process.hpp"
+
+namespace broach {
+namespace {
+
+struct Run {
+  int status;
+  std::string out;
+};
+
+Run run(const std::string& args) {
+  Run r{-1, ""};
+  FILE* p = ::popen((std::string(BROACH_CLI) + " " + args + " 2>/dev/null").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    node_ = std::make_unique<testing::ChildProcess>(std::vector<std::string>{
+        BROACH_CLI, "node", "--ip", "127.0.0.1", "--port", "0", "--log-level", "warn"});
+    const auto line = node_->wait_for_line("listening on", std::chrono::seconds(30));
+    addr_ = line.substr(line.rfind(' ') + 1);
+    ASSERT_FALSE(addr_.empty());
+  }
+  std::unique_ptr<testing::ChildProcess> node_;
+  std::string addr_;
+};
+
+TEST_F(Cli, CallPrintsJsonResults) {
+  auto r = run("call --to " + addr_ + " add 1 2");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out), 3);
+  r = run("call --to " + addr_ + " echo '{\"a\":[1,2]}'");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["a"][1], 2);
+  r = run("call --seed " + addr_ + " whoami");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out), addr_);
+}
+
+TEST_F(Cli, MembersRoutesStatsAndBenchSpeakJson) {
+  auto r = run("members --seed " + addr_ + " --json");
+  ASSERT_EQ(r.status, 0);
+  auto members = nlohmann::json::parse(r.out);
+  ASSERT_EQ(members.size(), 1u);
+  EXPECT_EQ(members[0]["state"], "alive");
+  r = run("routes --seed " + addr_ + " --json");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["echo"][0]["address"], addr_);
+  r = run("bench --to " + addr_ + " --calls 200 --concurrency 4 --json");
+  ASSERT_EQ(r.status, 0);
+  auto b = nlohmann::json::parse(r.out);
+  EXPECT_EQ(b["calls"], 200);
+  EXPECT_EQ(b["errors"], 0);
+  EXPECT_GT(b["latency_us"]["p50"].get<double>(), 0);
+  EXPECT_GE(b["latency_us"]["p99"].get<double>(), b["latency_us"]["p50"].get<double>());
+  r = run("stats --seed " + addr_ + " --json");
+  ASSERT_EQ(r.status, 0);
+  auto s = nlohmann::json::parse(r.out);
+  EXPECT_GE(s["services"]["echo"]["served"].get<int>(), 200);  // the bench's calls
+}
+
+TEST_F(Cli, ErrorPathsExitNonZero) {
+  EXPECT_EQ(run("call --to " + addr_ + " work02 1 2").status, 3);            // not found
+  EXPECT_EQ(run("call --to " + addr_ + " add 1").status, 3);                 // bad arguments
+  EXPECT_EQ(run("call --seed " + addr_ + " nosuch").status, 3);              // nobody offers it
+  EXPECT_EQ(run("call --to not-an-address add 1 2").status, 1);              // usage
+  EXPECT_EQ(run("call add 1 2").status, 1);                                  // neither --to nor --seed
+  EXPECT_EQ(run("members --seed 127.0.0.1:1 --timeout 0.5").status, 3);      // unreachable seed
+  EXPECT_EQ(run("node --config /nonexistent/x.json").status, 2);             // config error
+  EXPECT_EQ(run("node --port 70000").status, 2);                             // bad flag value
+  EXPECT_EQ(run("bench --to " + addr_ + " --service nosuch --calls 5").status, 3);
+  EXPECT_EQ(run("no-such-command").status, 1);
+}
+
+}  // namespace
+}  // namespace broach

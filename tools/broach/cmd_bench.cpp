@@ -1,0 +1,223 @@
+// `broach bench`: a load generator in the spirit of ghz / rpc_press. N
+// chains of asynchronous calls (each answer issues the next call) for a
+// duration or a number of calls; a live progress line; calls/s, errors by
+// kind and latency percentiles from an HDR-style histogram.
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "api/metrics.hpp"
+#include "cli.hpp"
+
+namespace broach::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchFlags {
+  std::string seed, to, service = "echo", args_json;
+  std::size_t payload = 16;
+  int concurrency = 1;
+  double duration = 0;
+  std::uint64_t calls = 0;
+  bool json = false;
+};
+
+struct BenchState {
+  Node* node = nullptr;
+  std::vector<Endpoint> targets;
+  std::string service;
+  Bytes args;
+  Clock::time_point end;
+  std::uint64_t max_calls = 0;
+  std::atomic<std::uint64_t> issued{0}, ok{0}, failed{0}, next_target{0};
+  api::CodeCounters errors;
+  api::LatencyHistogram latency;
+  std::mutex mu;
+  std::condition_variable cv;
+  int running = 0;  // guarded by mu
+
+  bool may_issue() {
+    if (max_calls > 0) return issued.fetch_add(1) < max_calls;
+    issued.fetch_add(1);
+    return Clock::now() < end;
+  }
+  void chain_done() {
+    std::lock_guard lock(mu);
+    if (--running == 0) cv.notify_all();
+  }
+  void issue() {
+    if (!may_issue()) {
+      chain_done();
+      return;
+    }
+    const auto& to = targets[next_target.fetch_add(1) % targets.size()];
+    const auto t0 = Clock::now();
+    node->call_raw_async(to, service, args, CallOptions{}, [this, t0](RawResult r) {
+      latency.record(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      if (r.ok()) {
+        ok.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        failed.fetch_add(1, std::memory_order_relaxed);
+        errors.add(r.error().code());
+      }
+      issue();  // on the loop thread: the next call of this chain
+    });
+  }
+};
+
+int targets_from_seed(const BenchFlags& f, std::vector<Endpoint>& out) {
+  Endpoint s;
+  if (!Endpoint::parse(f.seed, s)) {
+    std::cerr << "broach bench: --seed: expected IP:PORT, got '" << f.seed << "'\n";
+    return kExitUsage;
+  }
+  Node node(client_config(s, 3));
+  auto r = node.call_raw(s, "__broach.routes", detail::pack_args());
+  if (!r.ok()) {
+    std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message() << "\n";
+    return kExitCallFailed;
+  }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(r.value().data());
+  const auto routes = nlohmann::json::from_msgpack(p, p + r.value().size());
+  if (!routes.contains(f.service)) {
+    std::cerr << "error: not_found: no live member of the cluster offers " << f.service << "\n";
+    return kExitCallFailed;
+  }
+  for (const auto& x : routes[f.service]) {
+    Endpoint e;
+    if (Endpoint::parse(x["address"].get<std::string>(), e)) out.push_back(e);
+  }
+  return kExitOk;
+}
+
+int run_bench(const BenchFlags& f) {
+  if (f.concurrency < 1 || (f.duration <= 0 && f.calls == 0)) {
+    std::cerr << "broach bench: need --concurrency >= 1 and --duration or --calls\n";
+    return kExitUsage;
+  }
+  std::vector<Endpoint> targets;
+  if (!f.seed.empty()) {
+    if (int rc = targets_from_seed(f, targets); rc != kExitOk) return rc;
+  } else {
+    Endpoint e;
+    if (!Endpoint::parse(f.to, e)) {
+      std::cerr << "broach bench: --to: expected IP:PORT, got '" << f.to << "'\n";
+      return kExitUsage;
+    }
+    targets.push_back(e);
+  }
+  nlohmann::json args = nlohmann::json::array();
+  if (!f.args_json.empty()) {
+    try {
+      args = nlohmann::json::parse(f.args_json);
+    } catch (const nlohmann::json::exception& e) {
+      std::cerr << "broach bench: --args: not JSON: " << e.what() << "\n";
+      return kExitUsage;
+    }
+    if (!args.is_array()) args = nlohmann::json::array({args});
+  } else if (f.service == "echo") {
+    args.push_back(std::string(f.payload, 'x'));
+  }
+  const auto packed = nlohmann::json::to_msgpack(args);
+
+  Config c = client_config(targets.front(), 0);
+  c.thread_pool.core = 1;
+  Node node(c);
+  BenchState st;
+  st.node = &node;
+  st.targets = targets;
+  st.service = f.service;
+  st.args.assign(reinterpret_cast<const std::byte*>(packed.data()),
+                 reinterpret_cast<const std::byte*>(packed.data()) + packed.size());
+  st.max_calls = f.calls;
+  const auto start = Clock::now();
+  st.end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(f.duration));
+  st.running = f.concurrency;
+  for (int i = 0; i < f.concurrency; ++i) st.issue();
+  // Live progress on stderr while the chains run.
+  std::unique_lock lock(st.mu);
+  std::uint64_t last = 0;
+  auto last_t = start;
+  while (!st.cv.wait_for(lock, std::chrono::seconds(1), [&] { return st.running == 0; })) {
+    const auto now = Clock::now();
+    const auto done = st.ok.load() + st.failed.load();
+    std::fprintf(stderr, "\r  %6.1f s  %10.0f calls/s  %llu calls  %llu errors   ",
+                 std::chrono::duration<double>(now - start).count(),
+                 (done - last) / std::chrono::duration<double>(now - last_t).count(),
+                 static_cast<unsigned long long>(done), static_cast<unsigned long long>(st.failed.load()));
+    last = done;
+    last_t = now;
+  }
+  lock.unlock();
+  std::fprintf(stderr, "\n");
+  const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  nlohmann::json out;
+  out["service"] = f.service;
+  out["targets"] = nlohmann::json::array();
+  for (const auto& t : targets) out["targets"].push_back(t.to_string());
+  out["concurrency"] = f.concurrency;
+  out["payload_bytes"] = packed.size();
+  out["seconds"] = secs;
+  out["calls"] = st.ok.load() + st.failed.load();
+  out["ok"] = st.ok.load();
+  out["errors"] = st.failed.load();
+  nlohmann::json kinds = nlohmann::json::object();
+  for (std::size_t i = 1; i < st.errors.by_code.size(); ++i) {
+    const auto n = st.errors.by_code[i].load();
+    if (n > 0 && errc_known(static_cast<std::uint16_t>(i))) kinds[errc_name(static_cast<Errc>(i))] = n;
+  }
+  out["errors_by_kind"] = kinds;
+  out["calls_per_s"] = static_cast<double>(st.ok.load() + st.failed.load()) / secs;
+  out["latency_us"] = {{"p50", st.latency.percentile(0.5)},   {"p90", st.latency.percentile(0.9)},
+                       {"p99", st.latency.percentile(0.99)},  {"p999", st.latency.percentile(0.999)},
+                       {"max", st.latency.max_us()}};
+  if (f.json) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::printf("%s x%d for %.1f s: %llu calls, %.0f calls/s, %llu errors\n", f.service.c_str(),
+                f.concurrency, secs, static_cast<unsigned long long>(out["calls"].get<std::uint64_t>()),
+                out["calls_per_s"].get<double>(), static_cast<unsigned long long>(st.failed.load()));
+    for (const auto& [k, n] : kinds.items()) std::printf("  %s: %llu\n", k.c_str(), n.get<unsigned long long>());
+    const auto& l = out["latency_us"];
+    std::printf("latency (us): p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l["p50"].get<double>(),
+                l["p90"].get<double>(), l["p99"].get<double>(), l["p999"].get<double>(), l["max"].get<double>());
+  }
+  return st.failed.load() > 0 && st.ok.load() == 0 ? kExitCallFailed : kExitOk;
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("bench", "load a service with concurrent calls and report calls/s and latency");
+  auto f = std::make_shared<BenchFlags>();
+  auto* to = cmd->add_option("--to", f->to, "IP:PORT of one provider");
+  auto* seed = cmd->add_option("--seed", f->seed, "IP:PORT of any member: load every provider of the service");
+  to->excludes(seed);
+  seed->excludes(to);
+  cmd->add_option("--service", f->service, "service to call (default echo)");
+  cmd->add_option("--payload", f->payload, "bytes of the string sent to echo (default 16)");
+  cmd->add_option("--args", f->args_json, "arguments as a JSON array (instead of the echo payload)");
+  cmd->add_option("--concurrency", f->concurrency, "calls in flight (default 1)");
+  auto* dur = cmd->add_option("--duration", f->duration, "seconds to run");
+  auto* calls = cmd->add_option("--calls", f->calls, "number of calls to make");
+  dur->excludes(calls);
+  calls->excludes(dur);
+  cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->callback([f, &exit_code] {
+    if (f->to.empty() && f->seed.empty()) {
+      std::cerr << "broach bench: one of --to or --seed is required\n";
+      exit_code = kExitUsage;
+      return;
+    }
+    exit_code = run_bench(*f);
+  });
+}
+
+}  // namespace broach::cli
