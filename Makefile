@@ -5,7 +5,7 @@ FUZZB    ?= build-fuzz
 JOBS     ?= $(shell nproc)
 CMAKE_COMMON = -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: all deps configure build test sanitize bench demo fuzz clean
+.PHONY: all deps configure build test sanitize bench demo fuzz package clean
 
 all: build
 
@@ -43,6 +43,11 @@ fuzz:
 	  -DBROACH_BUILD_BENCH=OFF -DBROACH_BUILD_EXAMPLES=OFF -DBROACH_BUILD_TOOLS=OFF >/dev/null
 	@cmake --build $(FUZZB) -j $(JOBS)
 	@fuzz/run-all $(FUZZB) $(FUZZ_RUNS)
+
+# A Debian package (build/broach_<version>_<arch>.deb) of the library,
+# headers, CMake package and CLI: apt-get install ./build/broach_*.deb
+package: build
+	@cd $(BUILD) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD) $(SAN) $(FUZZB)
