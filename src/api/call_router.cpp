@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include "base/log.hpp"
+
 namespace broach::api {
 namespace {
 
@@ -146,17 +148,27 @@ void CallRouter::on_finish(const Endpoint& provider, const std::string& service,
     ps.ewma_us = ps.ewma_us == 0 ? us : 0.8 * ps.ewma_us + 0.2 * us;
   }
   // Any answer proves the provider reachable; silence counts against it.
+  auto log_change = [&](const breaker::CircuitBreaker& b, breaker::BreakerState before, const char* what) {
+    const auto after = b.state(now);
+    if ((before == breaker::BreakerState::kOpen) == (after == breaker::BreakerState::kOpen)) return;
+    BROACH_LOG_INFO("circuit {} for {} {} ({} trips)", after == breaker::BreakerState::kOpen ? "open" : "closed",
+                    provider.to_string(), what, b.trips());
+  };
+  const auto before_p = ps.breaker.state(now);
   if (unreachable(code)) {
     ps.breaker.on_failure(now);
   } else {
     ps.breaker.on_success(now);
   }
+  log_change(ps.breaker, before_p, "(all services)");
   auto& sb = service_breaker_locked(provider, service);
+  const auto before_s = sb.state(now);
   if (service_failure(code)) {
     sb.on_failure(now);
   } else if (code == Errc::kOk) {
     sb.on_success(now);
   }
+  log_change(sb, before_s, service.c_str());
 }
 
 void CallRouter::on_call() {
