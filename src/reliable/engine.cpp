@@ -74,27 +74,42 @@ void Engine::send_datagram(const Header& h, std::span<const std::byte> payload, 
   transport_.send(to, std::span<const std::byte>(scratch_.data(), n));
 }
 
-void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags) {
+Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_len) const {
   Header h;
   h.type = type;
-  h.flags = flags;
   h.node_id = opt_.node_id;
   h.sender_ip = opt_.advertised.ip;
   h.sender_port = opt_.advertised.port;
   h.message_id = id;
+  h.total_len = static_cast<std::uint32_t>(payload_len);
+  h.payload_len = static_cast<std::uint16_t>(payload_len);
+  return h;
+}
+
+void Engine::encode_single(MsgType type, std::uint64_t id, std::span<const std::byte> payload,
+                           std::uint32_t deadline_us, Bytes& out) const {
+  Header h = header_for(type, id, payload.size());
+  h.deadline_us = deadline_us;
+  out.resize(wire::kHeaderSize + payload.size());
+  wire::encode_header(h, out);
+  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
+}
+
+void Engine::send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message) {
+  Bytes body;
+  wire::encode_response_error(code, message, body);
+  send_datagram(header_for(MsgType::kResponse, id, body.size()), body, to);
+}
+
+void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags) {
+  Header h = header_for(type, id, 0);
+  h.flags = flags;
   send_datagram(h, {}, to);
 }
 
 bool Engine::send_extension(MsgType type, const Endpoint& to, std::span<const std::byte> payload) {
   if (payload.size() > frag_payload()) return false;
-  Header h;
-  h.type = type;
-  h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
-  h.sender_port = opt_.advertised.port;
-  h.total_len = static_cast<std::uint32_t>(payload.size());
-  h.payload_len = static_cast<std::uint16_t>(payload.size());
-  send_datagram(h, payload, to);
+  send_datagram(header_for(type, 0, payload.size()), payload, to);
   return true;
 }
 
@@ -143,17 +158,7 @@ void Engine::reject_too_large(const Endpoint& from, const Header& h) {
                            std::to_string(opt_.max_message) + " of " +
                            opt_.advertised.to_string();
   if (h.type == MsgType::kRequest && h.fragment_index == 0) {
-    Bytes body;
-    wire::encode_response_error(Errc::kMessageTooLarge, "request of " + what, body);
-    Header rh;
-    rh.type = MsgType::kResponse;
-    rh.node_id = opt_.node_id;
-    rh.sender_ip = opt_.advertised.ip;
-    rh.sender_port = opt_.advertised.port;
-    rh.message_id = h.message_id;
-    rh.total_len = static_cast<std::uint32_t>(body.size());
-    rh.payload_len = static_cast<std::uint16_t>(body.size());
-    send_datagram(rh, body, from);
+    send_error_response(from, h.message_id, Errc::kMessageTooLarge, "request of " + what);
   } else if (h.type == MsgType::kResponse) {
     auto it = calls_.find(h.message_id);
     if (it != calls_.end() && it->second.to == from) {

@@ -254,6 +254,14 @@ class Engine final : public DatagramReceiver {
                          std::uint32_t count);
   void sweep_partials();
   // engine.cpp
+  /// A header from this node about message `id`, for a single datagram of
+  /// `payload_len` bytes (fragment fields filled in by the caller if not).
+  wire::Header header_for(wire::MsgType type, std::uint64_t id, std::size_t payload_len) const;
+  /// Encodes `payload` as one datagram into `out` (thread-safe: immutable options only).
+  void encode_single(wire::MsgType type, std::uint64_t id, std::span<const std::byte> payload,
+                     std::uint32_t deadline_us, Bytes& out) const;
+  /// An error response sent at once, not cached (the request was not taken in).
+  void send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message);
   void send_control(wire::MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags = 0);
   void send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Endpoint& to);
   RttEstimator& rtt(const Endpoint& peer);

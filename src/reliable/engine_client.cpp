@@ -57,18 +57,7 @@ void Engine::call(const Endpoint& to, Bytes payload, TimePoint deadline, Complet
 bool Engine::encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
                                      TimePoint deadline, TimePoint now, Bytes& out) const {
   if (payload.size() > frag_payload()) return false;
-  Header h;
-  h.type = MsgType::kRequest;
-  h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
-  h.sender_port = opt_.advertised.port;
-  h.message_id = id;
-  h.total_len = static_cast<std::uint32_t>(payload.size());
-  h.payload_len = static_cast<std::uint16_t>(payload.size());
-  h.deadline_us = remaining_us(deadline, now);
-  out.resize(wire::kHeaderSize + payload.size());
-  wire::encode_header(h, out);
-  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
+  encode_single(MsgType::kRequest, id, payload, remaining_us(deadline, now), out);
   return true;
 }
 

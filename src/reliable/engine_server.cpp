@@ -64,17 +64,7 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   }
   if (dedup_.size() >= opt_.dedup_max_entries) {
     // Every record is a running call: refuse rather than forget one.
-    Bytes body;
-    wire::encode_response_error(Errc::kOverloaded, "too many calls in progress", body);
-    Header rh;
-    rh.type = MsgType::kResponse;
-    rh.node_id = opt_.node_id;
-    rh.sender_ip = opt_.advertised.ip;
-    rh.sender_port = opt_.advertised.port;
-    rh.message_id = h.message_id;
-    rh.total_len = static_cast<std::uint32_t>(body.size());
-    rh.payload_len = static_cast<std::uint16_t>(body.size());
-    send_datagram(rh, body, from);
+    send_error_response(from, h.message_id, Errc::kOverloaded, "too many calls in progress");
     return;
   }
   ++stats_.requests_received;
@@ -109,17 +99,7 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
 bool Engine::encode_response_datagram(const RequestToken& token, std::span<const std::byte> payload,
                                       Bytes& out) const {
   if (payload.size() > frag_payload()) return false;
-  Header h;
-  h.type = MsgType::kResponse;
-  h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
-  h.sender_port = opt_.advertised.port;
-  h.message_id = token.message_id;
-  h.total_len = static_cast<std::uint32_t>(payload.size());
-  h.payload_len = static_cast<std::uint16_t>(payload.size());
-  out.resize(wire::kHeaderSize + payload.size());
-  wire::encode_header(h, out);
-  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
+  encode_single(MsgType::kResponse, token.message_id, payload, 0, out);
   return true;
 }
 

@@ -28,14 +28,7 @@ void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
                           std::unique_ptr<Transfer>* slot) {
   const std::uint32_t fp = frag_payload_for(to);
   if (data->size() <= fp) {
-    Header h;
-    h.type = type;
-    h.node_id = opt_.node_id;
-    h.sender_ip = opt_.advertised.ip;
-    h.sender_port = opt_.advertised.port;
-    h.message_id = id;
-    h.total_len = static_cast<std::uint32_t>(data->size());
-    h.payload_len = static_cast<std::uint16_t>(data->size());
+    Header h = header_for(type, id, data->size());
     h.deadline_us = deadline_us;
     send_datagram(h, *data, to);
     return;
@@ -67,12 +60,7 @@ void Engine::send_fragment(Transfer& t, std::uint32_t i) {
 void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   const std::size_t off = static_cast<std::size_t>(i) * t.frag_size;
   const std::size_t len = std::min<std::size_t>(t.frag_size, t.data->size() - off);
-  Header h;
-  h.type = t.type;
-  h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
-  h.sender_port = opt_.advertised.port;
-  h.message_id = t.message_id;
+  Header h = header_for(t.type, t.message_id, len);
   h.fragment_index = i;
   h.fragment_count = t.count;
   h.total_len = static_cast<std::uint32_t>(t.data->size());
@@ -288,15 +276,8 @@ void Engine::send_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id, 
   const_cast<Partial&>(part).since_ack = 0;
   std::byte body[FragmentAck::kSize];
   wire::encode_fragment_ack(ack, body);
-  Header h;
-  h.type = MsgType::kFragmentAck;
+  Header h = header_for(MsgType::kFragmentAck, id, FragmentAck::kSize);
   h.flags = acked_type == MsgType::kResponse ? wire::kFlagForResponse : 0;
-  h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
-  h.sender_port = opt_.advertised.port;
-  h.message_id = id;
-  h.total_len = FragmentAck::kSize;
-  h.payload_len = FragmentAck::kSize;
   ++stats_.fragment_acks_sent;
   send_datagram(h, body, to);
 }

@@ -93,7 +93,7 @@ DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_mess
   const std::size_t tag = (h.flags & kFlagAuth) ? kAuthTagSize : 0;
   if (d.size() != kHeaderSize + h.payload_len + tag) return DecodeError::kLengthMismatch;
   if (h.fragment_count == 0 || h.fragment_count > kMaxFragments ||
-      h.fragment_index >= h.fragment_count) {
+      h.fragment_index >= h.fragment_count || h.payload_len > kMaxFragmentPayload) {
     return DecodeError::kBadFragment;
   }
   if (h.total_len > max_message) return DecodeError::kTooLarge;

@@ -42,9 +42,13 @@ class EchoHandler : public reliable::RequestHandler {
       wire::encode_response_error(Errc::kNotFound, r.service, body);
     } else {
       auto oh = msgpack::unpack(reinterpret_cast<const char*>(r.args.data()), r.args.size());
-      msgpack::sbuffer out;
-      msgpack::pack(out, oh.get().via.array.ptr[0]);
-      wire::encode_response_ok(pack_bytes(out), body);
+      if (oh.get().via.array.size == 0) {
+        wire::encode_response_error(Errc::kBadArguments, "echo takes 1 argument", body);
+      } else {
+        msgpack::sbuffer out;
+        msgpack::pack(out, oh.get().via.array.ptr[0]);
+        wire::encode_response_ok(pack_bytes(out), body);
+      }
     }
     if (delay.count() == 0) {
       engine_->respond(r.token, std::move(body));
