@@ -12,6 +12,9 @@ using wire::MsgType;
 namespace {
 // Also bounds how long lazily posted bookkeeping (Loop::try_post_lazy) waits.
 constexpr Duration kHousekeepingPeriod = std::chrono::milliseconds(25);
+// A peer's RTT estimate is forgotten after this long unused (a new call to
+// it starts again from rtoInitialMs).
+constexpr Duration kPeerIdle = std::chrono::minutes(5);
 }
 
 Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
@@ -60,10 +63,10 @@ std::uint32_t Engine::window_for(std::uint32_t frag_size) const {
 RttEstimator& Engine::rtt(const Endpoint& peer) {
   auto it = rtt_.find(peer);
   if (it == rtt_.end()) {
-    // TODO(perf): bound this map by evicting peers not heard from for long.
-    it = rtt_.emplace(peer, RttEstimator(opt_.rto_initial, opt_.rto_min, opt_.rto_max)).first;
+    it = rtt_.emplace(peer, PeerTiming{RttEstimator(opt_.rto_initial, opt_.rto_min, opt_.rto_max), {}}).first;
   }
-  return it->second;
+  it->second.last_used = loop_.now();
+  return it->second.rtt;
 }
 
 void Engine::send_datagram(const Header& h, std::span<const std::byte> payload, const Endpoint& to) {
@@ -168,10 +171,21 @@ void Engine::reject_too_large(const Endpoint& from, const Header& h) {
   }
 }
 
+void Engine::sweep_peers() {
+  const TimePoint now = loop_.now();
+  if (now < next_peer_sweep_) return;
+  next_peer_sweep_ = now + std::chrono::seconds(10);
+  for (auto it = rtt_.begin(); it != rtt_.end();) {
+    it = now - it->second.last_used > kPeerIdle ? rtt_.erase(it) : std::next(it);
+  }
+  stats_.peers_tracked = rtt_.size();
+}
+
 void Engine::schedule_housekeeping() {
   housekeeping_ = loop_.run_after(kHousekeepingPeriod, [this] {
     sweep_dedup();
     sweep_partials();
+    sweep_peers();
     schedule_housekeeping();
   });
 }

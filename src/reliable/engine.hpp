@@ -98,6 +98,7 @@ struct EngineStats {
   std::uint64_t reassembly_refused = 0, reassembly_expired = 0;
   std::uint64_t dedup_entries = 0, dedup_bytes = 0, dedup_evicted = 0;
   std::uint64_t unknown_call_replies = 0;
+  std::uint64_t peers_tracked = 0;        ///< peers with an RTT estimate (as of the last sweep)
 };
 
 /// Receives the datagram types the engine does not handle itself
@@ -253,6 +254,7 @@ class Engine final : public DatagramReceiver {
   void send_complete_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id,
                          std::uint32_t count);
   void sweep_partials();
+  void sweep_peers();
   // engine.cpp
   /// A header from this node about message `id`, for a single datagram of
   /// `payload_len` bytes (fragment fields filled in by the caller if not).
@@ -292,7 +294,14 @@ class Engine final : public DatagramReceiver {
   std::size_t batch_count_ = 0;
 
   std::unordered_map<std::uint64_t, Call> calls_;
-  std::unordered_map<Endpoint, RttEstimator> rtt_;
+  // Per-peer timing, forgotten after kPeerIdle without use so that a
+  // provider talked to by many short-lived clients does not grow it forever.
+  struct PeerTiming {
+    RttEstimator rtt;
+    TimePoint last_used{};
+  };
+  std::unordered_map<Endpoint, PeerTiming> rtt_;
+  TimePoint next_peer_sweep_{};
   std::unordered_map<Key, DedupEntry, KeyHash> dedup_;
   // Finished entries by expiry time (min-heap), for expiry and eviction.
   std::priority_queue<std::pair<TimePoint, Key>, std::vector<std::pair<TimePoint, Key>>,

@@ -232,6 +232,19 @@ TEST(ReliableSim, SameSeedSameTrace) {
   EXPECT_NE(a, run_scenario(12));
 }
 
+TEST(ReliableSim, IdlePeersAreForgotten) {
+  Pair p(14);
+  std::optional<CallResult> got;
+  p.a.engine->call(kB, request_body("echo", 1), p.net.now() + seconds(6),
+                   [&](CallResult&& r) { got = std::move(r); });
+  ASSERT_TRUE(p.net.run_until([&] { return got.has_value(); }, seconds(1)));
+  p.net.run_for(seconds(11));
+  EXPECT_EQ(p.a.engine->stats().peers_tracked, 1u);
+  p.net.run_for(std::chrono::minutes(6));  // no traffic for longer than the idle limit
+  EXPECT_EQ(p.a.engine->stats().peers_tracked, 0u);
+  EXPECT_EQ(p.b.engine->stats().peers_tracked, 0u);
+}
+
 TEST(ReliableSim, MalformedDatagramsAreDroppedAndCounted) {
   Pair p(13);
   Rng rng(5);
