@@ -223,6 +223,9 @@ class Engine final : public DatagramReceiver {
   };
 
   // engine_client.cpp
+  Call& add_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
+                 TimePoint started, Completion done);
+  void arm_call_timer(Call& c, TimePoint now);  // at the earliest of deadline, interval, silence
   void start_call(Call& c);
   void on_call_timer(std::uint64_t id);
   void finish_call(std::uint64_t id, CallResult&& r);

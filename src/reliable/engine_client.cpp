@@ -40,18 +40,28 @@ void Engine::call(const Endpoint& to, Bytes payload, TimePoint deadline, Complet
     done(CallResult{Errc::kCallTimeout, {}, "deadline already passed"});
     return;
   }
-  const std::uint64_t id = allocate_id();
+  start_call(add_call(allocate_id(), to, std::move(payload), deadline, now, std::move(done)));
+}
+
+Engine::Call& Engine::add_call(std::uint64_t id, const Endpoint& to, Bytes payload,
+                               TimePoint deadline, TimePoint started, Completion done) {
   Call c;
   c.id = id;
   c.to = to;
   c.payload = std::make_shared<const Bytes>(std::move(payload));
   c.deadline = deadline;
-  c.started = now;
-  c.last_heard = now;
+  c.started = started;
+  c.last_heard = started;
   c.interval = rtt(to).rto();
   c.done = std::move(done);
-  auto& ref = calls_.emplace(id, std::move(c)).first->second;
-  start_call(ref);
+  return calls_.emplace(id, std::move(c)).first->second;
+}
+
+void Engine::arm_call_timer(Call& c, TimePoint now) {
+  loop_.cancel(c.timer);
+  const TimePoint next = std::min({c.deadline, now + c.interval, c.last_heard + opt_.delivery_timeout});
+  const std::uint64_t id = c.id;
+  c.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
 }
 
 bool Engine::encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
@@ -65,19 +75,9 @@ void Engine::adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, Tim
                         TimePoint sent_at, Completion done) {
   ++stats_.calls_started;
   ++stats_.requests_sent;
-  Call c;
-  c.id = id;
-  c.to = to;
-  c.payload = std::make_shared<const Bytes>(std::move(payload));
-  c.deadline = deadline;
-  c.started = sent_at;
-  c.last_heard = sent_at;
-  c.interval = rtt(to).rto();
+  Call& c = add_call(id, to, std::move(payload), deadline, sent_at, std::move(done));
   c.attempts = 1;
-  c.done = std::move(done);
-  auto& ref = calls_.emplace(id, std::move(c)).first->second;
-  const TimePoint next = std::min({ref.deadline, sent_at + ref.interval, sent_at + opt_.delivery_timeout});
-  ref.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
+  arm_call_timer(c, sent_at);
 }
 
 void Engine::start_call(Call& c) {
@@ -85,10 +85,7 @@ void Engine::start_call(Call& c) {
   ++c.attempts;
   ++stats_.requests_sent;
   send_message(MsgType::kRequest, c.id, c.to, c.payload, remaining_us(c.deadline, now), &c.transfer);
-  loop_.cancel(c.timer);
-  const TimePoint next = std::min({c.deadline, now + c.interval, c.last_heard + opt_.delivery_timeout});
-  const std::uint64_t id = c.id;
-  c.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
+  arm_call_timer(c, now);
 }
 
 void Engine::on_call_timer(std::uint64_t id) {
@@ -129,8 +126,7 @@ void Engine::on_call_timer(std::uint64_t id) {
     send_control(MsgType::kStatusQuery, c.id, c.to);
     c.interval = std::min(c.interval * 2, poll_cap);
   }
-  const TimePoint next = std::min({c.deadline, now + c.interval, c.last_heard + opt_.delivery_timeout});
-  c.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
+  arm_call_timer(c, now);
 }
 
 void Engine::finish_call(std::uint64_t id, CallResult&& r) {
@@ -202,10 +198,7 @@ void Engine::handle_in_progress(const Endpoint& from, const Header& h) {
   c.request_delivered = true;
   // Stop retransmitting; poll at the current interval to recover a lost
   // response and to notice a provider that dies while running the call.
-  loop_.cancel(c.timer);
-  const std::uint64_t id = c.id;
-  const TimePoint next = std::min({c.deadline, now + c.interval, c.last_heard + opt_.delivery_timeout});
-  c.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
+  arm_call_timer(c, now);
 }
 
 void Engine::handle_unknown_call(const Endpoint& from, const Header& h) {
