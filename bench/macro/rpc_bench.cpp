@@ -143,8 +143,9 @@ class AsyncEcho {
 
 int run_client(const Flags& f) {
   Endpoint to;
-  if (!Endpoint::parse(f.str("to", ""), to)) {
-    std::fprintf(stderr, "bench_rpc: --to: expected IP:PORT\n");
+  std::string why;
+  if (!Endpoint::parse(f.str("to", ""), to, &why, /*allow_port_zero=*/false)) {
+    std::fprintf(stderr, "bench_rpc: --to: expected IP:PORT (%s)\n", why.c_str());
     return 2;
   }
   const auto size = static_cast<std::uint64_t>(f.num("size", 16));

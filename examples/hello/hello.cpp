@@ -29,8 +29,10 @@ int main(int argc, char** argv) {
   }
 
   broach::Endpoint peer;
-  if (!broach::Endpoint::parse(argv[1], peer)) {
-    std::cerr << "usage: example_hello [IP:PORT]\n";
+  std::string why;
+  if (!broach::Endpoint::parse(argv[1], peer, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "example_hello: bad address '" << argv[1] << "': " << why << "\n"
+              << "usage: example_hello [IP:PORT]\n";
     return 1;
   }
   int rc = 0;

@@ -123,12 +123,9 @@ void apply_overrides(Config& config, const ConfigOverrides& overrides);
 /// Validates every field (also run by parse_config). Throws Error{kBadConfig}.
 void validate_config(const Config& config);
 
-/// Splits "a.b.c.d:port" into ip and port; false when malformed (no port,
-/// port 0 or > 65535, octet > 255, leading zeros, any extra character).
-/// The outputs are written only on success.
-bool parse_ip_port(std::string_view text, std::string& ip, int& port);
-/// True for a strict dotted-quad IPv4 address ("10.0.0.1"; no leading zeros).
-bool is_ipv4(std::string_view text);
+// Addresses ("a.b.c.d:port", rpcIp) are checked with Endpoint::parse and
+// Endpoint::parse_ip (broach/endpoint.hpp): one set of rules everywhere.
+
 /// The canonical spelling of a logLevel (case-insensitive input; "warning"
 /// becomes "warn"): one of debug, info, warn, error, off; empty when unknown.
 std::string canonical_log_level(std::string_view level);

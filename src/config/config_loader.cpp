@@ -1,8 +1,10 @@
 // Config loader: reads the seed's JSON configuration file (key for key) plus
 // BroachRpc's own settings under "params.broach", checks every value and
 // reports each problem as Error{kBadConfig} naming the file and the key path.
-// Layer: config (depends on base only). Thread contract: no shared mutable
-// state; every function may be called from any thread.
+// Layer: config (depends on base only; addresses are checked with the
+// header-only Endpoint::parse/parse_ip of broach/endpoint.hpp, the same rules
+// as everywhere else). Thread contract: no shared mutable state; every
+// function may be called from any thread.
 //
 // How a file is read: each JSON object of the file has a table of its known
 // keys (kTopKeys, kParamsKeys, ...). The Walker visits the object's members in
@@ -29,6 +31,7 @@
 
 #include "base/log.hpp"
 #include "broach/config.hpp"
+#include "broach/endpoint.hpp"
 #include "broach/error.hpp"
 
 namespace broach {
@@ -143,14 +146,23 @@ class Checker {
     }
   }
   void ipv4(std::string_view key, const std::string& v) const {
-    if (!is_ipv4(v))
+    std::uint32_t ip = 0;
+    if (!Endpoint::parse_ip(v, ip))
       fail(key, fmt::format("must be a dotted IPv4 address, got {}", json_quoted(v)));
   }
+  /// An address one sends to (a seed): port 1..65535.
   void member(std::string_view key, const std::string& v) const {
-    std::string ip;
-    int port = 0;
-    if (!parse_ip_port(v, ip, port)) {
+    Endpoint e;
+    if (!Endpoint::parse(v, e, nullptr, /*allow_port_zero=*/false)) {
       fail(key, fmt::format("must be \"IPv4:port\" with port 1..65535, got {}", json_quoted(v)));
+    }
+  }
+  /// An address to bind: port 0 means any free port.
+  void bind_address(std::string_view key, const std::string& v) const {
+    Endpoint e;
+    if (!Endpoint::parse(v, e, nullptr, /*allow_port_zero=*/true)) {
+      fail(key,
+           fmt::format("must be \"IPv4:port\" (port 0 = any free port), got {}", json_quoted(v)));
     }
   }
   void log_level(std::string_view key, const std::string& v) const {
@@ -599,22 +611,7 @@ void check_balancing(const Checker& k, const Config& c) {
     k.fail(b + "openMs", fmt::format("must be <= openMaxMs ({}), got {}", c.breaker.open_max_ms,
                                      c.breaker.open_ms));
   }
-  if (!c.http.empty()) {
-    const auto colon = c.http.rfind(':');
-    int port = -1;
-    if (colon != std::string::npos && is_ipv4(std::string_view(c.http).substr(0, colon))) {
-      try {
-        std::size_t used = 0;
-        port = std::stoi(c.http.substr(colon + 1), &used);
-        if (used != c.http.size() - colon - 1) port = -1;
-      } catch (const std::exception&) {
-        port = -1;
-      }
-    }
-    if (port < 0 || port > 65535) {
-      k.fail("params.broach.http", "must be \"IPv4:port\" (port 0 = any free port), got \"" + c.http + "\"");
-    }
-  }
+  if (!c.http.empty()) k.bind_address("params.broach.http", c.http);
   const std::string r = "params.broach.retry.";
   k.integer(r + "maxRetries", c.retry.max_retries, kRetriesRange);
   k.number(r + "budgetRatio", c.retry.budget_ratio, kRatioRange);
@@ -659,49 +656,10 @@ void check_members(const Checker& k, std::string_view key, const std::vector<std
   }
 }
 
-/// Parses 1..5 decimal digits without sign or leading zero into `out`.
-bool parse_decimal(std::string_view s, std::size_t max_digits, int& out) {
-  if (s.empty() || s.size() > max_digits) return false;
-  if (s.size() > 1 && s[0] == '0') return false;
-  int v = 0;
-  for (char ch : s) {
-    if (ch < '0' || ch > '9') return false;
-    v = v * 10 + (ch - '0');
-  }
-  out = v;
-  return true;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------
 // Public functions.
-
-bool is_ipv4(std::string_view text) {
-  int parts = 0;
-  while (true) {
-    auto dot = text.find('.');
-    int octet = 0;
-    if (!parse_decimal(text.substr(0, dot), 3, octet) || octet > 255) return false;
-    ++parts;
-    if (dot == std::string_view::npos) break;
-    text.remove_prefix(dot + 1);
-  }
-  return parts == 4;
-}
-
-bool parse_ip_port(std::string_view text, std::string& ip, int& port) {
-  auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  std::string_view host = text.substr(0, colon);
-  int p = 0;
-  if (!is_ipv4(host) || !parse_decimal(text.substr(colon + 1), 5, p) || p < 1 || p > 65535) {
-    return false;
-  }
-  ip.assign(host);
-  port = p;
-  return true;
-}
 
 std::string canonical_log_level(std::string_view level) {
   std::string s(level);

@@ -39,7 +39,9 @@ Provider spawn(const std::string& name, int weight, const std::string& seed) {
   }
   p.proc = std::make_unique<testing::ChildProcess>(argv);
   const std::string line = p.proc->wait_for_line("listening on", std::chrono::seconds(30));
-  EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), p.addr)) << line;
+  EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), p.addr, nullptr,
+                              /*allow_port_zero=*/false))
+      << line;
   return p;
 }
 

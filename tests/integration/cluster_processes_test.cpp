@@ -37,7 +37,9 @@ std::unique_ptr<testing::ChildProcess> spawn(int port, const std::string& seed) 
 Endpoint wait_listening(testing::ChildProcess& p) {
   const std::string line = p.wait_for_line("listening on", std::chrono::seconds(30));
   Endpoint e;
-  EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), e)) << "got: " << line;
+  EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), e, nullptr,
+                              /*allow_port_zero=*/false))
+      << "got: " << line;
   return e;
 }
 

@@ -74,8 +74,9 @@ struct BenchState {
 
 int targets_from_seed(const BenchFlags& f, std::vector<Endpoint>& out) {
   Endpoint s;
-  if (!Endpoint::parse(f.seed, s)) {
-    std::cerr << "broach bench: --seed: expected IP:PORT, got '" << f.seed << "'\n";
+  std::string why;
+  if (!Endpoint::parse(f.seed, s, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "broach bench: --seed: expected IP:PORT, got '" << f.seed << "' (" << why << ")\n";
     return kExitUsage;
   }
   Node node(client_config(s, 3));
@@ -92,7 +93,9 @@ int targets_from_seed(const BenchFlags& f, std::vector<Endpoint>& out) {
   }
   for (const auto& x : routes[f.service]) {
     Endpoint e;
-    if (Endpoint::parse(x["address"].get<std::string>(), e)) out.push_back(e);
+    if (Endpoint::parse(x["address"].get<std::string>(), e, nullptr, /*allow_port_zero=*/false)) {
+      out.push_back(e);
+    }
   }
   return kExitOk;
 }
@@ -107,8 +110,9 @@ int run_bench(const BenchFlags& f) {
     if (int rc = targets_from_seed(f, targets); rc != kExitOk) return rc;
   } else {
     Endpoint e;
-    if (!Endpoint::parse(f.to, e)) {
-      std::cerr << "broach bench: --to: expected IP:PORT, got '" << f.to << "'\n";
+    std::string why;
+    if (!Endpoint::parse(f.to, e, &why, /*allow_port_zero=*/false)) {
+      std::cerr << "broach bench: --to: expected IP:PORT, got '" << f.to << "' (" << why << ")\n";
       return kExitUsage;
     }
     targets.push_back(e);

@@ -24,8 +24,9 @@ struct CallFlags {
 // a random provider is taken).
 int pick_provider(const std::string& seed, const std::string& service, double timeout_s, Endpoint& out) {
   Endpoint s;
-  if (!Endpoint::parse(seed, s)) {
-    std::cerr << "broach call: --seed: expected IP:PORT, got '" << seed << "'\n";
+  std::string why;
+  if (!Endpoint::parse(seed, s, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "broach call: --seed: expected IP:PORT, got '" << seed << "' (" << why << ")\n";
     return kExitUsage;
   }
   Node node(client_config(s, timeout_s > 0 ? timeout_s : 3));
@@ -44,16 +45,22 @@ int pick_provider(const std::string& seed, const std::string& service, double ti
   const auto& providers = routes[service];
   std::random_device rd;
   const auto& chosen = providers[rd() % providers.size()];
-  Endpoint::parse(chosen["address"].get<std::string>(), out);
+  const auto address = chosen["address"].get<std::string>();
+  if (!Endpoint::parse(address, out, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "error: " << seed << " reported a malformed provider address '" << address << "' ("
+              << why << ")\n";
+    return kExitCallFailed;
+  }
   return kExitOk;
 }
 
 int run_call(const CallFlags& f) {
   Endpoint to;
+  std::string why;
   if (!f.seed.empty()) {
     if (int rc = pick_provider(f.seed, f.service, f.timeout_s, to); rc != kExitOk) return rc;
-  } else if (!Endpoint::parse(f.to, to)) {
-    std::cerr << "broach call: --to: expected IP:PORT, got '" << f.to << "'\n";
+  } else if (!Endpoint::parse(f.to, to, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "broach call: --to: expected IP:PORT, got '" << f.to << "' (" << why << ")\n";
     return kExitUsage;
   }
   nlohmann::json args = nlohmann::json::array();

@@ -19,8 +19,9 @@ struct ViewFlags {
 // Calls an internal service at `seed`; fills `out` with the JSON result.
 int fetch(const ViewFlags& f, const char* service, nlohmann::json& out) {
   Endpoint to;
-  if (!Endpoint::parse(f.seed, to)) {
-    std::cerr << "broach: --seed: expected IP:PORT, got '" << f.seed << "'\n";
+  std::string why;
+  if (!Endpoint::parse(f.seed, to, &why, /*allow_port_zero=*/false)) {
+    std::cerr << "broach: --seed: expected IP:PORT, got '" << f.seed << "' (" << why << ")\n";
     return kExitUsage;
   }
   try {

@@ -553,52 +553,90 @@ TEST(ConfigOverrides, BadValuesNameTheFlagAndKey) {
   EXPECT_CONTAINS(error_of(name), "--name (name): must be a string of 1..255 bytes");
 }
 
-// --- parse_ip_port -----------------------------------------------------------------
+// --- addresses: the config uses Endpoint::parse / parse_ip (endpoint_parse_test) ----
 
-TEST(ParseIpPort, StrictTable) {
+TEST(ConfigAddresses, ClusterAddressFollowsEndpointRules) {
   struct Case {
     const char* text;
     bool ok;
-    const char* ip;
-    int port;
   };
   const Case cases[] = {
-      {"1.2.3.4:80", true, "1.2.3.4", 80},
-      {"127.0.0.1:18080", true, "127.0.0.1", 18080},
-      {"0.0.0.0:1", true, "0.0.0.0", 1},
-      {"255.255.255.255:65535", true, "255.255.255.255", 65535},
-      {"1.2.3.4", false, "", 0},         // missing port
-      {"1.2.3.4:", false, "", 0},        // empty port
-      {"1.2.3.4:0", false, "", 0},       // port 0
-      {"1.2.3.4:65536", false, "", 0},   // port too large
-      {"1.2.3.4:123456", false, "", 0},  // too many digits
-      {"1.2.3.4:80x", false, "", 0},     // extra chars
-      {"1.2.3.4:80 ", false, "", 0},     // trailing space
-      {" 1.2.3.4:80", false, "", 0},     // leading space
-      {"1.2.3.4:+80", false, "", 0},     // sign
-      {"1.2.3.4:080", false, "", 0},     // leading zero
-      {"1.2.3.256:80", false, "", 0},    // octet > 255
-      {"1.2.3:80", false, "", 0},        // three octets
-      {"1.2.3.4.5:80", false, "", 0},    // five octets
-      {"1..3.4:80", false, "", 0},       // empty octet
-      {"01.2.3.4:80", false, "", 0},     // leading zero octet
-      {"localhost:80", false, "", 0},    // names are not resolved
-      {"[::1]:80", false, "", 0},        // IPv6
-      {"1.2.3.4:80:81", false, "", 0},   // two ports
-      {"", false, "", 0},
-      {":80", false, "", 0},
+      {"1.2.3.4:80", true},
+      {"127.0.0.1:18080", true},
+      {"0.0.0.0:1", true},
+      {"255.255.255.255:65535", true},
+      {"1.2.3.4", false},          // missing port
+      {"1.2.3.4:", false},         // empty port
+      {"1.2.3.4:0", false},        // port 0: a seed needs a real port
+      {"1.2.3.4:65536", false},    // port too large
+      {"1.2.3.4:123456", false},   // too many digits
+      {"1.2.3.4:80x", false},      // extra chars
+      {"1.2.3.4:80 ", false},      // trailing space
+      {" 1.2.3.4:80", false},      // leading space
+      {"1.2.3.4:+80", false},      // sign
+      {"1.2.3.4:080", false},      // leading zero
+      {"1.2.3.256:80", false},     // octet > 255
+      {"1.2.3:80", false},         // three octets
+      {"1.2.3.4.5:80", false},     // five octets
+      {"1..3.4:80", false},        // empty octet
+      {"01.2.3.4:80", false},      // leading zero octet
+      {"localhost:80", false},     // names are not resolved
+      {"[::1]:80", false},         // IPv6
+      {"1.2.3.4:80:81", false},    // two ports
+      {"", false},
+      {":80", false},
   };
   for (const Case& k : cases) {
-    std::string ip = "unchanged";
-    int port = -7;
-    EXPECT_EQ(parse_ip_port(k.text, ip, port), k.ok) << k.text;
+    const std::string json =
+        with_params(std::string(R"("clusterAddress": [")") + k.text + "\"]");
     if (k.ok) {
-      EXPECT_EQ(ip, k.ip) << k.text;
-      EXPECT_EQ(port, k.port) << k.text;
+      EXPECT_EQ(parse_config(json, "x").cluster_address, std::vector<std::string>{k.text});
     } else {
-      EXPECT_EQ(ip, "unchanged") << k.text;
-      EXPECT_EQ(port, -7) << k.text;
+      EXPECT_EQ(parse_error(json), std::string("config.json: params.clusterAddress[0]: must be "
+                                               "\"IPv4:port\" with port 1..65535, got \"") +
+                                       k.text + "\"");
     }
+  }
+}
+
+TEST(ConfigAddresses, HttpIsABindAddressAllowingPortZero) {
+  auto with_http = [](std::string_view http) {
+    return with_params(R"("broach": {"http": ")" + std::string(http) + "\"}");
+  };
+  EXPECT_EQ(parse_config(with_http("127.0.0.1:0"), "x").http, "127.0.0.1:0");
+  EXPECT_EQ(parse_config(with_http("0.0.0.0:8080"), "x").http, "0.0.0.0:8080");
+  EXPECT_EQ(parse_config(with_params(R"("broach": {"http": ""})"), "x").http, "");  // off
+  // stoi used to accept these: a sign, a leading space, "-0", a leading zero.
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:+80",
+                          "127.0.0.1: 80", "127.0.0.1:-0", "127.0.0.1:080", "localhost:80",
+                          "[::1]:80", "01.0.0.1:80", "1.2.3.4:80x"}) {
+    EXPECT_EQ(parse_error(with_http(bad)),
+              std::string("config.json: params.broach.http: must be \"IPv4:port\" (port 0 = any "
+                          "free port), got \"") +
+                  bad + "\"")
+        << bad;
+  }
+  ConfigOverrides o;
+  o.http = "1.2.3.4";
+  Config c = default_config();
+  try {
+    apply_overrides(c, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.message(), "params.broach.http: must be \"IPv4:port\"");
+  }
+}
+
+TEST(ConfigAddresses, RpcIpFollowsEndpointParseIp) {
+  for (const char* ip : {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.0.0.1"}) {
+    EXPECT_EQ(parse_config(with_params(std::string(R"("rpcIp": ")") + ip + "\""), "x").rpc_ip, ip);
+  }
+  for (const char* ip : {"1.2.3.4:80", "+1.2.3.4", "1.2.3.-4", "1.2.3.4.", ".1.2.3.4", "1.2.3.0400",
+                         "1.2.3.256", "fe80::1"}) {
+    EXPECT_EQ(parse_error(with_params(std::string(R"("rpcIp": ")") + ip + "\"")),
+              std::string("config.json: params.rpcIp: must be a dotted IPv4 address, got \"") + ip +
+                  "\"")
+        << ip;
   }
 }
 
