@@ -2,10 +2,11 @@
 BUILD    ?= build
 SAN      ?= build-sanitize
 FUZZB    ?= build-fuzz
+TSA      ?= build-tsa
 JOBS     ?= $(shell nproc)
 CMAKE_COMMON = -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: all deps configure build test sanitize bench demo fuzz package clean
+.PHONY: all deps configure build test sanitize bench demo fuzz tsa package clean
 
 all: build
 
@@ -44,10 +45,20 @@ fuzz:
 	@cmake --build $(FUZZB) -j $(JOBS)
 	@fuzz/run-all $(FUZZB) $(FUZZ_RUNS)
 
+# Compile-time lock checking: clang's -Wthread-safety over the whole tree; a
+# violation of a BROACH_GUARDED_BY / BROACH_REQUIRES annotation is an error
+# (src/base/thread_annotations.hpp). Same as the clang-tsa preset. Needs only
+# clang, which install-deps --fuzz brings.
+tsa:
+	@scripts/install-deps --fuzz
+	@cmake -S . -B $(TSA) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_CXX_FLAGS="-Wthread-safety -Werror=thread-safety" >/dev/null
+	@cmake --build $(TSA) -j $(JOBS)
+
 # A Debian package (build/broach_<version>_<arch>.deb) of the library,
 # headers, CMake package and CLI: apt-get install ./build/broach_*.deb
 package: build
 	@cd $(BUILD) && cpack -G DEB
 
 clean:
-	rm -rf $(BUILD) $(SAN) $(FUZZB)
+	rm -rf $(BUILD) $(SAN) $(FUZZB) $(TSA)

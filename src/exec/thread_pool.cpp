@@ -71,7 +71,7 @@ ThreadPool::ThreadPool(const ThreadPoolConfig& config, std::string name)
       keep_alive_(seconds_f(std::min(config.keep_alive_time, kMaxKeepAliveSeconds))) {
   bool started = true;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (int i = 0; i < config_.core && started; ++i) {
       Task none;
       started = spawn_locked(none, /*core=*/true);
@@ -96,7 +96,7 @@ ThreadPool::~ThreadPool() {
 Errc ThreadPool::try_submit(Task task) noexcept {
   if (!task) return Errc::kInvalidArgument;
   Reaper reaper;  // joins exited workers after mu_ is released
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (shutting_down_) return Errc::kPoolShutdown;
   reaper.threads.swap(exited_);
 
@@ -160,7 +160,7 @@ void ThreadPool::submit(Task task) {
 }
 
 void ThreadPool::shutdown() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   if (!shutting_down_) {
     shutting_down_ = true;
     BROACH_LOG_DEBUG("{}: shutting down, {} queued tasks left to run", name_, queue_.size());
@@ -168,7 +168,7 @@ void ThreadPool::shutdown() {
   }
   // From one of our own tasks: our thread is one of those we would wait for.
   if (tls_current_pool == this) return;
-  exit_cv_.wait(lock, [this] { return threads_ == 0; });
+  exit_cv_.wait(mu_, [this]() BROACH_REQUIRES(mu_) { return threads_ == 0; });
   BROACH_ASSERT(queue_.empty());
   std::vector<std::thread> done;
   done.swap(exited_);
@@ -179,7 +179,7 @@ void ThreadPool::shutdown() {
 ThreadPool::Stats ThreadPool::stats() const {
   Stats s;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     s.threads = threads_;
     s.idle = idle_;
     s.queued = queue_.size();
@@ -222,8 +222,10 @@ bool ThreadPool::spawn_locked(Task& first, bool core) {
 void ThreadPool::worker_main(std::uint64_t id, bool core) {
   tls_current_pool = this;
   set_thread_name(name_, id);
-  const auto has_work = [this] { return !queue_.empty() || shutting_down_; };
-  std::unique_lock lock(mu_);
+  const auto has_work = [this]() BROACH_REQUIRES(mu_) {
+    return !queue_.empty() || shutting_down_;
+  };
+  MutexLock lock(mu_);
   Task task = std::move(workers_.at(id).first);
   for (;;) {
     if (task) {
@@ -245,9 +247,9 @@ void ThreadPool::worker_main(std::uint64_t id, bool core) {
     ++idle_;
     bool woken = true;
     if (core) {
-      work_cv_.wait(lock, has_work);
+      work_cv_.wait(mu_, has_work);
     } else {
-      woken = work_cv_.wait_for(lock, keep_alive_, has_work);
+      woken = work_cv_.wait_for(mu_, keep_alive_, has_work);
     }
     --idle_;
     if (!woken) break;  // idle for keep_alive_ with an empty queue

@@ -2,9 +2,8 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
-#include <mutex>
-#include <shared_mutex>
 
+#include "base/thread_annotations.hpp"
 #include "broach/lb.hpp"
 
 namespace broach::lb {
@@ -106,7 +105,7 @@ class ConsistentHash final : public Policy {
     for (const auto& x : c) ring_id = mix(ring_id ^ x.address.key());
     std::shared_ptr<const Ring> ring;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (ring_ && ring_id_ == ring_id) ring = ring_;
     }
     if (!ring) {
@@ -117,7 +116,7 @@ class ConsistentHash final : public Policy {
         }
       }
       std::sort(fresh->points.begin(), fresh->points.end());
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       ring_ = fresh;
       ring_id_ = ring_id;
       ring = fresh;
@@ -136,9 +135,9 @@ class ConsistentHash final : public Policy {
   struct Ring {
     std::vector<std::pair<std::uint64_t, Endpoint>> points;
   };
-  std::mutex mu_;
-  std::shared_ptr<const Ring> ring_;  // guarded by mu_
-  std::uint64_t ring_id_ = 0;         // guarded by mu_
+  Mutex mu_;
+  std::shared_ptr<const Ring> ring_ BROACH_GUARDED_BY(mu_);
+  std::uint64_t ring_id_ BROACH_GUARDED_BY(mu_) = 0;
 };
 
 // This node when it provides the service (no network at all), else round robin.
@@ -156,8 +155,8 @@ class LocalFirst final : public Policy {
 };
 
 struct Registry {
-  std::shared_mutex mu;
-  std::map<std::string, PolicyFactory> factories;  // guarded by mu
+  SharedMutex mu;
+  std::map<std::string, PolicyFactory> factories BROACH_GUARDED_BY(mu);
   Registry() {
     factories["round_robin"] = [] { return std::make_unique<RoundRobin>(); };
     factories["random"] = [] { return std::make_unique<Random>(); };
@@ -178,20 +177,20 @@ Registry& registry() {
 
 void register_policy(const std::string& name, PolicyFactory factory) {
   auto& r = registry();
-  std::unique_lock lock(r.mu);
+  WriterLock lock(r.mu);
   r.factories[name] = std::move(factory);
 }
 
 std::unique_ptr<Policy> make_policy(const std::string& name) {
   auto& r = registry();
-  std::shared_lock lock(r.mu);
+  ReaderLock lock(r.mu);
   auto it = r.factories.find(name);
   return it == r.factories.end() ? nullptr : it->second();
 }
 
 std::vector<std::string> policy_names() {
   auto& r = registry();
-  std::shared_lock lock(r.mu);
+  ReaderLock lock(r.mu);
   std::vector<std::string> out;
   for (const auto& [name, f] : r.factories) out.push_back(name);
   return out;

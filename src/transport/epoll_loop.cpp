@@ -59,7 +59,7 @@ bool EpollLoop::try_post_lazy(Task task) {
   constexpr std::size_t kLazyLimit = 256;
   bool need_wake = false;
   {
-    std::lock_guard lock(post_mu_);
+    MutexLock lock(post_mu_);
     if (closed_) return false;
     posted_.push_back(std::move(task));
     if (posted_.size() >= kLazyLimit && !wake_pending_) {
@@ -74,7 +74,7 @@ bool EpollLoop::try_post_lazy(Task task) {
 bool EpollLoop::try_post(Task task) {
   bool need_wake = false;
   {
-    std::lock_guard lock(post_mu_);
+    MutexLock lock(post_mu_);
     if (closed_) return false;
     posted_.push_back(std::move(task));
     if (!wake_pending_) {
@@ -112,7 +112,7 @@ void EpollLoop::remove_fd(int fd) {
 void EpollLoop::run_posted() {
   std::vector<Task> batch;
   {
-    std::lock_guard lock(post_mu_);
+    MutexLock lock(post_mu_);
     batch.swap(posted_);
     wake_pending_ = false;
   }
@@ -175,7 +175,7 @@ void EpollLoop::run() {
   for (;;) {
     std::vector<Task> batch;
     {
-      std::lock_guard lock(post_mu_);
+      MutexLock lock(post_mu_);
       if (posted_.empty()) {
         closed_ = true;
         break;

@@ -11,13 +11,13 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <queue>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "base/loop.hpp"
+#include "base/thread_annotations.hpp"
 
 namespace broach {
 
@@ -70,10 +70,10 @@ class EpollLoop final : public Loop {
   std::atomic<std::thread::id> loop_thread_{};
   std::thread thread_;
 
-  std::mutex post_mu_;
-  std::vector<Task> posted_;  // guarded by post_mu_
-  bool wake_pending_ = false;  // guarded by post_mu_
-  bool closed_ = false;        // guarded by post_mu_: run() is over, nothing more will run
+  Mutex post_mu_;
+  std::vector<Task> posted_ BROACH_GUARDED_BY(post_mu_);
+  bool wake_pending_ BROACH_GUARDED_BY(post_mu_) = false;
+  bool closed_ BROACH_GUARDED_BY(post_mu_) = false;  ///< run() is over, nothing more will run
 
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> heap_;
   std::unordered_map<TimerId, Task> timers_;
