@@ -186,7 +186,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     in = in.subspan(3);
     len = std::min(len, in.size());
     net.run_for(gap);
-    engine->on_datagram(kPeer, in.first(len));
+    engine->path().on_datagram(kPeer, in.first(len));
     in = in.subspan(len);
   }
   net.run_for(kDrain);

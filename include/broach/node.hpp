@@ -1,10 +1,15 @@
 // Public header. A BroachRpc node: one UDP endpoint, its event-loop thread,
 // its worker pool, the services it provides and the calls it makes.
 //
-// Thread contract: every method is safe from any thread. Callbacks of async
-// calls run on the node's loop thread and must not block; block in your own
-// thread on the future form instead. Destroying a node stops it: pending
-// calls end with kShutdown, queued requests are answered with kShutdown.
+// Thread contract: every method is safe from any thread (the blocking call
+// forms throw kInvalidArgument on the loop thread, where they would
+// deadlock). Callbacks of async calls always run on the node's loop thread,
+// exactly once, and never before the call that started them returns; they
+// must not block (block in your own thread on the future form instead). The
+// one exception: after stop(), when no loop thread is left, a new call ends
+// at once with kShutdown on the calling thread. Destroying a node stops it:
+// pending calls end with kShutdown, queued requests are answered with
+// kShutdown.
 #pragma once
 
 #include <chrono>
@@ -196,8 +201,6 @@ class Node {
       return e;
     }
   }
-
-  void start_attempt(const std::shared_ptr<void>& call, bool hedge = false);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

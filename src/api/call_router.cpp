@@ -1,7 +1,6 @@
 #include "api/call_router.hpp"
 
 #include <algorithm>
-#include <random>
 
 #include "base/log.hpp"
 
@@ -41,13 +40,13 @@ std::unique_ptr<lb::Policy> make_or_throw(const Config& c, const std::string& na
 
 }  // namespace
 
-CallRouter::CallRouter(const Config& config)
+CallRouter::CallRouter(const Config& config, std::uint64_t rng_seed)
     : breaker_options_(breaker_options(config.breaker)),
       max_retries_(config.retry.max_retries),
       hedge_delay_(seconds_f(config.retry.hedge_delay_ms / 1000.0)),
       idempotent_(config.retry.idempotent.begin(), config.retry.idempotent.end()),
       budget_(config.retry.budget_ratio, 10),
-      rng_(std::random_device{}()) {
+      rng_(rng_seed) {
   default_policy_ = make_or_throw(config, config.load_balance.policy, "params.broach.loadBalance.policy");
   for (const auto& [svc, name] : config.load_balance.services) {
     service_policies_[svc] = make_or_throw(config, name, "params.broach.loadBalance.services." + svc);

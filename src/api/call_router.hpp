@@ -31,7 +31,8 @@ struct Choice {
 class CallRouter {
  public:
   /// Throws Error{kBadConfig} naming the key when a policy name is unknown.
-  explicit CallRouter(const Config& config);
+  /// `rng_seed` drives the random policies (a simulation replays it).
+  CallRouter(const Config& config, std::uint64_t rng_seed);
 
   /// Picks a provider of `service` from `table`, skipping `exclude` (already
   /// tried), providers whose version does not match, and fused providers.

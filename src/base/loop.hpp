@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "base/assert.hpp"
 #include "base/time.hpp"
 
 namespace broach {
@@ -45,3 +46,13 @@ class Loop {
 };
 
 }  // namespace broach
+
+/// Opens a function that only the loop's own thread may run: aborts with the
+/// place when another thread calls it. Checked in debug, sanitizer and
+/// `make test` builds (no NDEBUG); compiled out under NDEBUG unless
+/// BROACH_CHECK_THREADS is defined.
+#if defined(NDEBUG) && !defined(BROACH_CHECK_THREADS)
+#define BROACH_ASSERT_IN_LOOP(loop) ((void)0)
+#else
+#define BROACH_ASSERT_IN_LOOP(loop) BROACH_ASSERT((loop).in_loop_thread())
+#endif

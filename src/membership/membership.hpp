@@ -55,12 +55,27 @@ class Listener {
   virtual void on_member_event(EventKind kind, const MemberInfo& m) = 0;
 };
 
+// Membership's exported counters, each declared once: X(field, description).
+#define BROACH_MEMBERSHIP_COUNTERS(X)                                                  \
+  X(probes, "Direct probes sent.")                                                    \
+  X(probe_failures, "Probes that got no ack, direct or indirect.")                    \
+  X(indirect_probes, "Indirect probes asked of other members.")                       \
+  X(suspicions, "Members this node started to suspect.")                              \
+  X(refutes, "Suspicions of this node it refuted.")                                   \
+  X(deaths, "Members declared dead.")                                                 \
+  X(joins, "Members that joined.")                                                    \
+  X(leaves, "Members that left gracefully.")                                          \
+  X(push_pulls, "Full-state exchanges done.")                                         \
+  X(push_pull_failures, "Full-state exchanges that failed.")                          \
+  X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
+  X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
+  X(gossip_messages_sent, "Probe and gossip datagrams sent.")
+
 struct MembershipStats {
-  std::uint64_t probes = 0, probe_failures = 0, indirect_probes = 0, suspicions = 0;
-  std::uint64_t refutes = 0, deaths = 0, joins = 0, leaves = 0;
-  std::uint64_t push_pulls = 0, push_pull_failures = 0, bad_messages = 0;
-  std::uint64_t gossip_bytes_sent = 0, gossip_messages_sent = 0;
-  int awareness = 0;
+#define BROACH_X(field, help) std::uint64_t field = 0;
+  BROACH_MEMBERSHIP_COUNTERS(BROACH_X)
+#undef BROACH_X
+  int awareness = 0;  ///< Lifeguard local health score (gauge)
 };
 
 class Membership final : public reliable::ExtensionReceiver {

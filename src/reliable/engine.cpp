@@ -19,19 +19,17 @@ constexpr Duration kPeerIdle = std::chrono::minutes(5);
 
 Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
                RequestHandler* handler)
-    : loop_(loop), transport_(transport), opt_(options), handler_(handler) {
+    : loop_(loop), opt_(options), path_(loop, transport, options.max_message), handler_(handler) {
   BROACH_REQUIRE(opt_.max_datagram > wire::kHeaderSize + wire::kAuthTagSize + 64 &&
                      opt_.max_datagram <= 65507,
                  "max_datagram out of range");
   if (opt_.send_window < 8) opt_.send_window = 8;
-  scratch_.resize(65536);
-
-  transport_.set_receiver(this);
+  path_.set_sink(this);
   schedule_housekeeping();
 }
 
 Engine::~Engine() {
-  transport_.set_receiver(nullptr);
+  path_.set_sink(nullptr);
   loop_.cancel(housekeeping_);
   for (auto& [id, c] : calls_) {
     loop_.cancel(c.timer);
@@ -43,7 +41,7 @@ Engine::~Engine() {
 }
 
 std::uint32_t Engine::frag_payload() const {
-  return static_cast<std::uint32_t>(opt_.max_datagram - wire::kHeaderSize - wire::kAuthTagSize);
+  return static_cast<std::uint32_t>(DatagramPath::max_payload(opt_.max_datagram));
 }
 
 std::uint32_t Engine::frag_payload_for(const Endpoint& to) const {
@@ -70,11 +68,7 @@ RttEstimator& Engine::rtt(const Endpoint& peer) {
 }
 
 void Engine::send_datagram(const Header& h, std::span<const std::byte> payload, const Endpoint& to) {
-  const std::size_t n = wire::kHeaderSize + payload.size();
-  BROACH_ASSERT(n <= scratch_.size());
-  wire::encode_header(h, scratch_);
-  std::copy(payload.begin(), payload.end(), scratch_.begin() + wire::kHeaderSize);
-  transport_.send(to, std::span<const std::byte>(scratch_.data(), n));
+  path_.send(to, h, payload);
 }
 
 Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_len) const {
@@ -87,15 +81,6 @@ Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_le
   h.total_len = static_cast<std::uint32_t>(payload_len);
   h.payload_len = static_cast<std::uint16_t>(payload_len);
   return h;
-}
-
-void Engine::encode_single(MsgType type, std::uint64_t id, std::span<const std::byte> payload,
-                           std::uint32_t deadline_us, Bytes& out) const {
-  Header h = header_for(type, id, payload.size());
-  h.deadline_us = deadline_us;
-  out.resize(wire::kHeaderSize + payload.size());
-  wire::encode_header(h, out);
-  std::copy(payload.begin(), payload.end(), out.begin() + wire::kHeaderSize);
 }
 
 void Engine::send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message) {
@@ -111,33 +96,14 @@ void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, st
 }
 
 bool Engine::send_extension(MsgType type, const Endpoint& to, std::span<const std::byte> payload) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   if (payload.size() > frag_payload()) return false;
   send_datagram(header_for(type, 0, payload.size()), payload, to);
   return true;
 }
 
-void Engine::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
-  Header h;
-  std::span<const std::byte> payload;
-  const auto err = wire::decode_datagram(data, opt_.max_message, h, payload);
-  if (err == wire::DecodeError::kTooLarge) {
-    // The header itself is sound (it was read before the size check): tell
-    // the other side clearly instead of letting it time out.
-    ++stats_.drops[static_cast<int>(err)];
-    reject_too_large(from, h);
-    return;
-  }
-  if (err != wire::DecodeError::kOk) {
-    ++stats_.drops[static_cast<int>(err)];
-    BROACH_LOG_DEBUG("drop datagram from {}: {}", from.to_string(), wire::decode_error_name(err));
-    return;
-  }
-  if (h.flags & wire::kFlagAuth) {
-    // Version 1 has no keys configured: an authenticated packet cannot be
-    // verified, so it is dropped rather than trusted.
-    ++stats_.drops_unexpected;
-    return;
-  }
+void Engine::on_packet(const Endpoint& from, const Header& h, std::span<const std::byte> payload) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   switch (h.type) {
     case MsgType::kRequest: handle_request(from, h, payload); break;
     case MsgType::kResponse: handle_response(from, h, payload); break;
@@ -155,6 +121,8 @@ void Engine::on_datagram(const Endpoint& from, std::span<const std::byte> data) 
       break;
   }
 }
+
+void Engine::on_too_large(const Endpoint& from, const Header& h) { reject_too_large(from, h); }
 
 void Engine::reject_too_large(const Endpoint& from, const Header& h) {
   const std::string what = std::to_string(h.total_len) + " bytes exceeds maxMessageBytes " +

@@ -12,8 +12,12 @@
 //  - the caller's remaining deadline travels with the request.
 // It knows nothing of services, threads or membership: a RequestHandler gets
 // each new request and later calls respond() exactly once.
+// Every datagram it sends or receives passes through its DatagramPath.
 // Thread contract: owned by the loop thread; every method must be called on
-// it, and every callback (Completion, RequestHandler) is called on it.
+// it (asserted in debug builds), except the three marked "any thread"
+// (call_from_any_thread, respond_from_any_thread, request_payload). Every
+// callback (Completion, RequestHandler, ExtensionReceiver) runs on the loop
+// thread.
 // docs/protocol.md describes the exchange in full.
 #pragma once
 
@@ -30,6 +34,7 @@
 #include "base/loop.hpp"
 #include "base/rng.hpp"
 #include "broach/error.hpp"
+#include "reliable/datagram_path.hpp"
 #include "reliable/rtt_estimator.hpp"
 #include "transport/transport.hpp"
 #include "wire/header.hpp"
@@ -85,20 +90,43 @@ class RequestHandler {
   virtual void on_request(IncomingRequest&& request) = 0;
 };
 
+// The engine's exported counters, each declared once: X(field, description).
+#define BROACH_ENGINE_COUNTERS(X)                                                              \
+  X(calls_started, "Calls this node started (each direct call or attempt of a call by name).") \
+  X(calls_ok, "Calls that ended with a response.")                                            \
+  X(calls_failed, "Calls that ended with an error.")                                          \
+  X(requests_sent, "Request sends, retransmissions included.")                                \
+  X(retransmits, "Requests sent again after a retransmission timeout.")                       \
+  X(status_queries, "Status queries sent to a provider running a call.")                      \
+  X(requests_received, "New requests taken in (duplicates excluded).")                        \
+  X(duplicate_requests, "Duplicate requests answered from the at-most-once table.")           \
+  X(in_progress_sent, "In-progress notes sent for duplicates of running requests.")           \
+  X(responses_sent, "Responses sent.")                                                        \
+  X(responses_resent, "Cached responses sent again to a caller that missed them.")            \
+  X(late_responses, "Responses for calls that had already ended.")                            \
+  X(fragments_sent, "Fragments of large messages sent.")                                      \
+  X(fragments_resent, "Fragments sent again.")                                                \
+  X(fragment_acks_sent, "Fragment acknowledgements sent.")                                    \
+  X(fragment_acks_received, "Fragment acknowledgements received.")                            \
+  X(reassembly_refused, "Fragmented messages refused: reassembly memory bound reached.")      \
+  X(reassembly_expired, "Partial messages freed after udpTimeOut without a new fragment.")    \
+  X(dedup_evicted, "Finished at-most-once records forgotten early to respect the bounds.")    \
+  X(unknown_call_replies, "Unknown-call replies sent for status queries about nothing held.")
+// Gauges: X(field, description).
+#define BROACH_ENGINE_GAUGES(X)                                          \
+  X(dedup_entries, "Records in the at-most-once table.")                 \
+  X(dedup_bytes, "Bytes of cached responses in the at-most-once table.") \
+  X(peers_tracked, "Peers with an RTT estimate (as of the last sweep).")
+
 struct EngineStats {
+  /// Bodies that did not decode (kBadPayload); header-level drops are in PathStats.
   std::uint64_t drops[static_cast<int>(wire::DecodeError::kCount_)] = {};
   std::uint64_t drops_unexpected = 0;     ///< well-formed but fits no state (e.g. wrong peer)
-  std::uint64_t calls_started = 0, calls_ok = 0, calls_failed = 0;
   std::uint64_t failures[32] = {};        ///< by Errc value
-  std::uint64_t requests_sent = 0, retransmits = 0, status_queries = 0;
-  std::uint64_t requests_received = 0, duplicate_requests = 0, in_progress_sent = 0;
-  std::uint64_t responses_sent = 0, responses_resent = 0, late_responses = 0;
-  std::uint64_t fragments_sent = 0, fragments_resent = 0, fragment_acks_sent = 0;
-  std::uint64_t fragment_acks_received = 0;
-  std::uint64_t reassembly_refused = 0, reassembly_expired = 0;
-  std::uint64_t dedup_entries = 0, dedup_bytes = 0, dedup_evicted = 0;
-  std::uint64_t unknown_call_replies = 0;
-  std::uint64_t peers_tracked = 0;        ///< peers with an RTT estimate (as of the last sweep)
+#define BROACH_X(field, help) std::uint64_t field = 0;
+  BROACH_ENGINE_COUNTERS(BROACH_X)
+  BROACH_ENGINE_GAUGES(BROACH_X)
+#undef BROACH_X
 };
 
 /// Receives the datagram types the engine does not handle itself
@@ -110,7 +138,10 @@ class ExtensionReceiver {
                             std::span<const std::byte> payload) = 0;
 };
 
-class Engine final : public DatagramReceiver {
+/// An encoded request body ([service, args]) for Engine::call. Any thread.
+Bytes request_payload(std::string_view service, std::span<const std::byte> args);
+
+class Engine final : public PacketSink {
  public:
   using Completion = std::function<void(CallResult&&)>;
 
@@ -125,24 +156,30 @@ class Engine final : public DatagramReceiver {
   void call(const Endpoint& to, Bytes payload, TimePoint deadline, Completion done);
   /// Sends the response for a request delivered by on_request. `payload` is
   /// an encoded response body. Caches it for duplicates. `already_sent`:
-  /// the caller put it on the wire itself (encode_response_datagram).
+  /// respond_from_any_thread put it on the wire already.
   void respond(const RequestToken& token, Bytes payload, bool already_sent = false);
+  /// respond() with a result: the packed value when r.code is kOk, else the
+  /// error code and message.
+  void respond(const RequestToken& token, CallResult&& r);
 
-  // The fast path: a thread other than the loop may put a single-datagram
-  // request or response on the wire itself (when the transport allows it),
-  // saving a thread hop, and hand the bookkeeping to the loop. These four
-  // read only immutable options and are safe from any thread.
-  std::uint64_t allocate_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
-  /// The one datagram carrying request `id`; false when it needs fragments.
-  bool encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
-                               TimePoint deadline, TimePoint now, Bytes& out) const;
-  /// The one datagram carrying a response; false when it needs fragments.
-  bool encode_response_datagram(const RequestToken& token, std::span<const std::byte> payload,
-                                Bytes& out) const;
-  /// Loop thread: takes over a call whose first datagram was sent at `sent_at`
-  /// by another thread (encode_request_datagram + Transport::send).
-  void adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
-                  TimePoint sent_at, Completion done);
+  // The fast path. A caller or worker thread puts its own single-datagram
+  // request or response on the wire through the DatagramPath (when the
+  // transport allows sends from any thread), saving a wake-up of the loop
+  // thread; the loop only does the bookkeeping. Anything larger, or a
+  // transport without thread-safe sends, is posted to the loop instead. On
+  // the loop thread both are plain call()/respond().
+
+  /// Any thread: call() from any thread. `now` is the caller's clock reading
+  /// (the clock the loop uses). `done` runs on the loop thread, also when the
+  /// loop has stopped for good (then at once, with kShutdown, on this thread:
+  /// the loop will never run again). `lazy`: the bookkeeping need not wake
+  /// the loop (the response will, and the 25 ms housekeeping bounds it).
+  void call_from_any_thread(const Endpoint& to, Bytes payload, TimePoint deadline, TimePoint now,
+                            Completion done, bool lazy);
+  /// Any thread: respond() from any thread. Dropped when the loop has
+  /// stopped for good (the node is gone; callers see a timeout).
+  void respond_from_any_thread(const RequestToken& token, CallResult&& r);
+
   /// Routes kPing/kGossip datagrams to `r` (non-owning; null to stop).
   void set_extension_receiver(ExtensionReceiver* r) { extension_ = r; }
   /// Sends one unreliable datagram of an extension type; `payload` must fit
@@ -154,9 +191,16 @@ class Engine final : public DatagramReceiver {
   /// Completes every pending call with `code` (used at shutdown).
   void fail_all(Errc code, const std::string& message);
 
-  void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
+  // PacketSink: datagrams that passed the path's checks.
+  void on_packet(const Endpoint& from, const wire::Header& h,
+                 std::span<const std::byte> payload) override;
+  void on_too_large(const Endpoint& from, const wire::Header& h) override;
 
   const EngineStats& stats() const { return stats_; }
+  /// The node's one datagram path (its counters: drops before decoding).
+  const DatagramPath& path() const { return path_; }
+  /// Tests and fuzzers feed datagrams here, as the transport would.
+  DatagramPath& path() { return path_; }
   std::size_t pending_calls() const { return calls_.size(); }
   const EngineOptions& options() const { return opt_; }
 
@@ -262,13 +306,13 @@ class Engine final : public DatagramReceiver {
   /// A header from this node about message `id`, for a single datagram of
   /// `payload_len` bytes (fragment fields filled in by the caller if not).
   wire::Header header_for(wire::MsgType type, std::uint64_t id, std::size_t payload_len) const;
-  /// Encodes `payload` as one datagram into `out` (thread-safe: immutable options only).
-  void encode_single(wire::MsgType type, std::uint64_t id, std::span<const std::byte> payload,
-                     std::uint32_t deadline_us, Bytes& out) const;
   /// An error response sent at once, not cached (the request was not taken in).
   void send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message);
   void send_control(wire::MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags = 0);
   void send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Endpoint& to);
+  std::uint64_t allocate_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
+  Call& adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
+                   TimePoint sent_at, Completion done);
   RttEstimator& rtt(const Endpoint& peer);
   std::uint32_t frag_payload() const;
   /// Payload per datagram towards `to`: loopback has a 64 KiB MTU, so
@@ -281,13 +325,12 @@ class Engine final : public DatagramReceiver {
   void reject_too_large(const Endpoint& from, const wire::Header& h);
 
   Loop& loop_;
-  Transport& transport_;
   EngineOptions opt_;
+  DatagramPath path_;
   RequestHandler* handler_;
   ExtensionReceiver* extension_ = nullptr;
   EngineStats stats_;
   std::atomic<std::uint64_t> next_id_{1};
-  Bytes scratch_;  // datagram assembly buffer, reused (no per-packet allocation)
   // Fragments encoded back to back for one send_batch (sendmmsg) call.
   static constexpr std::size_t kBatchMax = 32;
   static constexpr std::size_t kBatchSlot = 65536;  // any datagram fits

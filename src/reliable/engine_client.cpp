@@ -24,6 +24,7 @@ std::string ms_text(Duration d) { return std::to_string(static_cast<long long>(t
 }  // namespace
 
 void Engine::call(const Endpoint& to, Bytes payload, TimePoint deadline, Completion done) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   ++stats_.calls_started;
   const TimePoint now = loop_.now();
   if (payload.size() > opt_.max_message) {
@@ -64,20 +65,47 @@ void Engine::arm_call_timer(Call& c, TimePoint now) {
   c.timer = loop_.run_at(next, [this, id] { on_call_timer(id); });
 }
 
-bool Engine::encode_request_datagram(std::uint64_t id, std::span<const std::byte> payload,
-                                     TimePoint deadline, TimePoint now, Bytes& out) const {
-  if (payload.size() > frag_payload()) return false;
-  encode_single(MsgType::kRequest, id, payload, remaining_us(deadline, now), out);
-  return true;
-}
-
-void Engine::adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
-                        TimePoint sent_at, Completion done) {
+Engine::Call& Engine::adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload,
+                                 TimePoint deadline, TimePoint sent_at, Completion done) {
   ++stats_.calls_started;
   ++stats_.requests_sent;
   Call& c = add_call(id, to, std::move(payload), deadline, sent_at, std::move(done));
   c.attempts = 1;
   arm_call_timer(c, sent_at);
+  return c;
+}
+
+void Engine::call_from_any_thread(const Endpoint& to, Bytes payload, TimePoint deadline,
+                                  TimePoint now, Completion done, bool lazy) {
+  if (loop_.in_loop_thread()) {
+    call(to, std::move(payload), deadline, std::move(done));
+    return;
+  }
+  auto shared_done = std::make_shared<Completion>(std::move(done));
+  auto stopped = [&shared_done] { (*shared_done)(CallResult{Errc::kShutdown, {}, "node is stopping"}); };
+  if (!path_.can_send_from_any_thread() || payload.size() > frag_payload() || deadline <= now) {
+    if (!loop_.try_post([this, to, payload = std::move(payload), deadline, shared_done]() mutable {
+          call(to, std::move(payload), deadline, std::move(*shared_done));
+        })) {
+      stopped();
+    }
+    return;
+  }
+  // This thread sends the one datagram itself; the loop adopts the call.
+  // The adoption is posted before the send, and the loop runs posted tasks
+  // before it reads datagrams, so the response always finds the call.
+  const std::uint64_t id = allocate_id();
+  Header h = header_for(MsgType::kRequest, id, payload.size());
+  h.deadline_us = remaining_us(deadline, now);
+  Bytes datagram_payload = payload;  // the call keeps one copy for retransmissions
+  auto adopt = [this, id, to, payload = std::move(payload), deadline, now, shared_done]() mutable {
+    adopt_call(id, to, std::move(payload), deadline, now, std::move(*shared_done));
+  };
+  if (!(lazy ? loop_.try_post_lazy(std::move(adopt)) : loop_.try_post(std::move(adopt)))) {
+    stopped();
+    return;
+  }
+  path_.send_from_any_thread(to, h, datagram_payload);
 }
 
 void Engine::start_call(Call& c) {

@@ -96,14 +96,48 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   handler_->on_request(std::move(req));
 }
 
-bool Engine::encode_response_datagram(const RequestToken& token, std::span<const std::byte> payload,
-                                      Bytes& out) const {
-  if (payload.size() > frag_payload()) return false;
-  encode_single(MsgType::kResponse, token.message_id, payload, 0, out);
-  return true;
+Bytes request_payload(std::string_view service, std::span<const std::byte> args) {
+  Bytes out;
+  wire::encode_request(service, args, out);
+  return out;
+}
+
+namespace {
+Bytes response_payload(CallResult&& r) {
+  Bytes body;
+  if (r.code == Errc::kOk) {
+    wire::encode_response_ok(r.body, body);
+  } else {
+    wire::encode_response_error(r.code, r.message, body);
+  }
+  return body;
+}
+}  // namespace
+
+void Engine::respond(const RequestToken& token, CallResult&& r) {
+  respond(token, response_payload(std::move(r)));
+}
+
+void Engine::respond_from_any_thread(const RequestToken& token, CallResult&& r) {
+  Bytes body = response_payload(std::move(r));
+  if (loop_.in_loop_thread()) {
+    respond(token, std::move(body));
+    return;
+  }
+  // A single-datagram response goes out from this thread at once; caching it
+  // for duplicates can wait for the loop's next wake-up instead of waking it
+  // now. A duplicate that slips in between gets "in progress", which is
+  // harmless.
+  if (path_.can_send_from_any_thread() && body.size() <= frag_payload()) {
+    path_.send_from_any_thread(token.reply_to, header_for(MsgType::kResponse, token.message_id, body.size()), body);
+    loop_.try_post_lazy([this, token, body = std::move(body)]() mutable { respond(token, std::move(body), true); });
+    return;
+  }
+  loop_.try_post([this, token, body = std::move(body)]() mutable { respond(token, std::move(body)); });
 }
 
 void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   const Key k{token.node_id, token.message_id};
   if (payload.size() > opt_.max_message) {
     const std::string what = "response of " + std::to_string(payload.size()) +

@@ -74,9 +74,8 @@ void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   const std::size_t slot_size = kBatchSlot;
   const std::size_t slot = batch_count_++ * slot_size;
   if (batch_.size() < slot + slot_size) batch_.resize(slot + slot_size);
-  wire::encode_header(h, std::span<std::byte>(batch_.data() + slot, wire::kHeaderSize));
-  std::memcpy(batch_.data() + slot + wire::kHeaderSize, t.data->data() + off, len);
-  batch_lens_.push_back(wire::kHeaderSize + len);
+  batch_lens_.push_back(path_.encode_into(h, std::span<const std::byte>(t.data->data() + off, len),
+                                          std::span<std::byte>(batch_.data() + slot, slot_size)));
   if (batch_count_ == kBatchMax) flush_fragments(t.to);
 }
 
@@ -86,7 +85,7 @@ void Engine::flush_fragments(const Endpoint& to) {
   for (std::size_t i = 0; i < batch_count_; ++i) {
     views[i] = std::span<const std::byte>(batch_.data() + i * kBatchSlot, batch_lens_[i]);
   }
-  transport_.send_batch(to, std::span(views, batch_count_));
+  path_.send_batch(to, std::span(views, batch_count_));
   batch_count_ = 0;
   batch_lens_.clear();
 }

@@ -19,7 +19,7 @@ const Endpoint kP1{0x0a000002, 7000};
 const Endpoint kP2{0x0a000003, 7000};
 
 struct Cluster {
-  explicit Cluster(std::uint64_t seed, Config cfg) : net(seed), router(cfg) {
+  explicit Cluster(std::uint64_t seed, Config cfg) : net(seed), router(cfg, seed) {
     caller = make_node(net, kCaller, 1, opts());
     p1 = make_node(net, kP1, 2, opts());
     p2 = make_node(net, kP2, 3, opts());

@@ -256,10 +256,12 @@ TEST(ReliableSim, MalformedDatagramsAreDroppedAndCounted) {
       junk[1] = std::byte{0x42};
       junk[2] = std::byte{1};
     }
-    p.b.engine->on_datagram(kA, std::span(junk).first(rng.below(junk.size())));
+    p.b.engine->path().on_datagram(kA, std::span(junk).first(rng.below(junk.size())));
   }
   std::uint64_t drops = p.b.engine->stats().drops_unexpected;
   for (auto d : p.b.engine->stats().drops) drops += d;
+  for (auto d : p.b.engine->path().stats().drops) drops += d;
+  drops += p.b.engine->path().stats().drops_unauthenticated;
   EXPECT_EQ(drops, 1000u);
   EXPECT_EQ(p.b.handler->total_runs, 0);
 }

@@ -1,0 +1,42 @@
+// Internal header (api layer). The node's internal services, answered on
+// the loop thread without the worker pool: __broach.pushpull (membership's
+// full-state exchange), __broach.members, __broach.routes and
+// __broach.stats (what the CLI reads).
+// Thread contract: loop thread only (asserted).
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "api/server.hpp"
+#include "membership/membership.hpp"
+#include "routing/route_table.hpp"
+
+namespace broach::api {
+
+inline constexpr const char* kMembersService = "__broach.members";
+inline constexpr const char* kRoutesService = "__broach.routes";
+inline constexpr const char* kStatsService = "__broach.stats";
+
+class InternalServices final : public InternalHandler {
+ public:
+  struct Deps {
+    Loop& loop;
+    reliable::Engine& engine;
+    std::function<membership::Membership*()> membership;
+    std::function<std::shared_ptr<const routing::RouteTable>()> routes;
+    std::function<Bytes()> stats_msgpack;  ///< loop thread
+  };
+  explicit InternalServices(Deps deps) : d_(std::move(deps)) {}
+
+  bool handle(reliable::IncomingRequest& req) override;
+
+  /// The bodies of __broach.members and __broach.routes (msgpack).
+  static Bytes pack_members(const std::vector<MemberInfo>& members);
+  static Bytes pack_routes(const routing::RouteTable& table);
+
+ private:
+  Deps d_;
+};
+
+}  // namespace broach::api

@@ -1,0 +1,114 @@
+// NamedCalls: attempts, retries and hedges of calls by name.
+#include "api/named_calls.hpp"
+
+namespace broach::api {
+
+void NamedCalls::start(const std::string& service, Bytes args, const CallOptions& opts, Done done) {
+  d_.counters.calls_by_name.fetch_add(1, std::memory_order_relaxed);
+  d_.router.on_call();
+  auto c = std::make_shared<NamedCall>();
+  c->service = service;
+  c->args = std::move(args);
+  c->opts = opts;
+  c->deadline = call_deadline(d_.config, opts, d_.clock.now());
+  c->done = std::move(done);
+  if (d_.stopping.load(std::memory_order_relaxed)) {
+    complete_on_loop(d_.loop, std::move(c->done), Error(Errc::kShutdown, "node is stopping"));
+    return;
+  }
+  attempt(c, /*hedge=*/false);
+  if (d_.router.hedge_delay() > Duration::zero() && d_.router.idempotent(service, opts)) {
+    d_.loop.try_post([this, c] { arm_hedge(c); });
+  }
+}
+
+void NamedCalls::arm_hedge(const CallPtr& c) {
+  BROACH_ASSERT_IN_LOOP(d_.loop);
+  if (c->finished) return;
+  d_.loop.run_after(d_.router.hedge_delay(), [this, c] {
+    if (c->finished || c->running != 1) return;
+    d_.counters.hedges.fetch_add(1, std::memory_order_relaxed);
+    attempt(c, /*hedge=*/true);
+  });
+}
+
+void NamedCalls::attempt(const CallPtr& c, bool hedge) {
+  const bool on_loop = d_.loop.in_loop_thread();
+  const TimePoint now = d_.clock.now();
+  if (now >= c->deadline) {
+    if (hedge) return;
+    fail(c, Error(Errc::kCallTimeout, "no time left for " + c->service));
+    return;
+  }
+  const auto table = d_.routes();
+  auto choice = d_.router.pick(*table, c->service, c->opts, c->tried, now);
+  if (!choice.ok()) {
+    if (hedge) return;  // no second provider for a backup: the first attempt goes on
+    if (choice.error().code() == Errc::kCircuitOpen && !c->last_error) {
+      d_.counters.circuit_open_rejections.fetch_add(1, std::memory_order_relaxed);
+    }
+    fail(c, choice.error());
+    return;
+  }
+  const Choice chosen = choice.value();
+  c->tried.push_back(chosen.address);
+  ++c->running;
+  auto ended = [this, c, provider = chosen.address, now](RawResult r) {
+    attempt_ended(c, provider, now, std::move(r));
+  };
+  if (chosen.self && d_.config.load_balance.local_in_process) {
+    if (on_loop) {
+      d_.local.run(c->service, c->args, c->deadline, std::move(ended));
+    } else if (!d_.loop.try_post([this, c, ended = std::move(ended)]() mutable {
+                 d_.local.run(c->service, c->args, c->deadline, std::move(ended));
+               })) {
+      ended(Error(Errc::kShutdown, "node is stopping"));
+    }
+    return;
+  }
+  d_.direct.call(chosen.address, c->service, c->args, c->deadline, std::move(ended));
+}
+
+void NamedCalls::attempt_ended(const CallPtr& c, const Endpoint& provider, TimePoint t0, RawResult r) {
+  const TimePoint now = d_.clock.now();
+  const Errc code = r.ok() ? Errc::kOk : r.error().code();
+  d_.router.on_finish(provider, c->service, code, now - t0, now);
+  --c->running;
+  if (c->finished) return;
+  if (r.ok()) {
+    finish(c, std::move(r));
+    return;
+  }
+  c->last_error = r.error();
+  if (c->running > 0) return;  // a hedge is still out: let it answer
+  if (d_.router.may_retry(c->service, c->opts, code, c->retries)) {
+    ++c->retries;
+    d_.counters.retries.fetch_add(1, std::memory_order_relaxed);
+    attempt(c, /*hedge=*/false);
+    return;
+  }
+  finish(c, std::move(r));
+}
+
+void NamedCalls::fail(const CallPtr& c, Error no_pick) {
+  // After failed attempts, report what went wrong with them, not "all tried".
+  if (c->last_error && (no_pick.code() == Errc::kNoProvider || no_pick.code() == Errc::kCallTimeout)) {
+    finish(c, *c->last_error);
+    return;
+  }
+  finish(c, std::move(no_pick));
+}
+
+void NamedCalls::finish(const CallPtr& c, RawResult r) {
+  if (!d_.loop.in_loop_thread()) {
+    // Only the first attempt runs off the loop: nothing else holds `c` yet.
+    c->finished = true;
+    complete_on_loop(d_.loop, std::move(c->done), std::move(r));
+    return;
+  }
+  if (c->finished) return;
+  c->finished = true;
+  complete_on_loop(d_.loop, std::move(c->done), std::move(r));
+}
+
+}  // namespace broach::api

@@ -1,0 +1,141 @@
+// NodeCore: the parts of a node wired over injected seams.
+#include "api/node_core.hpp"
+
+#include "api/status.hpp"
+
+namespace broach::api {
+namespace {
+
+reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, const Endpoint& advertised) {
+  reliable::EngineOptions o;
+  o.node_id = node_id;
+  o.advertised = advertised;
+  o.max_datagram = static_cast<std::size_t>(c.transport.max_datagram_bytes);
+  o.max_message = c.transport.max_message_bytes;
+  o.send_window = c.transport.send_window;
+  o.rto_initial = seconds_f(c.transport.rto_initial_ms / 1000.0);
+  o.rto_min = seconds_f(c.transport.rto_min_ms / 1000.0);
+  o.rto_max = seconds_f(c.transport.rto_max_ms / 1000.0);
+  o.delivery_timeout = seconds_f(c.udp_timeout);
+  o.dedup_max_entries = static_cast<std::size_t>(c.transport.dedup_max_entries);
+  o.dedup_max_bytes = c.transport.dedup_max_bytes;
+  o.reassembly_max_bytes_per_peer = c.transport.reassembly_max_bytes_per_peer;
+  o.reassembly_max_bytes_total = c.transport.reassembly_max_bytes_total;
+  return o;
+}
+
+membership::MembershipOptions membership_options(const Config& c) {
+  const auto& m = c.membership;
+  membership::MembershipOptions o;
+  o.probe_interval = seconds_f(m.probe_interval_ms / 1000.0);
+  o.probe_timeout = seconds_f(m.probe_timeout_ms / 1000.0);
+  o.indirect_checks = m.indirect_checks;
+  o.suspicion_mult = m.suspicion_mult;
+  o.suspicion_max_mult = m.suspicion_max_mult;
+  o.gossip_interval = seconds_f(m.gossip_interval_ms / 1000.0);
+  o.gossip_nodes = m.gossip_nodes;
+  o.retransmit_mult = m.retransmit_mult;
+  o.push_pull_interval = seconds_f(m.push_pull_interval_ms / 1000.0);
+  o.reconnect_interval = seconds_f(m.reconnect_interval_ms / 1000.0);
+  o.dead_reclaim = seconds_f(m.dead_reclaim_ms / 1000.0);
+  o.call_timeout = seconds_f(c.udp_timeout);
+  return o;
+}
+
+}  // namespace
+
+NodeCore::NodeCore(Config config, const NodeSeams& seams)
+    : config_(std::move(config)),
+      seams_(seams),
+      address_(seams.transport.local()),
+      router_(config_, seams.rng_seed ^ 0x5bd1e995u),
+      engine_(seams.loop, seams.transport, engine_options(config_, seams.node_id, address_), &server_),
+      internal_(InternalServices::Deps{
+          seams.loop, engine_, [this] { return membership_.get(); }, [this] { return routes_.load(); },
+          [this] { return status_->stats_msgpack(); }}),
+      server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_},
+              engine_, internal_),
+      direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),
+      local_(LocalCalls::Deps{seams.loop, seams.executor, services_, server_, counters_}),
+      named_(NamedCalls::Deps{seams.loop, seams.clock, config_, router_, [this] { return routes_.load(); },
+                              direct_, local_, counters_, stopping_}) {
+  membership_ = std::make_unique<membership::Membership>(seams.loop, engine_, membership_options(config_),
+                                                         seams.life, meta(), seams.rng_seed, this);
+  routes_.store(routing::RouteTable::build(membership_->members()));
+  status_ = std::make_unique<Status>(*this);
+}
+
+NodeCore::~NodeCore() {
+  // Membership holds timers on the loop and calls into the engine: it goes
+  // first (the loop is not running any more, so this thread owns it).
+  membership_.reset();
+}
+
+void NodeCore::start(const std::vector<Endpoint>& seeds) {
+  BROACH_ASSERT_IN_LOOP(seams_.loop);
+  membership_->start(seeds);
+}
+
+void NodeCore::leave() {
+  BROACH_ASSERT_IN_LOOP(seams_.loop);
+  membership_->leave();
+}
+
+void NodeCore::fail_pending(Errc code, const std::string& message) {
+  BROACH_ASSERT_IN_LOOP(seams_.loop);
+  engine_.fail_all(code, message);
+}
+
+std::vector<MemberInfo> NodeCore::members() const {
+  BROACH_ASSERT_IN_LOOP(seams_.loop);
+  return membership_->members();
+}
+
+// Dead and left members leave the route table at once; a burst of events
+// (a join storm) is folded into one rebuild.
+void NodeCore::on_member_event(membership::EventKind, const MemberInfo&) {
+  BROACH_ASSERT_IN_LOOP(seams_.loop);
+  if (rebuild_pending_) return;
+  rebuild_pending_ = true;
+  seams_.loop.post([this] {
+    rebuild_pending_ = false;
+    if (membership_) routes_.store(routing::RouteTable::build(membership_->members(), routes_.load().get()));
+  });
+}
+
+MemberMeta NodeCore::meta() const {
+  MemberMeta m;
+  m.name = config_.name;
+  m.version = config_.version;
+  m.weight = static_cast<std::uint32_t>(config_.membership.weight);
+  m.services = services_.advertised();
+  return m;
+}
+
+void NodeCore::publish_services() {
+  seams_.loop.try_post([this, m = meta()]() mutable {
+    if (membership_) membership_->set_meta(std::move(m));
+  });
+}
+
+void NodeCore::provide(std::string name, RawHandler handler, ServiceOptions options) {
+  services_.add(std::move(name), Service{std::move(handler), options});
+  publish_services();
+}
+
+bool NodeCore::withdraw(const std::string& name) {
+  const bool removed = services_.remove(name);
+  if (removed) publish_services();
+  return removed;
+}
+
+void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes args, const CallOptions& opts,
+                       Done done) {
+  direct_.call(to, service, args, call_deadline(config_, opts, seams_.clock.now()), std::move(done));
+}
+
+void NodeCore::call_by_name(const std::string& service, Bytes args, const CallOptions& opts, Done done) {
+  named_.start(service, std::move(args), opts, std::move(done));
+}
+
+}  // namespace broach::api

@@ -1,0 +1,77 @@
+// Internal header (api layer). Serving: how a request that reached this node
+// becomes a handler run and a response.
+//
+// The engine hands every new request to Server::on_request on the loop
+// thread. Internal services (__broach.*) are answered there; a user service
+// runs on the executor (the worker pool, the seed's semantics) or, for
+// run_on_loop services, on the loop thread. Before a handler runs, a request
+// whose caller has given up (deadline passed while queued) or that arrives
+// while the node stops is answered without running it; exceptions become
+// typed errors. The response goes back through Engine::respond_from_any_thread
+// (a worker sends a single-datagram response itself).
+// Thread contract: on_request runs on the loop thread (asserted); invoke()
+// is safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <span>
+#include <string>
+
+#include "api/counters.hpp"
+#include "api/metrics.hpp"
+#include "api/service_registry.hpp"
+#include "base/clock.hpp"
+#include "base/executor.hpp"
+#include "reliable/engine.hpp"
+
+namespace broach::api {
+
+/// Answers the internal services (members, routes, stats, push-pull).
+class InternalHandler {
+ public:
+  virtual ~InternalHandler() = default;
+  /// Loop thread: true when `req` was an internal service and is answered.
+  virtual bool handle(reliable::IncomingRequest& req) = 0;
+};
+
+class Server final : public reliable::RequestHandler {
+ public:
+  struct Deps {
+    Loop& loop;
+    const Clock& clock;
+    Executor& executor;
+    ServiceRegistry& services;
+    NodeCounters& counters;
+    Metrics& metrics;
+    const std::atomic<bool>& stopping;
+  };
+  /// `engine` is where responses go; it may still be under construction
+  /// (it is not used before the first request).
+  Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal)
+      : d_(deps), engine_(engine), internal_(internal) {}
+
+  void on_request(reliable::IncomingRequest&& req) override;
+
+  /// Any thread: runs `handler` with the provider-side rules (stopping,
+  /// expired deadline, exceptions to typed errors) and records the
+  /// per-service served counters and handler time.
+  RawResult invoke(const std::string& service, const RawHandler& handler,
+                   std::span<const std::byte> args, TimePoint deadline);
+
+ private:
+  RawResult invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args, TimePoint deadline);
+  void run(const RawHandler& handler, reliable::IncomingRequest& req);
+  void refuse(const reliable::RequestToken& token, Errc code, std::string message);
+
+  Deps d_;
+  reliable::Engine& engine_;
+  InternalHandler& internal_;
+};
+
+/// The reply a RawResult makes.
+inline reliable::CallResult to_call_result(RawResult&& r) {
+  if (r.ok()) return reliable::CallResult{Errc::kOk, std::move(r.value()), {}};
+  return reliable::CallResult{r.error().code(), {}, r.error().message()};
+}
+
+}  // namespace broach::api

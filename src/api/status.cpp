@@ -1,0 +1,240 @@
+// Status: counters as samples, JSON and Prometheus text made from them.
+#include "api/status.hpp"
+
+#include <cstdio>
+
+#include "api/node_core.hpp"
+#include "breaker/circuit_breaker.hpp"
+
+namespace broach::api {
+namespace {
+
+void engine_samples(const reliable::Engine& e, std::vector<Sample>& out) {
+  const auto& s = e.stats();
+  const std::string prefix = "broach_transport_";
+#define BROACH_X(field, help) \
+  out.push_back(Sample{"transport", #field, prefix + #field + "_total", help, static_cast<double>(s.field)});
+  BROACH_ENGINE_COUNTERS(BROACH_X)
+#undef BROACH_X
+#define BROACH_X(field, help) \
+  out.push_back(Sample{"transport", #field, prefix + #field, help, static_cast<double>(s.field), true});
+  BROACH_ENGINE_GAUGES(BROACH_X)
+#undef BROACH_X
+  out.push_back(Sample{"transport", "pending_calls", "broach_pending_calls", "Calls this node is waiting on.",
+                       static_cast<double>(e.pending_calls()), true});
+  const auto& p = e.path().stats();
+  out.push_back(Sample{"transport", "datagrams_in", "broach_datagrams_received_total",
+                       "Datagrams received (before any check).", static_cast<double>(p.datagrams_in)});
+  out.push_back(Sample{"transport", "datagrams_out", "broach_datagrams_sent_total", "Datagrams sent.",
+                       static_cast<double>(p.datagrams_out.load())});
+  out.push_back(Sample{"transport", "send_failures", "broach_datagram_send_failures_total",
+                       "Datagrams the local socket refused (buffer full).", static_cast<double>(p.send_failures.load())});
+  // Every drop by reason, from the path (headers), the engine (bodies,
+  // stray messages) and membership (malformed gossip).
+  const char* drops_help = "Datagrams dropped, by reason.";
+  for (int i = 1; i < static_cast<int>(wire::DecodeError::kCount_); ++i) {
+    Sample d{"transport", "dropped", "broach_datagrams_dropped_total", drops_help,
+             static_cast<double>(p.drops[i] + s.drops[i])};
+    d.label_key = "reason";
+    d.label_value = wire::decode_error_name(static_cast<wire::DecodeError>(i));
+    d.nested = true;
+    out.push_back(std::move(d));
+  }
+  for (auto [reason, n] : {std::pair<const char*, std::uint64_t>{"unauthenticated", p.drops_unauthenticated},
+                           {"unexpected", s.drops_unexpected}}) {
+    Sample d{"transport", "dropped", "broach_datagrams_dropped_total", drops_help, static_cast<double>(n)};
+    d.label_key = "reason";
+    d.label_value = reason;
+    d.nested = true;
+    out.push_back(std::move(d));
+  }
+}
+
+void membership_samples(const membership::Membership& m, std::vector<Sample>& out) {
+  std::size_t by_state[4] = {};
+  for (const auto& mi : m.members()) ++by_state[static_cast<int>(mi.state)];
+  for (auto st : {MemberState::kAlive, MemberState::kSuspect, MemberState::kDead, MemberState::kLeft}) {
+    Sample g{"membership", member_state_name(st), "broach_members", "Members this node knows, by state.",
+             static_cast<double>(by_state[static_cast<int>(st)]), true};
+    g.label_key = "state";
+    g.label_value = member_state_name(st);
+    out.push_back(std::move(g));
+  }
+  const auto& s = m.stats();
+#define BROACH_X(field, help)                                                                 \
+  out.push_back(Sample{"membership", #field, std::string("broach_gossip_") + #field + "_total", help, \
+                       static_cast<double>(s.field)});
+  BROACH_MEMBERSHIP_COUNTERS(BROACH_X)
+#undef BROACH_X
+  out.push_back(Sample{"membership", "awareness", "broach_gossip_awareness",
+                       "Lifeguard local health score (0 = healthy).", static_cast<double>(s.awareness), true});
+}
+
+nlohmann::json latency_json(const LatencyHistogram& h) {
+  return {{"count", h.count()},
+          {"p50", h.percentile(0.50)},
+          {"p90", h.percentile(0.90)},
+          {"p99", h.percentile(0.99)},
+          {"p999", h.percentile(0.999)},
+          {"max", h.max_us()}};
+}
+
+nlohmann::json codes_json(const CodeCounters& c) {
+  nlohmann::json out = nlohmann::json::object();
+  for (std::size_t i = 1; i < c.by_code.size(); ++i) {
+    const auto n = c.by_code[i].load(std::memory_order_relaxed);
+    if (n > 0 && errc_known(static_cast<std::uint16_t>(i))) out[errc_name(static_cast<Errc>(i))] = n;
+  }
+  return out;
+}
+
+std::string label(const std::string& k, const std::string& v) {
+  std::string e;
+  for (char c : v) {
+    if (c == '\\' || c == '"') e += '\\';
+    if (c == '\n') {
+      e += "\\n";
+      continue;
+    }
+    e += c;
+  }
+  return k + "=\"" + e + "\"";
+}
+
+struct PromWriter {
+  std::string out;
+  std::string last;
+  void head(const std::string& name, const char* type, const std::string& help) {
+    if (name == last) return;
+    last = name;
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  }
+  void sample(const std::string& name, const std::string& labels, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.17g", v);
+    out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + buf + "\n";
+  }
+};
+
+}  // namespace
+
+std::vector<Sample> Status::samples() const {
+  BROACH_ASSERT_IN_LOOP(core_.loop());
+  std::vector<Sample> out;
+  out.reserve(96);
+  collect(core_.counters(), out);
+  for (const auto& s : sources_) s(out);
+  engine_samples(core_.engine(), out);
+  membership_samples(core_.membership(), out);
+  return out;
+}
+
+nlohmann::json Status::snapshot() const {
+  nlohmann::json j;
+  j["address"] = core_.address().to_string();
+  j["name"] = core_.config().name;
+  j["version"] = core_.config().version;
+  nlohmann::json services = nlohmann::json::object();
+  for (const auto& [name, m] : core_.metrics().all()) {
+    services[name] = {{"served", m->served.load()},
+                      {"served_errors", codes_json(m->served_errors)},
+                      {"served_latency_us", latency_json(m->served_latency)},
+                      {"made", m->made.load()},
+                      {"made_errors", codes_json(m->made_errors)},
+                      {"made_latency_us", latency_json(m->made_latency)}};
+  }
+  j["services"] = services;
+  for (const auto& s : samples()) {
+    auto& slot = j[s.group][s.key];
+    if (s.nested) {
+      slot[s.label_value] = static_cast<std::uint64_t>(s.value);
+    } else {
+      const bool whole = s.value >= 0 && s.value == static_cast<double>(static_cast<std::uint64_t>(s.value));
+      slot = whole ? nlohmann::json(static_cast<std::uint64_t>(s.value)) : nlohmann::json(s.value);
+    }
+  }
+  nlohmann::json breakers = nlohmann::json::array();
+  for (const auto& b : core_.router().breakers(core_.clock().now())) {
+    breakers.push_back({{"provider", b.provider.to_string()}, {"service", b.service},
+                        {"state", breaker::breaker_state_name(b.state)}, {"trips", b.trips}});
+  }
+  j["breakers"] = breakers;
+  return j;
+}
+
+Bytes Status::stats_msgpack() const {
+  const auto bytes = nlohmann::json::to_msgpack(snapshot());
+  const auto* p = reinterpret_cast<const std::byte*>(bytes.data());
+  return Bytes(p, p + bytes.size());
+}
+
+std::string Status::prometheus() const {
+  PromWriter w;
+  const auto services = core_.metrics().all();
+  const std::vector<double> bounds_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                      100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+  for (const bool served : {true, false}) {
+    const std::string base = served ? "broach_calls_served" : "broach_calls_made";
+    w.head(base + "_total", "counter",
+           served ? "Requests this node ran (or refused) per service." : "Calls this node made per service.");
+    for (const auto& [name, m] : services) {
+      w.sample(base + "_total", label("service", name), static_cast<double>(served ? m->served.load() : m->made.load()));
+    }
+    w.head(base + "_errors_total", "counter", "Calls that ended with an error, per service and error kind.");
+    for (const auto& [name, m] : services) {
+      const auto& codes = served ? m->served_errors : m->made_errors;
+      for (std::size_t i = 1; i < codes.by_code.size(); ++i) {
+        const auto n = codes.by_code[i].load();
+        if (n > 0 && errc_known(static_cast<std::uint16_t>(i))) {
+          w.sample(base + "_errors_total",
+                   label("service", name) + "," + label("error", errc_name(static_cast<Errc>(i))),
+                   static_cast<double>(n));
+        }
+      }
+    }
+    const std::string hist = served ? "broach_call_served_duration_seconds" : "broach_call_made_duration_seconds";
+    w.head(hist, "histogram", served ? "Handler run time per service." : "Call round trip seen by this caller, per service.");
+    for (const auto& [name, m] : services) {
+      const auto& h = served ? m->served_latency : m->made_latency;
+      const auto cum = h.cumulative(bounds_us);
+      for (std::size_t b = 0; b < bounds_us.size(); ++b) {
+        char le[32];
+        std::snprintf(le, sizeof(le), "%g", bounds_us[b] / 1e6);
+        w.sample(hist + "_bucket", label("service", name) + "," + label("le", le), static_cast<double>(cum[b]));
+      }
+      w.sample(hist + "_bucket", label("service", name) + "," + label("le", "+Inf"), static_cast<double>(h.count()));
+      w.sample(hist + "_sum", label("service", name), h.sum_us() / 1e6);
+      w.sample(hist + "_count", label("service", name), static_cast<double>(h.count()));
+    }
+  }
+  for (const auto& s : samples()) {
+    w.head(s.prom, s.gauge ? "gauge" : "counter", s.help);
+    w.sample(s.prom, s.label_key ? label(s.label_key, s.label_value) : std::string(), s.value);
+  }
+  w.head("broach_circuit_open", "gauge", "1 while a circuit breaker is open or half-open.");
+  for (const auto& b : core_.router().breakers(core_.clock().now())) {
+    w.sample("broach_circuit_open",
+             label("provider", b.provider.to_string()) + "," + label("service", b.service),
+             b.state == breaker::BreakerState::kClosed ? 0.0 : 1.0);
+  }
+  return w.out;
+}
+
+nlohmann::json Status::members_json() const {
+  nlohmann::json arr = nlohmann::json::array();
+  for (const auto& mi : core_.members()) {
+    arr.push_back({{"address", mi.address.to_string()}, {"name", mi.meta.name},
+                   {"version", mi.meta.version}, {"state", member_state_name(mi.state)},
+                   {"incarnation", mi.incarnation}, {"services", mi.meta.services},
+                   {"weight", mi.meta.weight}, {"self", mi.self}});
+  }
+  return arr;
+}
+
+nlohmann::json Status::routes_json() const {
+  const auto bytes = InternalServices::pack_routes(*core_.routes());
+  return nlohmann::json::from_msgpack(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                      reinterpret_cast<const std::uint8_t*>(bytes.data()) + bytes.size());
+}
+
+}  // namespace broach::api

@@ -1,0 +1,112 @@
+// Internal header. The one datagram path of a node: every datagram the node
+// sends leaves through DatagramPath::send / send_batch / send_from_any_thread,
+// and every datagram it receives enters through DatagramPath::on_datagram,
+// where the 56-byte header is decoded and checked before any body is looked
+// at. Nothing else in the node touches the Transport.
+//
+// Layer: reliable (just below the Engine, which owns it). It knows the wire
+// header and nothing of calls, services or membership.
+//
+// The two planned stages plug in here and nowhere else (docs/architecture.md,
+// "The datagram path"):
+//  - sealing: encode_into() and the fast path finish a datagram by sealing it
+//    (AEAD over header + payload, tag appended, kFlagAuth set) just before
+//    transport_.send*; on_datagram() opens it right after decode_datagram()
+//    and drops what does not verify, counted in PathStats.
+//  - coalescing: send() appends small datagrams for the same peer to a
+//    per-peer buffer instead of sending them, and the loop's end-of-iteration
+//    hook flushes each buffer as one datagram; on_datagram() splits a
+//    coalesced datagram and delivers its parts one by one to the sink.
+//
+// Thread contract: on_datagram(), send() and send_batch() run on the loop
+// thread (asserted in debug builds). send_from_any_thread() is safe from any
+// thread when can_send_from_any_thread() is true. stats() counters that any
+// thread may bump are atomics.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+
+#include "base/loop.hpp"
+#include "transport/transport.hpp"
+#include "wire/header.hpp"
+
+namespace broach::reliable {
+
+/// Where a checked datagram goes next (the Engine). Loop thread.
+class PacketSink {
+ public:
+  virtual ~PacketSink() = default;
+  /// A datagram whose header decoded and passed every check. `payload` is
+  /// valid only during the call.
+  virtual void on_packet(const Endpoint& from, const wire::Header& h,
+                         std::span<const std::byte> payload) = 0;
+  /// A datagram whose header is sound but whose message exceeds the
+  /// configured maximum (so the sender can be told instead of timing out).
+  virtual void on_too_large(const Endpoint& from, const wire::Header& h) = 0;
+};
+
+struct PathStats {
+  /// Incoming datagrams dropped before any body was read, by reason.
+  std::uint64_t drops[static_cast<int>(wire::DecodeError::kCount_)] = {};
+  std::uint64_t drops_unauthenticated = 0;  ///< kFlagAuth set but no key to verify it
+  std::uint64_t datagrams_in = 0, bytes_in = 0;
+  std::atomic<std::uint64_t> datagrams_out{0}, bytes_out{0};
+  std::atomic<std::uint64_t> send_failures{0};  ///< refused locally (e.g. socket buffer full)
+};
+
+class DatagramPath final : public DatagramReceiver {
+ public:
+  /// `loop` and `transport` must outlive the path. Sets itself as the
+  /// transport's receiver; `max_message` bounds total_len of incoming messages.
+  DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message);
+  ~DatagramPath() override;
+  DatagramPath(const DatagramPath&) = delete;
+  DatagramPath& operator=(const DatagramPath&) = delete;
+
+  /// Non-owning; null drops everything that arrives (counted nowhere else).
+  void set_sink(PacketSink* sink) { sink_ = sink; }
+
+  /// Largest payload of one datagram of `max_datagram` bytes.
+  static std::size_t max_payload(std::size_t max_datagram) {
+    return max_datagram - wire::kHeaderSize - wire::kAuthTagSize;
+  }
+
+  /// Loop thread: one datagram, header `h` + `payload`.
+  void send(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload);
+  /// Loop thread: writes header + payload into `slot` (which must hold
+  /// kHeaderSize + payload + kAuthTagSize bytes) and returns the datagram's
+  /// length, for send_batch.
+  std::size_t encode_into(const wire::Header& h, std::span<const std::byte> payload,
+                          std::span<std::byte> slot) const;
+  /// Loop thread: datagrams made by encode_into, to one peer (sendmmsg).
+  void send_batch(const Endpoint& to, std::span<const std::span<const std::byte>> datagrams);
+
+  /// True when send_from_any_thread() may be used (a plain socket send).
+  bool can_send_from_any_thread() const { return transport_.thread_safe_send(); }
+  /// Any thread (when can_send_from_any_thread()): one datagram, encoded in
+  /// the calling thread's own buffer. Returns false when the transport
+  /// refused it locally.
+  bool send_from_any_thread(const Endpoint& to, const wire::Header& h,
+                            std::span<const std::byte> payload);
+
+  /// The incoming stage (transport callback, loop thread).
+  void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
+
+  /// The address datagrams are received on.
+  Endpoint local() const { return transport_.local(); }
+  const PathStats& stats() const { return stats_; }
+
+ private:
+  bool transmit(const Endpoint& to, std::span<const std::byte> datagram);
+
+  Loop& loop_;
+  Transport& transport_;
+  std::uint64_t max_message_;
+  PacketSink* sink_ = nullptr;
+  std::vector<std::byte> scratch_;  // loop thread: assembly buffer, reused
+  PathStats stats_;
+};
+
+}  // namespace broach::reliable
