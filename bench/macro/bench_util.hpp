@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "latency_histogram.hpp"
+#include "broach/histogram.hpp"
 
 namespace broach::bench {
 

@@ -80,7 +80,7 @@ void run_sync(Node& node, const Endpoint& to, const std::string& service, const 
     }
     ++r.calls;
     r.bytes += payload.size();
-    r.latency.record(done - start);
+    r.latency.record_ns(done - start);
   }
 }
 
@@ -117,7 +117,7 @@ class AsyncEcho {
       if (res.ok() && res.value().size() == payload_.size()) {
         ++r_.calls;
         r_.bytes += payload_.size();
-        r_.latency.record(done - start);
+        r_.latency.record_ns(done - start);
       } else {
         ++r_.errors;
       }

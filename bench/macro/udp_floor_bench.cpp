@@ -149,7 +149,7 @@ Report run_pingpong(const Flags& f, std::uint64_t size, double seconds) {
     if (w.contains(sent)) {
       ++r.calls;
       r.bytes += size;
-      r.latency.record(done - sent);
+      r.latency.record_ns(done - sent);
     }
   }
   r.cpu_s = process_cpu_s() - cpu0;
@@ -185,7 +185,7 @@ Report run_window(const Flags& f, std::uint64_t size, double seconds) {
     if (w.contains(done)) {
       ++r.calls;
       r.bytes += size;
-      r.latency.record(done - stamp);
+      r.latency.record_ns(done - stamp);
     }
   }
   r.cpu_s = process_cpu_s() - cpu0;

@@ -5,4 +5,5 @@
 #include "broach/config.hpp"
 #include "broach/endpoint.hpp"
 #include "broach/error.hpp"
+#include "broach/histogram.hpp"
 #include "broach/node.hpp"

@@ -26,7 +26,7 @@ void DirectCalls::call(const Endpoint& to, const std::string& service, std::span
                    clock = &d_.clock](reliable::CallResult&& r) {
     m->made.fetch_add(1, std::memory_order_relaxed);
     if (r.code != Errc::kOk) m->made_errors.add(r.code);
-    m->made_latency.record(std::chrono::duration<double, std::micro>(clock->now() - now).count());
+    m->made_latency.record(clock->now() - now);
     if (r.code == Errc::kOk) {
       done(RawResult(std::move(r.body)));
     } else {

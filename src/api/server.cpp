@@ -46,7 +46,7 @@ RawResult Server::invoke(const std::string& service, const RawHandler& handler,
   auto& m = d_.metrics.service(service);
   m.served.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) m.served_errors.add(r.error().code());
-  m.served_latency.record(std::chrono::duration<double, std::micro>(d_.clock.now() - t0).count());
+  m.served_latency.record(d_.clock.now() - t0);
   return r;
 }
 

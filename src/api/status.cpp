@@ -72,11 +72,11 @@ void membership_samples(const membership::Membership& m, std::vector<Sample>& ou
 
 nlohmann::json latency_json(const LatencyHistogram& h) {
   return {{"count", h.count()},
-          {"p50", h.percentile(0.50)},
-          {"p90", h.percentile(0.90)},
-          {"p99", h.percentile(0.99)},
-          {"p999", h.percentile(0.999)},
-          {"max", h.max_us()}};
+          {"p50", h.quantile_us(0.50)},
+          {"p90", h.quantile_us(0.90)},
+          {"p99", h.quantile_us(0.99)},
+          {"p999", h.quantile_us(0.999)},
+          {"max", static_cast<double>(h.max_ns()) / 1000.0}};
 }
 
 nlohmann::json codes_json(const CodeCounters& c) {
@@ -171,8 +171,10 @@ Bytes Status::stats_msgpack() const {
 std::string Status::prometheus() const {
   PromWriter w;
   const auto services = core_.metrics().all();
-  const std::vector<double> bounds_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                      100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+  const std::vector<std::uint64_t> bounds_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                             100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+  std::vector<std::uint64_t> bounds_ns;
+  for (auto b : bounds_us) bounds_ns.push_back(b * 1000);
   for (const bool served : {true, false}) {
     const std::string base = served ? "broach_calls_served" : "broach_calls_made";
     w.head(base + "_total", "counter",
@@ -196,14 +198,14 @@ std::string Status::prometheus() const {
     w.head(hist, "histogram", served ? "Handler run time per service." : "Call round trip seen by this caller, per service.");
     for (const auto& [name, m] : services) {
       const auto& h = served ? m->served_latency : m->made_latency;
-      const auto cum = h.cumulative(bounds_us);
+      const auto cum = h.cumulative_ns(bounds_ns);
       for (std::size_t b = 0; b < bounds_us.size(); ++b) {
         char le[32];
-        std::snprintf(le, sizeof(le), "%g", bounds_us[b] / 1e6);
+        std::snprintf(le, sizeof(le), "%g", static_cast<double>(bounds_us[b]) / 1e6);
         w.sample(hist + "_bucket", label("service", name) + "," + label("le", le), static_cast<double>(cum[b]));
       }
       w.sample(hist + "_bucket", label("service", name) + "," + label("le", "+Inf"), static_cast<double>(h.count()));
-      w.sample(hist + "_sum", label("service", name), h.sum_us() / 1e6);
+      w.sample(hist + "_sum", label("service", name), h.sum_ns() / 1e9);
       w.sample(hist + "_count", label("service", name), static_cast<double>(h.count()));
     }
   }

@@ -91,7 +91,9 @@ TEST(Policies, ConsistentHashIsStickyAndRemapsLittle) {
   for (int n : spread) EXPECT_NEAR(n, 1000, 250);
   // A fourth provider joins: only about a quarter of the keys move, all to it.
   auto c4 = c;
-  c4.push_back(Candidate{Endpoint{0x7f000001, 1003}});
+  Candidate fourth;
+  fourth.address = Endpoint{0x7f000001, 1003};
+  c4.push_back(fourth);
   int moved = 0;
   for (const auto& [key, port] : before) {
     const auto now = c4[p->pick(c4, PickContext{"svc", key, 1})].address.port;
@@ -106,7 +108,9 @@ TEST(Policies, ConsistentHashIsStickyAndRemapsLittle) {
   std::vector<Candidate> c2{c[0], c[2]};
   for (const auto& [key, port] : before) {
     const auto now = c2[p->pick(c2, PickContext{"svc", key, 1})].address.port;
-    if (port != 1001) EXPECT_EQ(now, port) << key;
+    if (port != 1001) {
+      EXPECT_EQ(now, port) << key;
+    }
   }
 }
 
