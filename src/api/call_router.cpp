@@ -91,7 +91,7 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
   std::vector<lb::Candidate> candidates;
   candidates.reserve(entry->providers.size());
   bool any_version = false, any_untried = false;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   last_table_ = table.version();
   if (not_offered_table_ != table.version()) {
     not_offered_.clear();
@@ -135,7 +135,7 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
 
 void CallRouter::on_finish(const Endpoint& provider, const std::string& service, Errc code,
                            Duration latency, TimePoint now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ProviderState& ps = provider_locked(provider);
   if (ps.outstanding > 0) --ps.outstanding;
   if (code == Errc::kNotFound && last_table_ != 0) {
@@ -171,7 +171,7 @@ void CallRouter::on_finish(const Endpoint& provider, const std::string& service,
 }
 
 void CallRouter::on_call() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   budget_.on_call();
 }
 
@@ -194,12 +194,12 @@ bool CallRouter::may_retry(const std::string& service, const CallOptions& opts, 
   }
   // Calls that can no longer reach anyone are not worth a retry.
   if (code == Errc::kCircuitOpen || code == Errc::kNoProvider || code == Errc::kShutdown) return false;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return budget_.try_retry();
 }
 
 std::vector<CallRouter::BreakerView> CallRouter::breakers(TimePoint now) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<BreakerView> out;
   for (const auto& [e, ps] : providers_) out.push_back({e, "", ps.breaker.state(now), ps.breaker.trips()});
   for (const auto& [k, b] : service_breakers_) out.push_back({k.first, k.second, b.state(now), b.trips()});

@@ -7,13 +7,13 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "base/rng.hpp"
+#include "base/thread_annotations.hpp"
 #include "base/time.hpp"
 #include "breaker/circuit_breaker.hpp"
 #include "broach/config.hpp"
@@ -64,8 +64,9 @@ class CallRouter {
     double ewma_us = 0;
     breaker::CircuitBreaker breaker;
   };
-  ProviderState& provider_locked(const Endpoint& e);
-  breaker::CircuitBreaker& service_breaker_locked(const Endpoint& e, const std::string& service);
+  ProviderState& provider_locked(const Endpoint& e) BROACH_REQUIRES(mu_);
+  breaker::CircuitBreaker& service_breaker_locked(const Endpoint& e, const std::string& service)
+      BROACH_REQUIRES(mu_);
   lb::Policy& policy_for(const std::string& service);
   static bool version_matches(const std::string& want, std::string_view have);
 
@@ -76,16 +77,16 @@ class CallRouter {
   std::unique_ptr<lb::Policy> default_policy_;
   std::map<std::string, std::unique_ptr<lb::Policy>> service_policies_;  // immutable after ctor
 
-  mutable std::mutex mu_;
-  std::unordered_map<Endpoint, ProviderState> providers_;                             // guarded by mu_
-  std::map<std::pair<Endpoint, std::string>, breaker::CircuitBreaker> service_breakers_;  // guarded by mu_
-  breaker::RetryBudget budget_;                                                        // guarded by mu_
+  mutable Mutex mu_;
+  std::unordered_map<Endpoint, ProviderState> providers_ BROACH_GUARDED_BY(mu_);
+  std::map<std::pair<Endpoint, std::string>, breaker::CircuitBreaker> service_breakers_ BROACH_GUARDED_BY(mu_);
+  breaker::RetryBudget budget_ BROACH_GUARDED_BY(mu_);
   // Providers that answered not_found for a service the route table says
   // they offer (gossip not there yet): skipped until the next table.
-  std::set<std::pair<Endpoint, std::string>> not_offered_;                             // guarded by mu_
-  std::uint64_t not_offered_table_ = 0;  // route table version the set belongs to; guarded by mu_
-  std::uint64_t last_table_ = 0;         // version of the table of the latest pick; guarded by mu_
-  Rng rng_;                                                                            // guarded by mu_
+  std::set<std::pair<Endpoint, std::string>> not_offered_ BROACH_GUARDED_BY(mu_);
+  std::uint64_t not_offered_table_ BROACH_GUARDED_BY(mu_) = 0;  // route table version the set belongs to
+  std::uint64_t last_table_ BROACH_GUARDED_BY(mu_) = 0;         // version of the table of the latest pick
+  Rng rng_ BROACH_GUARDED_BY(mu_);
 };
 
 }  // namespace broach::api

@@ -11,10 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "base/thread_annotations.hpp"
 #include "broach/error.hpp"
 #include "broach/histogram.hpp"
 
@@ -43,8 +43,8 @@ class Metrics {
 
  private:
   static constexpr std::size_t kMaxServices = 4096;  // bound: names come from the network
-  mutable std::shared_mutex mu_;
-  std::map<std::string, std::unique_ptr<ServiceMetrics>> services_;  // guarded by mu_
+  mutable SharedMutex mu_;
+  std::map<std::string, std::unique_ptr<ServiceMetrics>> services_ BROACH_GUARDED_BY(mu_);
   ServiceMetrics overflow_;  // everything past kMaxServices names
 };
 

@@ -7,13 +7,12 @@
 #pragma once
 
 #include <algorithm>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "base/thread_annotations.hpp"
 #include "broach/node.hpp"
 #include "routing/route_table.hpp"
 
@@ -27,16 +26,16 @@ struct Service {
 class ServiceRegistry {
  public:
   void add(std::string name, Service s) {
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     services_[std::move(name)] = std::move(s);
   }
   bool remove(const std::string& name) {
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     return services_.erase(name) > 0;
   }
   /// A copy of the service (handlers are shared, cheap to copy).
   std::optional<Service> find(const std::string& name) const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     auto it = services_.find(name);
     if (it == services_.end()) return std::nullopt;
     return it->second;
@@ -45,7 +44,7 @@ class ServiceRegistry {
   std::vector<std::string> advertised() const {
     std::vector<std::string> out;
     {
-      std::shared_lock lock(mu_);
+      ReaderLock lock(mu_);
       for (const auto& [name, s] : services_) {
         if (!routing::is_internal_service(name)) out.push_back(name);
       }
@@ -55,8 +54,8 @@ class ServiceRegistry {
   }
 
  private:
-  mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, Service> services_;  // guarded by mu_
+  mutable SharedMutex mu_;
+  std::unordered_map<std::string, Service> services_ BROACH_GUARDED_BY(mu_);
 };
 
 }  // namespace broach::api

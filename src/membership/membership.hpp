@@ -7,7 +7,8 @@
 // internal service "__broach.pushpull"). It publishes member events to a
 // listener and knows nothing about routing or services beyond carrying each
 // member's metadata. docs/membership.md is the full description.
-// Thread contract: owned by the loop thread; every method runs there.
+// Thread contract: owned by the loop thread; every method runs there (the
+// entry points assert it: BROACH_ASSERT_IN_LOOP).
 #pragma once
 
 #include <functional>

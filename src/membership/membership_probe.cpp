@@ -26,6 +26,7 @@ void Membership::schedule_probe() {
 }
 
 void Membership::probe() {
+  BROACH_ASSERT_IN_LOOP(loop_);
   // Randomised round robin: every member is probed once per round, in an
   // order reshuffled each round, so a failure is detected within one round.
   for (int tries = 0; tries < 2; ++tries) {
@@ -134,6 +135,7 @@ void Membership::send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
 
 void Membership::on_extension(const Endpoint& from, const wire::Header& h,
                               std::span<const std::byte> payload) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   ProbeMessage msg;
   if (h.fragment_count != 1 || !decode_probe(payload, msg)) {
     ++stats_.bad_messages;
@@ -192,6 +194,7 @@ void Membership::handle_probe(const Endpoint& from, ProbeMessage& msg) {
 }
 
 void Membership::gossip() {
+  BROACH_ASSERT_IN_LOOP(loop_);
   if (queue_.empty()) return;
   for (const auto& to : random_members(static_cast<std::size_t>(opt_.gossip_nodes), {}, true)) {
     if (queue_.empty()) break;

@@ -61,6 +61,7 @@ void Membership::emit(EventKind kind, const MemberInfo& m) {
 }
 
 void Membership::apply(const Update& u, bool from_push_pull, const Endpoint* source) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   if (source != nullptr && u.state != MemberState::kAlive && u.addr != self_.address) {
     // The sender accuses a member we know has since refuted: it missed the
     // refutation (gossip is probabilistic). Correct it directly, before its
@@ -294,6 +295,7 @@ void Membership::reclaim() {
 }
 
 void Membership::set_meta(MemberMeta meta) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   if (meta == self_.meta) return;
   self_.meta = std::move(meta);
   ++self_.incarnation;

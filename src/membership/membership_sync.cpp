@@ -16,6 +16,7 @@ constexpr Duration kFirstJoinBackoff = std::chrono::milliseconds(500);
 }  // namespace
 
 void Membership::start(std::vector<Endpoint> seeds) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   running_ = true;
   seeds_.clear();
   for (const auto& s : seeds) {
@@ -101,6 +102,7 @@ void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(b
 }
 
 wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   std::vector<char> bin;
   try {
     auto oh = msgpack::unpack(reinterpret_cast<const char*>(args.data()), args.size());
@@ -170,6 +172,7 @@ void Membership::reconnect() {
 }
 
 void Membership::leave() {
+  BROACH_ASSERT_IN_LOOP(loop_);
   if (!running_ || left_) return;
   self_.state = MemberState::kLeft;
   ++self_.incarnation;

@@ -117,6 +117,7 @@ void Engine::start_call(Call& c) {
 }
 
 void Engine::on_call_timer(std::uint64_t id) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
   Call& c = it->second;
@@ -251,6 +252,7 @@ void Engine::handle_unknown_call(const Endpoint& from, const Header& h) {
 }
 
 void Engine::fail_all(Errc code, const std::string& message) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   std::vector<std::uint64_t> ids;
   ids.reserve(calls_.size());
   for (const auto& [id, c] : calls_) ids.push_back(id);

@@ -26,6 +26,7 @@ constexpr std::uint32_t kTimeoutBurst = 32;
 void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
                           const SharedBytes& data, std::uint32_t deadline_us,
                           std::unique_ptr<Transfer>* slot) {
+  BROACH_ASSERT_IN_LOOP(loop_);
   const std::uint32_t fp = frag_payload_for(to);
   if (data->size() <= fp) {
     Header h = header_for(type, id, data->size());
