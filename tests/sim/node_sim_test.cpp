@@ -5,6 +5,7 @@
 // seed; rerun one with BROACH_SIM_SEEDS and BROACH_LOG_LEVEL=debug.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -51,6 +52,15 @@ void join_all(SimNodes& s, std::size_t n, const std::function<void(std::size_t, 
   for (std::size_t i = 0; i < n; ++i) all[i] = i;
   ASSERT_TRUE(s.net.run_until([&] { return s.all_see_alive(all); }, seconds(30)))
       << "cluster did not converge; " << s.net.trace_tail();
+}
+
+// Starts n nodes of which `providers` offer "work", and waits until node 0
+// routes "work" to every one of them.
+void start_with_providers(SimNodes& s, std::size_t n, const std::vector<std::size_t>& providers, Runs& runs) {
+  join_all(s, n, [&](std::size_t i, api::NodeCore& c) {
+    if (std::find(providers.begin(), providers.end(), i) != providers.end()) provide_work(c, runs);
+  });
+  ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", providers); }, seconds(10)));
 }
 
 TEST(NodeSim, ClusterJoinsByGossipAndServesCallsByName) {
@@ -166,10 +176,7 @@ TEST(NodeSim, BreakerOpensSkipsAndReadmits) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     SimNodes s(seed, 5, breaker_config());
     Runs runs;
-    join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
-      if (i == 1 || i == 2) provide_work(c, runs);
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2}); }, seconds(10)));
+    start_with_providers(s, 5, {1, 2}, runs);
     s.net.partition({SimNodes::address(0)}, {SimNodes::address(1)});
     for (std::uint64_t k = 0; k < 12; ++k) {
       auto o = s.call(0, "work", detail::pack_args(k));
@@ -199,10 +206,7 @@ TEST(NodeSim, EveryProviderFusedFailsAtOnce) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     SimNodes s(seed, 5, breaker_config());
     Runs runs;
-    join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
-      if (i == 1 || i == 2) provide_work(c, runs);
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2}); }, seconds(10)));
+    start_with_providers(s, 5, {1, 2}, runs);
     s.net.partition({SimNodes::address(0)}, {SimNodes::address(1), SimNodes::address(2)});
     CallOptions never;
     never.retry = RetryMode::kNever;
@@ -231,10 +235,7 @@ TEST(NodeSim, RetryBudgetCapsAttempts) {
     cfg.retry.budget_ratio = 0.1;
     SimNodes s(seed, 3, cfg);
     Runs runs;
-    join_all(s, 3, [&](std::size_t i, api::NodeCore& c) {
-      if (i > 0) provide_work(c, runs);
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2}); }, seconds(10)));
+    start_with_providers(s, 3, {1, 2}, runs);
     s.at(1).executor->capacity = 0;
     s.at(2).executor->capacity = 0;
     const int calls = 200;
@@ -261,10 +262,7 @@ TEST(NodeSim, HedgeSendsBackupAfterDelayAndFirstAnswerWins) {
     cfg.retry.hedge_delay_ms = 20;
     SimNodes s(seed, 3, cfg);
     Runs runs;
-    join_all(s, 3, [&](std::size_t i, api::NodeCore& c) {
-      if (i > 0) provide_work(c, runs);
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2}); }, seconds(10)));
+    start_with_providers(s, 3, {1, 2}, runs);
     s.at(1).executor->delay = milliseconds(200);  // node1 is slow
     int hedged = 0;
     for (std::uint64_t k = 0; k < 20; ++k) {
