@@ -50,15 +50,17 @@ void DatagramPath::send_batch(const Endpoint& to, std::span<const std::span<cons
   if (sent < datagrams.size()) stats_.send_failures.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
 }
 
-bool DatagramPath::send_from_any_thread(const Endpoint& to, const wire::Header& h,
-                                        std::span<const std::byte> payload) {
-  BROACH_ASSERT(can_send_from_any_thread());
+std::span<const std::byte> DatagramPath::prepare(const wire::Header& h, std::span<const std::byte> payload) {
   // One buffer per thread: callers and workers encode without sharing.
   thread_local std::vector<std::byte> buf;
   const std::size_t n = wire::kHeaderSize + payload.size() + wire::kAuthTagSize;
   if (buf.size() < n) buf.resize(std::max<std::size_t>(n, 2048));
-  const std::size_t len = encode_into(h, payload, buf);
-  return transmit(to, std::span<const std::byte>(buf.data(), len));
+  return std::span<const std::byte>(buf.data(), encode_into(h, payload, buf));
+}
+
+bool DatagramPath::send_prepared(const Endpoint& to, std::span<const std::byte> datagram) {
+  BROACH_ASSERT(can_send_from_any_thread());
+  return transmit(to, datagram);
 }
 
 void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> data) {

@@ -89,7 +89,15 @@ class DatagramPath final : public DatagramReceiver {
   /// the calling thread's own buffer. Returns false when the transport
   /// refused it locally.
   bool send_from_any_thread(const Endpoint& to, const wire::Header& h,
-                            std::span<const std::byte> payload);
+                            std::span<const std::byte> payload) {
+    return send_prepared(to, prepare(h, payload));
+  }
+  /// The two halves of send_from_any_thread, for a caller that must do
+  /// something between encoding and sending (register the call with the
+  /// loop): prepare() finishes the datagram in this thread's own buffer,
+  /// valid until this thread's next prepare(); send_prepared() sends it.
+  std::span<const std::byte> prepare(const wire::Header& h, std::span<const std::byte> payload);
+  bool send_prepared(const Endpoint& to, std::span<const std::byte> datagram);
 
   /// The incoming stage (transport callback, loop thread).
   void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;

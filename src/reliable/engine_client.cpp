@@ -97,7 +97,7 @@ void Engine::call_from_any_thread(const Endpoint& to, Bytes payload, TimePoint d
   const std::uint64_t id = allocate_id();
   Header h = header_for(MsgType::kRequest, id, payload.size());
   h.deadline_us = remaining_us(deadline, now);
-  Bytes datagram_payload = payload;  // the call keeps one copy for retransmissions
+  const auto datagram = path_.prepare(h, payload);  // before `payload` moves into the call
   auto adopt = [this, id, to, payload = std::move(payload), deadline, now, shared_done]() mutable {
     adopt_call(id, to, std::move(payload), deadline, now, std::move(*shared_done));
   };
@@ -105,7 +105,7 @@ void Engine::call_from_any_thread(const Endpoint& to, Bytes payload, TimePoint d
     stopped();
     return;
   }
-  path_.send_from_any_thread(to, h, datagram_payload);
+  path_.send_prepared(to, datagram);
 }
 
 void Engine::start_call(Call& c) {
