@@ -22,6 +22,8 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
   friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
   std::string to_string() const;
+  /// The dotted IPv4 address alone ("a.b.c.d").
+  std::string ip_string() const;
   std::uint64_t key() const { return (static_cast<std::uint64_t>(ip) << 16) | port; }
 
   /// Parses "a.b.c.d:port": a dotted IPv4 address (four octets 0-255, each

@@ -40,7 +40,7 @@ void HttpEndpoint::start() {
   if (!Endpoint::parse(listen_, bind, &why)) {
     throw Error(Errc::kBadConfig, source_ + ": params.broach.http: " + why);
   }
-  host_ = listen_.substr(0, listen_.rfind(':'));
+  host_ = bind.ip_string();
   http_ = std::make_unique<httplib::Server>();
   // Each route reads the node on its loop thread; 503 once it stops.
   auto route = [this](const char* path, const char* type, auto render) {

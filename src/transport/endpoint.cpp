@@ -1,14 +1,15 @@
-// Endpoint::to_string. The parser (Endpoint::parse, Endpoint::parse_ip) is
+// Endpoint::to_string and ip_string. The parser (Endpoint::parse, Endpoint::parse_ip) is
 // defined inline in include/broach/endpoint.hpp so that layers below
 // transport (config) use the very same rules without linking this library.
 #include "transport/endpoint.hpp"
 
 namespace broach {
 
-std::string Endpoint::to_string() const {
+std::string Endpoint::ip_string() const {
   return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 0xff) + "." +
-         std::to_string((ip >> 8) & 0xff) + "." + std::to_string(ip & 0xff) + ":" +
-         std::to_string(port);
+         std::to_string((ip >> 8) & 0xff) + "." + std::to_string(ip & 0xff);
 }
+
+std::string Endpoint::to_string() const { return ip_string() + ":" + std::to_string(port); }
 
 }  // namespace broach
