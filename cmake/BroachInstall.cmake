@@ -34,7 +34,7 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "BroachRpc: a registry-free RPC framework 
 set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libspdlog-dev, libfmt-dev, nlohmann-json3-dev, libmsgpack-cxx-dev, libcpp-httplib-dev, pkg-config, cmake, g++")
+  "libspdlog-dev, libfmt-dev, nlohmann-json3-dev, libmsgpack-cxx-dev, libcpp-httplib-dev, libsodium-dev, pkg-config, cmake, g++")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES TRUE)
 include(CPack)

@@ -79,6 +79,20 @@ struct RetryConfig {
   double hedge_delay_ms = 0;             ///< idempotent services: backup request after this long (0 = off)
 };
 
+/// params.broach.security: sealing every datagram with a shared key
+/// (docs/security.md). No key configured: plaintext, as in the seed.
+struct SecurityConfig {
+  /// Path of a keyring file (`broach keygen > FILE`); relative paths are
+  /// relative to the config file's directory.
+  std::string keyring;
+  /// Inline keys, base64 of 32 bytes each; the first one seals. Used when
+  /// `keyring` is empty.
+  std::vector<std::string> keys;
+  bool verify_incoming = true;  ///< verifyIncoming: drop datagrams not sealed with a key of the ring
+  bool seal_outgoing = true;    ///< sealOutgoing: seal every datagram this node sends
+  bool enabled() const { return !keyring.empty() || !keys.empty(); }
+};
+
 struct Config {
   std::string name = "BroachRpc";       ///< instance / service name
   std::string version = "1.0.0";        ///< instance version
@@ -95,6 +109,7 @@ struct Config {
   BreakerConfig breaker;                ///< params.broach.breaker
   RetryConfig retry;                    ///< params.broach.retry
   std::string http;                     ///< params.broach.http: "ip:port" of the status/metrics endpoint; "" = off
+  SecurityConfig security;              ///< params.broach.security
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key
@@ -109,6 +124,7 @@ struct ConfigOverrides {
   std::optional<std::string> version;
   std::optional<std::string> log_level;
   std::optional<std::string> http;  ///< "ip:port" of the HTTP endpoint
+  std::optional<std::string> keyring;  ///< keyring file (params.broach.security.keyring)
 };
 
 /// The built-in configuration used when no file is given (the seed's example).

@@ -6,8 +6,23 @@
 namespace broach::api {
 namespace {
 
+// The keyring of params.broach.security (file or inline keys); null when
+// none is configured. Errors name the file and the key.
+std::shared_ptr<const reliable::Keyring> keyring_of(const Config& c) {
+  const auto& s = c.security;
+  if (!s.keyring.empty()) return std::make_shared<const reliable::Keyring>(reliable::Keyring::load(s.keyring));
+  if (!s.keys.empty()) {
+    return std::make_shared<const reliable::Keyring>(
+        reliable::Keyring::from_base64(s.keys, c.source + ": params.broach.security.keys"));
+  }
+  return nullptr;
+}
+
 reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, const Endpoint& advertised) {
   reliable::EngineOptions o;
+  o.security.keyring = keyring_of(c);
+  o.security.seal_outgoing = c.security.seal_outgoing;
+  o.security.verify_incoming = c.security.verify_incoming;
   o.node_id = node_id;
   o.advertised = advertised;
   o.max_datagram = static_cast<std::size_t>(c.transport.max_datagram_bytes);

@@ -40,14 +40,15 @@ void engine_samples(const reliable::Engine& e, std::vector<Sample>& out) {
     d.nested = true;
     out.push_back(std::move(d));
   }
-  for (auto [reason, n] : {std::pair<const char*, std::uint64_t>{"unauthenticated", p.drops_unauthenticated},
-                           {"unexpected", s.drops_unexpected}}) {
-    Sample d{"transport", "dropped", "broach_datagrams_dropped_total", drops_help, static_cast<double>(n)};
-    d.label_key = "reason";
-    d.label_value = reason;
-    d.nested = true;
-    out.push_back(std::move(d));
-  }
+  Sample unexpected{"transport", "dropped", "broach_datagrams_dropped_total", drops_help,
+                    static_cast<double>(s.drops_unexpected)};
+  unexpected.label_key = "reason";
+  unexpected.label_value = "unexpected";
+  unexpected.nested = true;
+  out.push_back(std::move(unexpected));
+  out.push_back(Sample{"transport", "sealed_in", "broach_datagrams_opened_total",
+                       "Sealed datagrams that opened (key, tag and replay window checked).",
+                       static_cast<double>(p.sealed_in)});
 }
 
 void membership_samples(const membership::Membership& m, std::vector<Sample>& out) {

@@ -385,6 +385,13 @@ const Key<ThreadPoolConfig> kThreadPoolKeys[] = {
     {"createThreadThreshold", &ThreadPoolConfig::create_thread_threshold, kThresholdRange},
 };
 
+const Key<SecurityConfig> kSecurityKeys[] = {
+    {"keyring", &SecurityConfig::keyring},
+    {"keys", &SecurityConfig::keys},
+    {"verifyIncoming", &SecurityConfig::verify_incoming},
+    {"sealOutgoing", &SecurityConfig::seal_outgoing},
+};
+
 // params.broach: one row per section. Reserved for later features:
 // membership, loadBalance, http, security (see docs/config.md).
 const Key<Config> kBroachKeys[] = {
@@ -404,6 +411,9 @@ const Key<Config> kBroachKeys[] = {
        w.section<RetryConfig>(v, p, kRetryKeys, c.retry);
      }}},
     {"http", &Config::http},
+    {"security", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<SecurityConfig>(v, p, kSecurityKeys, c.security);
+     }}},
 };
 
 const Key<Config> kParamsKeys[] = {
@@ -547,7 +557,13 @@ constexpr std::string_view kDefaultJson = R"({
         "idempotent": [],
         "hedgeDelayMs": 0
       },
-      "http": ""
+      "http": "",
+      "security": {
+        "keyring": "",
+        "keys": [],
+        "verifyIncoming": true,
+        "sealOutgoing": true
+      }
     }
   }
 })";
@@ -714,7 +730,14 @@ Config load_config_file(const std::string& path) {
     throw Error(Errc::kBadConfig,
                 fmt::format("{}: cannot read: {}", path, std::generic_category().message(err)));
   }
-  return parse_config(text, path);
+  Config c = parse_config(text, path);
+  // A relative keyring path is relative to the config file's directory.
+  auto& ring = c.security.keyring;
+  if (!ring.empty() && ring.front() != '/') {
+    const auto slash = path.rfind('/');
+    if (slash != std::string::npos) ring = path.substr(0, slash + 1) + ring;
+  }
+  return c;
 }
 
 Config default_config() {
@@ -740,6 +763,7 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
   if (o.version) config.version = *o.version;
   if (o.log_level) config.log_level = canonical_log_level(*o.log_level);
   if (o.http) config.http = *o.http;  // checked with the rest, named params.broach.http
+  if (o.keyring) config.security.keyring = *o.keyring;
   validate_config(config);
 }
 

@@ -10,9 +10,22 @@
 
 namespace broach::reliable {
 
-DatagramPath::DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message)
-    : loop_(loop), transport_(transport), max_message_(max_message), scratch_(65536) {
+DatagramPath::DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message, PathSecurity security)
+    : loop_(loop),
+      transport_(transport),
+      max_message_(max_message),
+      scratch_(65536),
+      opened_(65536),
+      seal_outgoing_(security.seal_outgoing),
+      verify_incoming_(security.verify_incoming) {
+  if (security.keyring && !security.keyring->empty()) keyring_.store(std::move(security.keyring));
   transport_.set_receiver(this);
+}
+
+bool DatagramPath::sealing() const {
+  if (!seal_outgoing_) return false;
+  const auto ring = keyring_.load();
+  return ring && !ring->empty();
 }
 
 DatagramPath::~DatagramPath() { transport_.set_receiver(nullptr); }
@@ -25,13 +38,32 @@ bool DatagramPath::transmit(const Endpoint& to, std::span<const std::byte> datag
   return false;
 }
 
+// Every outgoing datagram is finished here: header, payload and, when this
+// node seals, the seal (the header with kFlagAuth, key id and counter is
+// the associated data; the payload is encrypted in place; the tag follows).
 std::size_t DatagramPath::encode_into(const wire::Header& h, std::span<const std::byte> payload,
-                                      std::span<std::byte> slot) const {
+                                      std::span<std::byte> slot) {
   const std::size_t n = wire::kHeaderSize + payload.size();
-  BROACH_ASSERT(n <= slot.size());
-  wire::encode_header(h, slot);
+  std::shared_ptr<const Keyring> ring;
+  if (seal_outgoing_) ring = keyring_.load();
+  if (!ring || ring->empty()) {
+    BROACH_ASSERT(n <= slot.size());
+    wire::encode_header(h, slot);
+    if (!payload.empty()) std::memcpy(slot.data() + wire::kHeaderSize, payload.data(), payload.size());
+    return n;
+  }
+  BROACH_ASSERT(n + kTagSize <= slot.size());
+  wire::Header sealed = h;
+  const Key& key = ring->primary();
+  sealed.flags |= wire::kFlagAuth;
+  sealed.key_id = key.id;
+  sealed.counter = counter_.fetch_add(1, std::memory_order_relaxed) + 1;
+  wire::encode_header(sealed, slot);
   if (!payload.empty()) std::memcpy(slot.data() + wire::kHeaderSize, payload.data(), payload.size());
-  return n;
+  seal(key, sealed.node_id, sealed.counter, std::span<const std::byte>(slot.data(), wire::kHeaderSize),
+       slot.subspan(wire::kHeaderSize, payload.size()),
+       std::span<std::byte, kTagSize>(slot.data() + n, kTagSize));
+  return n + kTagSize;
 }
 
 void DatagramPath::send(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload) {
@@ -63,29 +95,56 @@ bool DatagramPath::send_prepared(const Endpoint& to, std::span<const std::byte> 
   return transmit(to, datagram);
 }
 
+wire::DecodeError DatagramPath::open_sealed(const wire::Header& h, std::span<const std::byte> data,
+                                           std::span<const std::byte>& payload) {
+  const auto ring = keyring_.load();
+  if (!ring || ring->empty()) return wire::DecodeError::kUnauthenticated;
+  const Key* key = ring->find(h.key_id);
+  if (key == nullptr) return wire::DecodeError::kBadKeyId;
+  // Open a copy: the transport's buffer is read-only, and a datagram that
+  // fails must leave nothing behind.
+  std::memcpy(opened_.data(), data.data(), data.size());
+  const std::span<std::byte> body(opened_.data() + wire::kHeaderSize, h.payload_len);
+  const std::span<const std::byte, kTagSize> tag(opened_.data() + wire::kHeaderSize + h.payload_len, kTagSize);
+  if (!open(*key, h.node_id, h.counter, std::span<const std::byte>(opened_.data(), wire::kHeaderSize), body, tag)) {
+    return wire::DecodeError::kBadAuth;
+  }
+  // Only now, with the counter authenticated, may it move the window.
+  if (!replay_.accept(h.node_id, h.counter)) return wire::DecodeError::kReplayed;
+  ++stats_.sealed_in;
+  payload = body;
+  return wire::DecodeError::kOk;
+}
+
 void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
   BROACH_ASSERT_IN_LOOP(loop_);
   ++stats_.datagrams_in;
   stats_.bytes_in += data.size();
   wire::Header h;
   std::span<const std::byte> payload;
-  const auto err = wire::decode_datagram(data, max_message_, h, payload);
-  if (err == wire::DecodeError::kTooLarge) {
-    // The header itself is sound (it was read before the size check): the
-    // sink tells the other side clearly instead of letting it time out.
-    ++stats_.drops[static_cast<int>(err)];
-    if (sink_ != nullptr) sink_->on_too_large(from, h);
-    return;
-  }
-  if (err != wire::DecodeError::kOk) {
-    ++stats_.drops[static_cast<int>(err)];
+  auto err = wire::decode_datagram(data, max_message_, h, payload);
+  const bool too_large = err == wire::DecodeError::kTooLarge;
+  if (err != wire::DecodeError::kOk && !too_large) {
+    drop(err);
     BROACH_LOG_DEBUG("drop datagram from {}: {}", from.to_string(), wire::decode_error_name(err));
     return;
   }
   if (h.flags & wire::kFlagAuth) {
-    // No keys are configured in this version: an authenticated datagram
-    // cannot be verified, so it is dropped rather than trusted.
-    ++stats_.drops_unauthenticated;
+    // A too-large datagram's lengths were checked before the size limit.
+    err = open_sealed(h, data, payload);
+    if (err != wire::DecodeError::kOk) {
+      drop(err);
+      return;
+    }
+  } else if (verify_incoming_ && keyring_.load() != nullptr) {
+    drop(wire::DecodeError::kUnsealed);
+    return;
+  }
+  if (too_large) {
+    // The header is sound (and authentic when sealed): the sink tells the
+    // other side clearly instead of letting it time out.
+    drop(wire::DecodeError::kTooLarge);
+    if (sink_ != nullptr) sink_->on_too_large(from, h);
     return;
   }
   if (sink_ != nullptr) sink_->on_packet(from, h, payload);

@@ -25,10 +25,14 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <vector>
 #include <cstdint>
 #include <span>
 
 #include "base/loop.hpp"
+#include "reliable/keyring.hpp"
+#include "reliable/replay_window.hpp"
 #include "transport/transport.hpp"
 #include "wire/header.hpp"
 
@@ -47,10 +51,19 @@ class PacketSink {
   virtual void on_too_large(const Endpoint& from, const wire::Header& h) = 0;
 };
 
+/// How datagrams are sealed and checked (params.broach.security).
+struct PathSecurity {
+  std::shared_ptr<const Keyring> keyring;  ///< null or empty: plaintext
+  bool seal_outgoing = true;               ///< seal what this node sends (needs a key)
+  bool verify_incoming = true;             ///< drop plaintext datagrams (needs a key)
+};
+
 struct PathStats {
-  /// Incoming datagrams dropped before any body was read, by reason.
+  /// Incoming datagrams dropped before any body was read, by reason
+  /// (header checks, and for sealed datagrams: bad_auth, bad_key_id,
+  /// replayed, unsealed, unauthenticated).
   std::uint64_t drops[static_cast<int>(wire::DecodeError::kCount_)] = {};
-  std::uint64_t drops_unauthenticated = 0;  ///< kFlagAuth set but no key to verify it
+  std::uint64_t sealed_in = 0;  ///< datagrams that opened
   std::uint64_t datagrams_in = 0, bytes_in = 0;
   std::atomic<std::uint64_t> datagrams_out{0}, bytes_out{0};
   std::atomic<std::uint64_t> send_failures{0};  ///< refused locally (e.g. socket buffer full)
@@ -60,7 +73,7 @@ class DatagramPath final : public DatagramReceiver {
  public:
   /// `loop` and `transport` must outlive the path. Sets itself as the
   /// transport's receiver; `max_message` bounds total_len of incoming messages.
-  DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message);
+  DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message, PathSecurity security = {});
   ~DatagramPath() override;
   DatagramPath(const DatagramPath&) = delete;
   DatagramPath& operator=(const DatagramPath&) = delete;
@@ -79,7 +92,7 @@ class DatagramPath final : public DatagramReceiver {
   /// kHeaderSize + payload + kAuthTagSize bytes) and returns the datagram's
   /// length, for send_batch.
   std::size_t encode_into(const wire::Header& h, std::span<const std::byte> payload,
-                          std::span<std::byte> slot) const;
+                          std::span<std::byte> slot);
   /// Loop thread: datagrams made by encode_into, to one peer (sendmmsg).
   void send_batch(const Endpoint& to, std::span<const std::span<const std::byte>> datagrams);
 
@@ -102,18 +115,33 @@ class DatagramPath final : public DatagramReceiver {
   /// The incoming stage (transport callback, loop thread).
   void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
 
+  /// Any thread: replaces the keyring (key rotation). Null: plaintext.
+  void set_keyring(std::shared_ptr<const Keyring> ring) { keyring_.store(std::move(ring)); }
+  std::shared_ptr<const Keyring> keyring() const { return keyring_.load(); }
+  /// True when this node seals what it sends.
+  bool sealing() const;
+
   /// The address datagrams are received on.
   Endpoint local() const { return transport_.local(); }
   const PathStats& stats() const { return stats_; }
 
  private:
   bool transmit(const Endpoint& to, std::span<const std::byte> datagram);
+  /// Checks and opens a sealed datagram in place in `buf`; the reason when it fails.
+  wire::DecodeError open_sealed(const wire::Header& h, std::span<const std::byte> data,
+                                std::span<const std::byte>& payload);
+  void drop(wire::DecodeError why) { ++stats_.drops[static_cast<int>(why)]; }
 
   Loop& loop_;
   Transport& transport_;
   std::uint64_t max_message_;
   PacketSink* sink_ = nullptr;
   std::vector<std::byte> scratch_;  // loop thread: assembly buffer, reused
+  std::vector<std::byte> opened_;   // loop thread: an incoming datagram, opened in place
+  std::atomic<std::shared_ptr<const Keyring>> keyring_;
+  const bool seal_outgoing_, verify_incoming_;
+  std::atomic<std::uint64_t> counter_{0};  // the last counter used (per life)
+  ReplayGuard replay_;                     // loop thread
   PathStats stats_;
 };
 

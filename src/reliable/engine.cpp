@@ -19,7 +19,7 @@ constexpr Duration kPeerIdle = std::chrono::minutes(5);
 
 Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
                RequestHandler* handler)
-    : loop_(loop), opt_(options), path_(loop, transport, options.max_message), handler_(handler) {
+    : loop_(loop), opt_(options), path_(loop, transport, options.max_message, options.security), handler_(handler) {
   BROACH_REQUIRE(opt_.max_datagram > wire::kHeaderSize + wire::kAuthTagSize + 64 &&
                      opt_.max_datagram <= 65507,
                  "max_datagram out of range");

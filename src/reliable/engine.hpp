@@ -59,6 +59,7 @@ struct EngineOptions {
   std::uint64_t dedup_max_bytes = 64u << 20;
   std::uint64_t reassembly_max_bytes_per_peer = 128u << 20;
   std::uint64_t reassembly_max_bytes_total = 512u << 20;
+  PathSecurity security;               ///< sealing (params.broach.security)
 };
 
 /// The outcome of a call, as seen by the caller.

@@ -39,6 +39,11 @@ const char* decode_error_name(DecodeError e) noexcept {
     case DecodeError::kBadTotalLength: return "bad_total_length";
     case DecodeError::kTooLarge: return "too_large";
     case DecodeError::kBadPayload: return "bad_payload";
+    case DecodeError::kBadAuth: return "bad_auth";
+    case DecodeError::kBadKeyId: return "bad_key_id";
+    case DecodeError::kReplayed: return "replayed";
+    case DecodeError::kUnsealed: return "unsealed";
+    case DecodeError::kUnauthenticated: return "unauthenticated";
     case DecodeError::kCount_: break;
   }
   return "unknown";
@@ -46,10 +51,10 @@ const char* decode_error_name(DecodeError e) noexcept {
 
 // Layout (offsets in bytes, little-endian):
 //  0 magic u16 | 2 version u8 | 3 type u8 | 4 flags u16 | 6 key_id u16
-//  8 node_id u64 | 16 sender_ip u32 | 20 sender_port u16 | 22 reserved u16
+//  8 node_id u64 | 16 sender_ip u32 | 20 sender_port u16 | 22 counter bits 32-47 u16
 // 24 message_id u64 | 32 fragment_index u32 | 36 fragment_count u32
-// 40 total_len u32 | 44 payload_len u16 | 46 reserved u16 | 48 deadline_us u32
-// 52 reserved u32
+// 40 total_len u32 | 44 payload_len u16 | 46 counter bits 48-63 u16 | 48 deadline_us u32
+// 52 counter bits 0-31 u32 (the counter fields are 0 in plaintext datagrams)
 void encode_header(const Header& h, std::span<std::byte> out) noexcept {
   put<std::uint16_t>(out, 0, kMagic);
   put<std::uint8_t>(out, 2, kVersion);
@@ -59,15 +64,15 @@ void encode_header(const Header& h, std::span<std::byte> out) noexcept {
   put<std::uint64_t>(out, 8, h.node_id);
   put<std::uint32_t>(out, 16, h.sender_ip);
   put<std::uint16_t>(out, 20, h.sender_port);
-  put<std::uint16_t>(out, 22, 0);
+  put<std::uint16_t>(out, 22, static_cast<std::uint16_t>(h.counter >> 32));
   put<std::uint64_t>(out, 24, h.message_id);
   put<std::uint32_t>(out, 32, h.fragment_index);
   put<std::uint32_t>(out, 36, h.fragment_count);
   put<std::uint32_t>(out, 40, h.total_len);
   put<std::uint16_t>(out, 44, h.payload_len);
-  put<std::uint16_t>(out, 46, 0);
+  put<std::uint16_t>(out, 46, static_cast<std::uint16_t>(h.counter >> 48));
   put<std::uint32_t>(out, 48, h.deadline_us);
-  put<std::uint32_t>(out, 52, 0);
+  put<std::uint32_t>(out, 52, static_cast<std::uint32_t>(h.counter));
 }
 
 DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_message, Header& h,
@@ -89,6 +94,9 @@ DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_mess
   h.total_len = get<std::uint32_t>(d, 40);
   h.payload_len = get<std::uint16_t>(d, 44);
   h.deadline_us = get<std::uint32_t>(d, 48);
+  h.counter = static_cast<std::uint64_t>(get<std::uint32_t>(d, 52)) |
+              (static_cast<std::uint64_t>(get<std::uint16_t>(d, 22)) << 32) |
+              (static_cast<std::uint64_t>(get<std::uint16_t>(d, 46)) << 48);
 
   const std::size_t tag = (h.flags & kFlagAuth) ? kAuthTagSize : 0;
   if (d.size() != kHeaderSize + h.payload_len + tag) return DecodeError::kLengthMismatch;

@@ -63,6 +63,10 @@ struct Header {
   /// Caller's remaining deadline in microseconds when sent; 0 = none. Relative
   /// so that clocks need not agree; the receiver adds it to its own now().
   std::uint32_t deadline_us = 0;
+  /// Sealed datagrams only (kFlagAuth): the sender's per-life datagram
+  /// counter, part of the nonce and of the replay check; 0 otherwise. Kept
+  /// in the three reserved fields (see encode_header).
+  std::uint64_t counter = 0;
 };
 
 /// Why a datagram was rejected. WARNING: append only (metric labels use names).
@@ -77,6 +81,11 @@ enum class DecodeError : std::uint8_t {
   kBadTotalLength,    ///< total_len inconsistent with fragment count and size
   kTooLarge,          ///< total_len exceeds the configured maximum
   kBadPayload,        ///< payload does not decode (msgpack, ack body)
+  kBadAuth,           ///< sealed, but the tag does not verify (forged, tampered, wrong key)
+  kBadKeyId,          ///< sealed with a key id this node does not hold
+  kReplayed,          ///< sealed and valid, but seen before or older than the replay window
+  kUnsealed,          ///< plaintext while this node verifies incoming datagrams
+  kUnauthenticated,   ///< sealed while this node has no keys
   kCount_,
 };
 const char* decode_error_name(DecodeError e) noexcept;

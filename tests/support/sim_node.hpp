@@ -92,7 +92,7 @@ class SimNodes {
     m.core.reset();
     m.clock = std::make_unique<LoopClock>(*m.n.loop);
     m.executor = std::make_unique<SimExecutor>(*m.n.loop);
-    Config c = config_;
+    Config c = overrides.count(i) ? overrides.at(i) : config_;
     c.name = "node" + std::to_string(i);
     const auto life = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(net.now().time_since_epoch()).count() + 1);
@@ -168,6 +168,7 @@ class SimNodes {
 
   sim::SimNetwork net;
   std::vector<std::unique_ptr<Member>> members;
+  std::map<std::size_t, Config> overrides;  ///< a node's own config (else the shared one)
   int double_completions = 0;  ///< completions after the first (must stay 0)
 
  private:

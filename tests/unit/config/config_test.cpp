@@ -483,7 +483,7 @@ TEST(ConfigUnknownKeys, AreWarningsNamingFileAndPath) {
       path + ": unknown key params.rpcPrt (ignored)",
       path + ": unknown key params.threadPool.maxThreads (ignored)",
       path + ": unknown key params.broach.transport.sendWindw (ignored)",
-      path + ": unknown key params.broach.security (ignored)",
+      path + ": unknown key params.broach.security.key (ignored)",
   };
   EXPECT_EQ(c.warnings, expected);
 }
