@@ -7,3 +7,4 @@
 #include "broach/error.hpp"
 #include "broach/histogram.hpp"
 #include "broach/node.hpp"
+#include "broach/security.hpp"

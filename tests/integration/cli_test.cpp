@@ -89,5 +89,40 @@ TEST_F(Cli, ErrorPathsExitNonZero) {
   EXPECT_EQ(run("no-such-command").status, 1);
 }
 
+// A node started with a keyring (broach keygen) answers only commands that
+// hold the key; without it, or with another key, a command fails in time
+// with a message that says why, and the node counts what it dropped.
+TEST(CliSealed, KeyringIsRequiredAndEnough) {
+  const std::string dir = ::testing::TempDir();
+  const std::string k1 = dir + "/broach_k1_" + std::to_string(::getpid());
+  const std::string k2 = dir + "/broach_k2_" + std::to_string(::getpid());
+  ASSERT_EQ(run("keygen > " + k1).status, 0);
+  ASSERT_EQ(run("keygen > " + k2).status, 0);
+  testing::ChildProcess node(std::vector<std::string>{BROACH_CLI, "node", "--ip", "127.0.0.1", "--port", "0",
+                                                      "--log-level", "warn", "--keyring", k1});
+  const auto line = node.wait_for_line("listening on", std::chrono::seconds(30));
+  const std::string addr = line.substr(line.rfind(' ') + 1);
+  auto r = run("call --to " + addr + " --keyring " + k1 + " add 1 2");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(nlohmann::json::parse(r.out), 3);
+  EXPECT_EQ(run("call --to " + addr + " --timeout 1 add 1 2").status, 3);
+  EXPECT_EQ(run("call --to " + addr + " --timeout 1 --keyring " + k2 + " add 1 2").status, 3);
+  FILE* p = ::popen((std::string(BROACH_CLI) + " call --to " + addr + " --timeout 1 add 1 2 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string err;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) err.append(buf, n);
+  ::pclose(p);
+  EXPECT_NE(err.find("--keyring"), std::string::npos) << err;
+  r = run("stats --seed " + addr + " --keyring " + k1 + " --json");
+  ASSERT_EQ(r.status, 0);
+  const auto dropped = nlohmann::json::parse(r.out)["transport"]["dropped"];
+  EXPECT_GT(dropped["unsealed"].get<int>(), 0);
+  EXPECT_GT(dropped["bad_key_id"].get<int>(), 0);
+  std::remove(k1.c_str());
+  std::remove(k2.c_str());
+}
+
 }  // namespace
 }  // namespace broach

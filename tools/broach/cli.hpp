@@ -10,6 +10,7 @@
 
 #include "broach/config.hpp"
 #include "broach/node.hpp"
+#include "broach/security.hpp"
 
 namespace broach::cli {
 
@@ -34,7 +35,15 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f);
 /// Loads the file (or the embedded default) and applies the flags. Throws Error{kBadConfig}.
 Config build_config(NodeFlags& f);
 
+/// --keyring FILE, shared by every command: the keyring of a sealed cluster
+/// (params.broach.security.keyring for the client node a command starts).
+std::string& keyring_flag();
+void add_keyring_flag(CLI::App& cmd);
+/// What to say after a call to `addr` got no answer.
+std::string unreachable_hint(const std::string& addr);
+
 void register_node(CLI::App& app, int& exit_code);
+void register_keygen(CLI::App& app, int& exit_code);
 void register_call(CLI::App& app, int& exit_code);
 void register_cluster_views(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);

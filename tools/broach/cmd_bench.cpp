@@ -84,7 +84,9 @@ int targets_from_seed(const BenchFlags& f, std::vector<Endpoint>& out) {
   Node node(client_config(s, 3));
   auto r = node.call_raw(s, "__broach.routes", detail::pack_args());
   if (!r.ok()) {
-    std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message() << "\n";
+    const bool silent = r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout;
+    std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
+              << (silent ? unreachable_hint(f.seed) : "") << "\n";
     return kExitCallFailed;
   }
   const auto* p = reinterpret_cast<const std::uint8_t*>(r.value().data());
@@ -211,6 +213,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   cmd->add_option("--payload", f->payload, "bytes of the string sent to echo (default 16)");
   cmd->add_option("--args", f->args_json, "arguments as a JSON array (instead of the echo payload)");
   cmd->add_option("--concurrency", f->concurrency, "calls in flight (default 1)");
+  add_keyring_flag(*cmd);
   auto* dur = cmd->add_option("--duration", f->duration, "seconds to run");
   auto* calls = cmd->add_option("--calls", f->calls, "number of calls to make");
   dur->excludes(calls);

@@ -32,8 +32,9 @@ int pick_provider(const std::string& seed, const std::string& service, double ti
   Node node(client_config(s, timeout_s > 0 ? timeout_s : 3));
   auto r = node.call_raw(s, "__broach.routes", detail::pack_args());
   if (!r.ok()) {
+    const bool silent = r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout;
     std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
-              << " (asking " << seed << " for routes)\n";
+              << " (asking " << seed << " for routes)" << (silent ? unreachable_hint(seed) : "") << "\n";
     return kExitCallFailed;
   }
   const auto* p = reinterpret_cast<const std::uint8_t*>(r.value().data());
@@ -89,7 +90,9 @@ int run_call(const CallFlags& f) {
     Node node(client_config(to, f.timeout_s));
     auto r = node.call_raw(to, f.service, std::move(bytes));
     if (!r.ok()) {
-      std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message() << "\n";
+      const bool silent = r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout;
+      std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
+                << (silent ? unreachable_hint(to.to_string()) : "") << "\n";
       return kExitCallFailed;
     }
     const auto& body = r.value();
@@ -116,6 +119,7 @@ void register_call(CLI::App& app, int& exit_code) {
   to->excludes(seed);
   seed->excludes(to);
   cmd->add_option("--timeout", f->timeout_s, "seconds (default: rpcTimeOut, 6)");
+  add_keyring_flag(*cmd);
   cmd->add_option("service", f->service, "service name")->required();
   cmd->add_option("args", f->args, "arguments, each a JSON value (bare words are strings; @FILE reads one from a file)");
   cmd->callback([f, &exit_code] {

@@ -30,7 +30,7 @@ int fetch(const ViewFlags& f, const char* service, nlohmann::json& out) {
     if (!r.ok()) {
       std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
                 << (r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout
-                        ? " (is a node running at " + f.seed + "?)"
+                        ? unreachable_hint(f.seed)
                         : "")
                 << "\n";
       return kExitCallFailed;
@@ -172,13 +172,32 @@ void add_view(CLI::App& app, const char* name, const char* help, int (*run)(cons
   cmd->add_option("--seed", f->seed, "IP:PORT of any live member")->required();
   cmd->add_flag("--json", f->json, "print JSON instead of a table");
   cmd->add_option("--timeout", f->timeout_s, "seconds to wait for the member (default 3)");
+  add_keyring_flag(*cmd);
   cmd->callback([f, run, &exit_code] { exit_code = run(*f); });
 }
 
 }  // namespace
 
+std::string& keyring_flag() {
+  static std::string path;
+  return path;
+}
+
+void add_keyring_flag(CLI::App& cmd) {
+  cmd.add_option("--keyring", keyring_flag(), "keyring file of a sealed cluster (broach keygen > FILE)");
+}
+
+std::string unreachable_hint(const std::string& addr) {
+  if (keyring_flag().empty()) {
+    return " (is a node running at " + addr +
+           "? a sealed cluster answers only datagrams sealed with its key: pass --keyring FILE)";
+  }
+  return " (is a node running at " + addr + ", and does " + keyring_flag() + " hold the cluster's key?)";
+}
+
 Config client_config(const Endpoint& to, double timeout_s) {
   Config c = default_config();
+  c.security.keyring = keyring_flag();
   c.rpc_ip = (to.ip >> 24) == 127 ? "127.0.0.1" : "0.0.0.0";
   c.rpc_port = 0;
   c.log_level = "warn";

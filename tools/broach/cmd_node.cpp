@@ -15,6 +15,7 @@ void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--name", f.name, "instance name");
   cmd.add_option("--log-level", f.log_level, "debug|info|warn|error|off");
   cmd.add_option("--http", f.http, "IP:PORT for /metrics, /members, /routes and the status page (0 = any port)");
+  add_keyring_flag(cmd);
 }
 
 Config build_config(NodeFlags& f) {
@@ -25,6 +26,7 @@ Config build_config(NodeFlags& f) {
   if (!f.name.empty()) f.overrides.name = f.name;
   if (!f.log_level.empty()) f.overrides.log_level = f.log_level;
   if (!f.http.empty()) f.overrides.http = f.http;
+  if (!keyring_flag().empty()) f.overrides.keyring = keyring_flag();
   apply_overrides(c, f.overrides);
   return c;
 }
@@ -66,6 +68,14 @@ void register_node(CLI::App& app, int& exit_code) {
   auto flags = std::make_shared<NodeFlags>();
   add_node_flags(*cmd, *flags);
   cmd->callback([flags, &exit_code] { exit_code = run_node(*flags); });
+}
+
+void register_keygen(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("keygen", "print a new keyring (one fresh key) for params.broach.security / --keyring");
+  cmd->callback([&exit_code] {
+    std::cout << generate_keyring();
+    exit_code = kExitOk;
+  });
 }
 
 }  // namespace broach::cli

@@ -7,6 +7,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = broach::cli::kExitOk;
   broach::cli::register_node(app, exit_code);
+  broach::cli::register_keygen(app, exit_code);
   broach::cli::register_call(app, exit_code);
   broach::cli::register_cluster_views(app, exit_code);
   broach::cli::register_bench(app, exit_code);
