@@ -77,6 +77,11 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
   membership_ = std::make_unique<membership::Membership>(seams.loop, engine_, membership_options(config_),
                                                          seams.life, meta(), seams.rng_seed, this);
   routes_.store(routing::RouteTable::build(membership_->members()));
+  // Under reassembly memory pressure, members' transfers outlive strangers'.
+  engine_.set_known_peer_check([this](const Endpoint& from) {
+    const auto* m = membership_ ? membership_->find(from) : nullptr;
+    return m != nullptr && (m->state == MemberState::kAlive || m->state == MemberState::kSuspect);
+  });
   status_ = std::make_unique<Status>(*this);
 }
 

@@ -111,13 +111,16 @@ class RequestHandler {
   X(fragment_acks_received, "Fragment acknowledgements received.")                            \
   X(reassembly_refused, "Fragmented messages refused: reassembly memory bound reached.")      \
   X(reassembly_expired, "Partial messages freed after udpTimeOut without a new fragment.")    \
+  X(reassembly_evicted, "Partial messages evicted to make room (least recent progress first).") \
   X(dedup_evicted, "Finished at-most-once records forgotten early to respect the bounds.")    \
   X(unknown_call_replies, "Unknown-call replies sent for status queries about nothing held.")
 // Gauges: X(field, description).
 #define BROACH_ENGINE_GAUGES(X)                                          \
   X(dedup_entries, "Records in the at-most-once table.")                 \
   X(dedup_bytes, "Bytes of cached responses in the at-most-once table.") \
-  X(peers_tracked, "Peers with an RTT estimate (as of the last sweep).")
+  X(peers_tracked, "Peers with an RTT estimate (as of the last sweep).") \
+  X(reassembly_bytes, "Bytes charged to partial messages being reassembled.") \
+  X(reassembly_partials, "Partial messages being reassembled.")
 
 struct EngineStats {
   /// Bodies that did not decode (kBadPayload); header-level drops are in PathStats.
@@ -181,6 +184,9 @@ class Engine final : public PacketSink {
   /// stopped for good (the node is gone; callers see a timeout).
   void respond_from_any_thread(const RequestToken& token, CallResult&& r);
 
+  /// Tells reassembly which senders are members: under memory pressure their
+  /// partial messages are kept over those of unknown senders. Loop thread.
+  void set_known_peer_check(std::function<bool(const Endpoint&)> f) { known_peer_ = std::move(f); }
   /// Routes kPing/kGossip datagrams to `r` (non-owning; null to stop).
   void set_extension_receiver(ExtensionReceiver* r) { extension_ = r; }
   /// Sends one unreliable datagram of an extension type; `payload` must fit
@@ -247,14 +253,25 @@ class Engine final : public PacketSink {
     TimePoint last_resend{};
     std::unique_ptr<Transfer> transfer;  // fragmented response in flight
   };
-  // A fragmented message being received.
+  // A fragmented message being received. Its buffer is allocated without
+  // being zero-filled, so memory is touched only as fragments arrive; what
+  // it is charged against the reassembly budget is everything it holds.
   struct Partial {
     Endpoint from;
-    Bytes data;
+    std::unique_ptr<std::byte[]> data;
+    std::uint32_t total = 0;
     std::vector<std::uint8_t> have;
     std::uint32_t count = 0, frag_size = 0, received = 0, since_ack = 0, cum = 0;
     std::uint32_t deadline_us = 0;
-    TimePoint last_activity{};
+    std::uint64_t charge = 0;       // bytes charged: buffer + per-fragment bookkeeping + overhead
+    bool known = false;             // from a known member (or authenticated)
+    TimePoint last_activity{};      // when the last NEW fragment arrived
+  };
+  // A reassembled message.
+  struct Whole {
+    std::unique_ptr<std::byte[]> data;
+    std::size_t size = 0;
+    std::span<const std::byte> view() const { return {data.get(), size}; }
   };
   struct Key {
     std::uint64_t a, b;
@@ -297,7 +314,11 @@ class Engine final : public PacketSink {
   void apply_ack(Transfer& t, const wire::FragmentAck& ack);
   // Returns the completed message when `p` completes it; bounded memory.
   bool accept_fragment(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p,
-                       Bytes& complete);
+                       Whole& complete);
+  // Makes room for a new partial of `charge` bytes from `from`; false when
+  // the budget cannot be met without evicting what `known` may not evict.
+  bool make_room(const Endpoint& from, std::uint64_t charge, bool known);
+  void free_partial(bool request, const Key& key);
   void send_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id, const Partial& part);
   void send_complete_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id,
                          std::uint32_t count);
@@ -363,6 +384,7 @@ class Engine final : public PacketSink {
   std::unordered_map<Key, Partial, KeyHash> partial_responses_;
   std::unordered_map<Endpoint, std::uint64_t> partial_bytes_by_peer_;
   std::uint64_t partial_bytes_ = 0;
+  std::function<bool(const Endpoint&)> known_peer_;
   TimerId housekeeping_ = kNoTimer;
 };
 

@@ -193,8 +193,8 @@ void Engine::handle_response(const Endpoint& from, const Header& h, std::span<co
     return;
   }
   c.request_delivered = true;
-  Bytes whole;
-  if (accept_fragment(from, h, p, whole)) complete_response(h.message_id, whole);
+  Whole whole;
+  if (accept_fragment(from, h, p, whole)) complete_response(h.message_id, whole.view());
 }
 
 void Engine::complete_response(std::uint64_t id, std::span<const std::byte> payload) {

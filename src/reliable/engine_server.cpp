@@ -41,8 +41,8 @@ void Engine::handle_request(const Endpoint& from, const Header& h, std::span<con
     deliver_request(from, h, p);
     return;
   }
-  Bytes whole;
-  if (accept_fragment(from, h, p, whole)) deliver_request(from, h, whole);
+  Whole whole;
+  if (accept_fragment(from, h, p, whole)) deliver_request(from, h, whole.view());
 }
 
 void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<const std::byte> p) {

@@ -193,23 +193,83 @@ void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
   pump(t);
 }
 
+namespace {
+// What a partial message costs beyond its buffer: its map node, record and
+// per-fragment bookkeeping (one byte per fragment).
+constexpr std::uint64_t kPartialOverhead = 256;
+// Partial messages at once, in total and per sender: bounds the bookkeeping
+// of floods of tiny claims and the cost of choosing an eviction victim.
+constexpr std::size_t kMaxPartials = 4096;
+constexpr std::size_t kMaxPartialsPerPeer = 256;
+}  // namespace
+
+void Engine::free_partial(bool request, const Key& key) {
+  auto& map = request ? partial_requests_ : partial_responses_;
+  auto it = map.find(key);
+  if (it == map.end()) return;
+  partial_bytes_ -= it->second.charge;
+  auto pb = partial_bytes_by_peer_.find(it->second.from);
+  if (pb != partial_bytes_by_peer_.end() && (pb->second -= it->second.charge) == 0) partial_bytes_by_peer_.erase(pb);
+  map.erase(it);
+  stats_.reassembly_bytes = partial_bytes_;
+  stats_.reassembly_partials = partial_requests_.size() + partial_responses_.size();
+}
+
+// Evicts the partials that made the least recent progress (no new fragment
+// for the longest time), unknown senders' first, until `charge` more bytes
+// fit in the sender's and the total budget. A sender that is not known may
+// evict only unknown senders' partials, so a flood of fake claims cannot push
+// out a member's transfer, while a member's new transfer can push out fakes.
+bool Engine::make_room(const Endpoint& from, std::uint64_t charge, bool known) {
+  auto peer_used = [&] {
+    auto it = partial_bytes_by_peer_.find(from);
+    return it == partial_bytes_by_peer_.end() ? std::uint64_t{0} : it->second;
+  };
+  auto peer_count = [&] {
+    std::size_t n = 0;
+    for (const auto* map : {&partial_requests_, &partial_responses_}) {
+      for (const auto& [k, p] : *map) n += p.from == from;
+    }
+    return n;
+  };
+  if (charge > opt_.reassembly_max_bytes_per_peer || charge > opt_.reassembly_max_bytes_total) return false;
+  for (;;) {
+    const std::size_t count = partial_requests_.size() + partial_responses_.size();
+    const bool peer_full = peer_used() + charge > opt_.reassembly_max_bytes_per_peer ||
+                           (count > 0 && peer_count() >= kMaxPartialsPerPeer);
+    const bool total_full = partial_bytes_ + charge > opt_.reassembly_max_bytes_total || count >= kMaxPartials;
+    if (!peer_full && !total_full) return true;
+    // The victim: over the sender's own budget, its own stalest partial;
+    // else the stalest partial of an unknown sender, then (for a known
+    // sender only) of a known one.
+    const Partial* victim = nullptr;
+    bool victim_request = false;
+    Key victim_key{};
+    for (const bool request : {true, false}) {
+      for (const auto& [k, p] : request ? partial_requests_ : partial_responses_) {
+        if (peer_full ? p.from != from : (p.known && (!known || (victim && !victim->known)))) continue;
+        if (victim == nullptr || (victim->known && !p.known) ||
+            (victim->known == p.known && p.last_activity < victim->last_activity)) {
+          victim = &p;
+          victim_request = request;
+          victim_key = k;
+        }
+      }
+    }
+    if (victim == nullptr) return false;
+    ++stats_.reassembly_evicted;
+    free_partial(victim_request, victim_key);
+  }
+}
+
 bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<const std::byte> p,
-                             Bytes& complete) {
-  auto& map = h.type == MsgType::kRequest ? partial_requests_ : partial_responses_;
+                             Whole& complete) {
+  const bool request = h.type == MsgType::kRequest;
+  auto& map = request ? partial_requests_ : partial_responses_;
   const Key k{h.node_id, h.message_id};
   const TimePoint now = loop_.now();
   auto it = map.find(k);
   if (it == map.end()) {
-    // Memory bound: a partial message reserves its whole size up front, per
-    // sending peer and in total, so a flood of first fragments cannot make
-    // this node allocate without limit.
-    auto& peer_bytes = partial_bytes_by_peer_[from];
-    if (peer_bytes + h.total_len > opt_.reassembly_max_bytes_per_peer ||
-        partial_bytes_ + h.total_len > opt_.reassembly_max_bytes_total) {
-      ++stats_.reassembly_refused;
-      if (peer_bytes == 0) partial_bytes_by_peer_.erase(from);
-      return false;
-    }
     Partial part;
     part.from = from;
     part.count = h.fragment_count;
@@ -220,43 +280,53 @@ bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<co
       ++stats_.drops[static_cast<int>(wire::DecodeError::kBadTotalLength)];
       return false;
     }
-    part.data.resize(h.total_len);
+    // Memory bound: everything the partial will hold is charged now, per
+    // sender and in total; the buffer itself is only touched as fragments
+    // arrive (no zero-fill of the claimed size on the loop thread).
+    part.charge = h.total_len + part.count + kPartialOverhead;
+    part.known = (path_.keyring() != nullptr) || (known_peer_ && known_peer_(from));
+    if (!make_room(from, part.charge, part.known)) {
+      ++stats_.reassembly_refused;
+      return false;
+    }
+    part.total = h.total_len;
+    part.data.reset(new std::byte[h.total_len]);  // default-initialised: not zero-filled
     part.have.assign(part.count, 0);
     part.deadline_us = h.deadline_us;
-    peer_bytes += h.total_len;
-    partial_bytes_ += h.total_len;
+    part.last_activity = now;
+    partial_bytes_by_peer_[from] += part.charge;
+    partial_bytes_ += part.charge;
     it = map.emplace(k, std::move(part)).first;
+    stats_.reassembly_bytes = partial_bytes_;
+    stats_.reassembly_partials = partial_requests_.size() + partial_responses_.size();
   }
   Partial& part = it->second;
   const std::uint32_t i = h.fragment_index;
   const std::size_t off = static_cast<std::size_t>(i) * part.frag_size;
   const std::size_t expect =
-      i + 1 < part.count ? part.frag_size : part.data.size() - static_cast<std::size_t>(part.frag_size) * (part.count - 1);
-  if (h.fragment_count != part.count || h.total_len != part.data.size() || part.from != from ||
+      i + 1 < part.count ? part.frag_size : part.total - static_cast<std::size_t>(part.frag_size) * (part.count - 1);
+  if (h.fragment_count != part.count || h.total_len != part.total || part.from != from ||
       h.payload_len != expect) {
     ++stats_.drops[static_cast<int>(wire::DecodeError::kBadFragment)];
     return false;
   }
-  part.last_activity = now;
   if (part.have[i]) {
-    // A repeat: the sender has not seen our acks. Tell it what we hold.
+    // A repeat: the sender has not seen our acks. Tell it what we hold. A
+    // repeat is not progress: it does not keep the partial alive.
     send_ack(from, h.type, h.message_id, part);
     return false;
   }
-  std::memcpy(part.data.data() + off, p.data(), expect);
+  part.last_activity = now;
+  std::memcpy(part.data.get() + off, p.data(), expect);
   part.have[i] = 1;
   ++part.received;
   ++part.since_ack;
   while (part.cum < part.count && part.have[part.cum]) ++part.cum;
   if (part.received == part.count) {
-    complete = std::move(part.data);
-    partial_bytes_ -= complete.size();
-    auto pb = partial_bytes_by_peer_.find(from);
-    if (pb != partial_bytes_by_peer_.end() && (pb->second -= complete.size()) == 0) {
-      partial_bytes_by_peer_.erase(pb);
-    }
+    complete.data = std::move(part.data);
+    complete.size = part.total;
     const std::uint32_t count = part.count;
-    map.erase(it);
+    free_partial(request, k);
     send_complete_ack(from, h.type, h.message_id, count);
     return true;
   }
@@ -292,20 +362,15 @@ void Engine::send_complete_ack(const Endpoint& to, MsgType acked_type, std::uint
 
 void Engine::sweep_partials() {
   const TimePoint now = loop_.now();
-  for (auto* map : {&partial_requests_, &partial_responses_}) {
-    for (auto it = map->begin(); it != map->end();) {
-      if (now - it->second.last_activity < opt_.delivery_timeout) {
-        ++it;
-        continue;
-      }
-      partial_bytes_ -= it->second.data.size();
-      auto pb = partial_bytes_by_peer_.find(it->second.from);
-      if (pb != partial_bytes_by_peer_.end() && (pb->second -= it->second.data.size()) == 0) {
-        partial_bytes_by_peer_.erase(pb);
-      }
-      ++stats_.reassembly_expired;
-      it = map->erase(it);
+  std::vector<std::pair<bool, Key>> expired;
+  for (const bool request : {true, false}) {
+    for (const auto& [k, p] : request ? partial_requests_ : partial_responses_) {
+      if (now - p.last_activity >= opt_.delivery_timeout) expired.emplace_back(request, k);
     }
+  }
+  for (const auto& [request, k] : expired) {
+    ++stats_.reassembly_expired;
+    free_partial(request, k);
   }
 }
 
