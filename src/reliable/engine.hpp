@@ -113,7 +113,8 @@ class RequestHandler {
   X(reassembly_expired, "Partial messages freed after udpTimeOut without a new fragment.")    \
   X(reassembly_evicted, "Partial messages evicted to make room (least recent progress first).") \
   X(dedup_evicted, "Finished at-most-once records forgotten early to respect the bounds.")    \
-  X(unknown_call_replies, "Unknown-call replies sent for status queries about nothing held.")
+  X(unknown_call_replies, "Unknown-call replies sent for status queries about nothing held.") \
+  X(amplification_limited, "Duplicates and status queries not answered: they came from another address than the request.")
 // Gauges: X(field, description).
 #define BROACH_ENGINE_GAUGES(X)                                          \
   X(dedup_entries, "Records in the at-most-once table.")                 \
@@ -228,6 +229,10 @@ class Engine final : public PacketSink {
     TimerId timer = kNoTimer;
     bool done = false;     // every fragment acknowledged
     bool gave_up = false;  // silent receiver for delivery_timeout
+    // A resend of a cached response, triggered by a duplicate or a status
+    // query: one window goes out, but nothing is retransmitted until the
+    // receiver acknowledges something (proof that it wants the bytes).
+    bool await_ack = false;
   };
   // A call this node made.
   struct Call {

@@ -23,6 +23,12 @@ void Engine::handle_request(const Endpoint& from, const Header& h, std::span<con
   if (it != dedup_.end()) {
     ++stats_.duplicate_requests;
     DedupEntry& e = it->second;
+    if (from != e.reply_to) {
+      // Only the address the request came from is answered: a copy from
+      // elsewhere must not make this node send to someone else.
+      ++stats_.amplification_limited;
+      return;
+    }
     if (h.fragment_count > 1) {
       // A retransmitted fragment of a request we hold whole: the caller
       // missed our final ack.
@@ -186,12 +192,17 @@ void Engine::resend_response(DedupEntry& e, const Key& key, bool force) {
     return;
   }
   send_message(MsgType::kResponse, key.b, e.reply_to, e.response, 0, &e.transfer);
+  if (e.transfer) e.transfer->await_ack = true;
 }
 
 void Engine::handle_status_query(const Endpoint& from, const Header& h) {
   const Key k{h.node_id, h.message_id};
   auto it = dedup_.find(k);
   if (it != dedup_.end()) {
+    if (from != it->second.reply_to) {
+      ++stats_.amplification_limited;  // answered only to the request's own address
+      return;
+    }
     if (!it->second.finished) {
       ++stats_.in_progress_sent;
       send_control(MsgType::kInProgress, h.message_id, from);

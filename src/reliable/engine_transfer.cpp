@@ -105,8 +105,9 @@ void Engine::on_transfer_timer(Transfer& t) {
   t.timer = kNoTimer;
   if (t.done || t.gave_up) return;
   const TimePoint now = loop_.now();
-  if (now - t.last_progress >= opt_.delivery_timeout) {
-    // The receiver went silent. A request's call fails on its own timer; a
+  if (t.await_ack || now - t.last_progress >= opt_.delivery_timeout) {
+    // The receiver went silent (or, for a resend nobody acknowledged, never
+    // showed it wants the bytes: no retransmission to an unproven receiver). A request's call fails on its own timer; a
     // response stays cached for a later status query to restart it.
     t.gave_up = true;
     return;
@@ -153,6 +154,7 @@ void Engine::handle_fragment_ack(const Endpoint& from, const Header& h, std::spa
 
 void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
   if (t.done) return;
+  t.await_ack = false;  // the receiver is there and wants the rest
   const TimePoint now = loop_.now();
   const std::uint32_t upto =
       static_cast<std::uint32_t>(std::min<std::uint64_t>(t.count, std::uint64_t{ack.cumulative} + FragmentAck::kSackBits));

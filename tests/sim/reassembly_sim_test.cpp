@@ -119,3 +119,63 @@ TEST(ReassemblySim, RepeatsDoNotKeepAPartialAlive) {
 
 }  // namespace
 }  // namespace broach
+
+namespace broach {
+namespace {
+
+std::vector<std::byte> status_query(std::uint64_t node_id, std::uint64_t id) {
+  wire::Header h;
+  h.type = wire::MsgType::kStatusQuery;
+  h.node_id = node_id;
+  h.message_id = id;
+  std::vector<std::byte> d(wire::kHeaderSize);
+  wire::encode_header(h, d);
+  return d;
+}
+
+// A status query for a finished call with a large cached response: from
+// another address it gets nothing at all; from the caller's own address it
+// gets at most one window, never a transfer retransmitted to nobody.
+TEST(AmplificationSim, StatusQueryForACachedResponse) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    sim::SimNetwork net(seed);
+    auto a = make_node(net, kA, 1, tight());
+    auto b = make_node(net, kB, 2, tight());
+    auto* attacker = net.add_node(Endpoint{0x0b000001, 9000}).transport;
+    std::uint64_t request_id = 0, bytes_from_b = 0;
+    net.set_on_send([&](const Endpoint& from, const Endpoint&, std::span<const std::byte> d) {
+      wire::Header h;
+      std::span<const std::byte> p;
+      if (from == kA && wire::decode_datagram(d, ~0ull, h, p) == wire::DecodeError::kOk &&
+          h.type == wire::MsgType::kRequest) {
+        request_id = h.message_id;
+      }
+      if (from == kB) bytes_from_b += d.size();
+      return sim::Verdict::kDeliver;
+    });
+    std::optional<reliable::CallResult> got;
+    a.engine->call(kB, request_body("echo", std::string(400000, 'z')), net.now() + seconds(5),
+                   [&](reliable::CallResult&& r) { got = std::move(r); });
+    ASSERT_TRUE(net.run_until([&] { return got.has_value(); }, seconds(6)));
+    ASSERT_EQ(got->code, Errc::kOk);
+    net.run_for(seconds(1));
+    // From elsewhere: nothing back, counted.
+    bytes_from_b = 0;
+    attacker->send(kB, status_query(1, request_id));
+    net.run_for(milliseconds(600));
+    EXPECT_EQ(bytes_from_b, 0u);
+    EXPECT_EQ(b.engine->stats().amplification_limited, 1u);
+    // From the caller's address (A no longer waits for it, so it does not
+    // acknowledge): one window at most, no retransmissions.
+    bytes_from_b = 0;
+    a.n.transport->send(kB, status_query(1, request_id));
+    net.run_for(milliseconds(600));
+    EXPECT_GT(bytes_from_b, 0u);
+    EXPECT_LE(bytes_from_b, 128u * 1600u);  // sendWindow (128) fragments of <= 1472 B
+    EXPECT_LT(bytes_from_b, 400000u);       // not the whole response, and never again
+  }
+}
+
+}  // namespace
+}  // namespace broach
