@@ -37,6 +37,8 @@ Config bench_config(const Flags& f, int default_port) {
   // Both sides must agree to use larger datagrams (loopback's MTU is 64 KiB).
   c.transport.max_datagram_bytes =
       static_cast<int>(f.num("max-datagram", c.transport.max_datagram_bytes));
+  // A sealed cluster: both sides need the same keyring (broach keygen).
+  c.security.keyring = f.str("keyring", "");
   return c;
 }
 
@@ -167,6 +169,7 @@ int run_client(const Flags& f) {
   }
   std::string workload = service + size_name(size) + "_inflight" + std::to_string(inflight);
   if (mode == "async" && inflight == 1) workload += "_async";
+  if (!c.security.keyring.empty()) workload += "_sealed";
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const double cpu0 = process_cpu_s();
@@ -191,7 +194,8 @@ int usage() {
                "       bench_rpc echo --to IP:PORT [--size N] [--inflight W] [--seconds D]"
                " [--mode sync|async]\n"
                "         [--service echo|echo_loop]  (echo_loop runs on the server's loop thread)\n"
-               "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes)\n");
+               "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes,\n"
+               "        [--keyring FILE] seals every datagram with FILE's key)\n");
   return 2;
 }
 
@@ -201,7 +205,7 @@ int usage() {
 int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
-                              "inflight", "seconds", "mode", "cpu", "service"});
+                              "inflight", "seconds", "mode", "cpu", "service", "keyring"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   try {

@@ -18,14 +18,19 @@ DatagramPath::DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_m
       opened_(65536),
       seal_outgoing_(security.seal_outgoing),
       verify_incoming_(security.verify_incoming) {
-  if (security.keyring && !security.keyring->empty()) keyring_.store(std::move(security.keyring));
+  set_keyring(std::move(security.keyring));
   transport_.set_receiver(this);
 }
 
+void DatagramPath::set_keyring(std::shared_ptr<const Keyring> ring) {
+  MutexLock lock(rings_mu_);
+  const Keyring* p = ring && !ring->empty() ? ring.get() : nullptr;
+  if (ring) rings_.push_back(std::move(ring));
+  ring_.store(p, std::memory_order_release);
+}
+
 bool DatagramPath::sealing() const {
-  if (!seal_outgoing_) return false;
-  const auto ring = keyring_.load();
-  return ring && !ring->empty();
+  return seal_outgoing_ && keyring() != nullptr;
 }
 
 DatagramPath::~DatagramPath() { transport_.set_receiver(nullptr); }
@@ -44,9 +49,8 @@ bool DatagramPath::transmit(const Endpoint& to, std::span<const std::byte> datag
 std::size_t DatagramPath::encode_into(const wire::Header& h, std::span<const std::byte> payload,
                                       std::span<std::byte> slot) {
   const std::size_t n = wire::kHeaderSize + payload.size();
-  std::shared_ptr<const Keyring> ring;
-  if (seal_outgoing_) ring = keyring_.load();
-  if (!ring || ring->empty()) {
+  const Keyring* ring = seal_outgoing_ ? keyring() : nullptr;
+  if (ring == nullptr) {
     BROACH_ASSERT(n <= slot.size());
     wire::encode_header(h, slot);
     if (!payload.empty()) std::memcpy(slot.data() + wire::kHeaderSize, payload.data(), payload.size());
@@ -97,8 +101,8 @@ bool DatagramPath::send_prepared(const Endpoint& to, std::span<const std::byte> 
 
 wire::DecodeError DatagramPath::open_sealed(const wire::Header& h, std::span<const std::byte> data,
                                            std::span<const std::byte>& payload) {
-  const auto ring = keyring_.load();
-  if (!ring || ring->empty()) return wire::DecodeError::kUnauthenticated;
+  const Keyring* ring = keyring();
+  if (ring == nullptr) return wire::DecodeError::kUnauthenticated;
   const Key* key = ring->find(h.key_id);
   if (key == nullptr) return wire::DecodeError::kBadKeyId;
   // Open a copy: the transport's buffer is read-only, and a datagram that
@@ -136,7 +140,7 @@ void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> 
       drop(err);
       return;
     }
-  } else if (verify_incoming_ && keyring_.load() != nullptr) {
+  } else if (verify_incoming_ && keyring() != nullptr) {
     drop(wire::DecodeError::kUnsealed);
     return;
   }

@@ -31,6 +31,7 @@
 #include <span>
 
 #include "base/loop.hpp"
+#include "base/thread_annotations.hpp"
 #include "reliable/keyring.hpp"
 #include "reliable/replay_window.hpp"
 #include "transport/transport.hpp"
@@ -116,8 +117,10 @@ class DatagramPath final : public DatagramReceiver {
   void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
 
   /// Any thread: replaces the keyring (key rotation). Null: plaintext.
-  void set_keyring(std::shared_ptr<const Keyring> ring) { keyring_.store(std::move(ring)); }
-  std::shared_ptr<const Keyring> keyring() const { return keyring_.load(); }
+  /// Rings are kept alive for the path's life (rotations are rare), so the
+  /// per-datagram read is one atomic pointer load.
+  void set_keyring(std::shared_ptr<const Keyring> ring);
+  const Keyring* keyring() const { return ring_.load(std::memory_order_acquire); }
   /// True when this node seals what it sends.
   bool sealing() const;
 
@@ -138,7 +141,9 @@ class DatagramPath final : public DatagramReceiver {
   PacketSink* sink_ = nullptr;
   std::vector<std::byte> scratch_;  // loop thread: assembly buffer, reused
   std::vector<std::byte> opened_;   // loop thread: an incoming datagram, opened in place
-  std::atomic<std::shared_ptr<const Keyring>> keyring_;
+  std::atomic<const Keyring*> ring_{nullptr};  // null or non-empty
+  Mutex rings_mu_;
+  std::vector<std::shared_ptr<const Keyring>> rings_ BROACH_GUARDED_BY(rings_mu_);  // every ring ever set
   const bool seal_outgoing_, verify_incoming_;
   std::atomic<std::uint64_t> counter_{0};  // the last counter used (per life)
   ReplayGuard replay_;                     // loop thread
