@@ -135,7 +135,7 @@ class DatagramPath final : public DatagramReceiver {
                                 std::span<const std::byte>& payload);
   void drop(wire::DecodeError why) { ++stats_.drops[static_cast<int>(why)]; }
 
-  Loop& loop_;
+  [[maybe_unused]] Loop& loop_;  // for the thread checks (compiled out under NDEBUG)
   Transport& transport_;
   std::uint64_t max_message_;
   PacketSink* sink_ = nullptr;
