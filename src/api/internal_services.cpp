@@ -3,6 +3,11 @@
 
 #include <msgpack.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+
+#include "reliable/keyring.hpp"
+
 namespace broach::api {
 
 bool InternalServices::handle(reliable::IncomingRequest& req) {
@@ -18,6 +23,8 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
       r.body = pack_routes(*d_.routes());
     } else if (req.service == kStatsService) {
       r.body = d_.stats_msgpack();
+    } else if (req.service == kKeysService) {
+      r.body = keys(req.args);
     } else {
       return false;
     }
@@ -26,6 +33,54 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
   }
   d_.engine.respond(req.token, std::move(r));
   return true;
+}
+
+namespace {
+std::string id_text(std::uint16_t id) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%04x", id);
+  return buf;
+}
+}  // namespace
+
+Bytes InternalServices::keys(std::span<const std::byte> args) {
+  const auto* current = d_.engine.path().keyring();
+  if (current == nullptr) throw Error(Errc::kInvalidArgument, "this node has no keyring (a plaintext node)");
+  std::vector<std::string> a;
+  try {
+    a = detail::unpack_value<std::vector<std::string>>(args);
+  } catch (const Error&) {
+    throw Error(Errc::kBadArguments, "__broach.keys takes [op] or [op, key]");
+  }
+  if (a.empty()) throw Error(Errc::kBadArguments, "__broach.keys takes [op] or [op, key]");
+  const std::string& op = a[0];
+  reliable::Keyring ring = *current;
+  auto key_arg = [&]() -> std::uint16_t {
+    if (a.size() != 2) throw Error(Errc::kBadArguments, op + " takes a key (base64) or a key id (0x....)");
+    if (a[1].rfind("0x", 0) == 0) return static_cast<std::uint16_t>(std::strtoul(a[1].c_str(), nullptr, 16));
+    auto k = reliable::key_from_base64(a[1]);
+    if (!k) throw Error(Errc::kBadArguments, "not a key (base64 of 32 bytes)");
+    return k->id;
+  };
+  if (op == "install") {
+    if (a.size() != 2) throw Error(Errc::kBadArguments, "install takes a key (base64)");
+    auto k = reliable::key_from_base64(a[1]);
+    if (!k) throw Error(Errc::kBadArguments, "not a key (base64 of 32 bytes)");
+    ring = ring.with(*k);
+  } else if (op == "use") {
+    ring = ring.with_primary(key_arg());
+  } else if (op == "remove") {
+    ring = ring.without(key_arg());
+  } else if (op != "list") {
+    throw Error(Errc::kBadArguments, "unknown op '" + op + "' (list, install, use, remove)");
+  }
+  if (op != "list") {
+    if (!d_.keyring_file.empty()) ring.save(d_.keyring_file);  // survives a restart
+    d_.engine.set_keyring(std::make_shared<const reliable::Keyring>(ring));
+  }
+  std::vector<std::string> ids;
+  for (const auto& k : ring.keys()) ids.push_back(id_text(k.id));
+  return detail::pack_value(ids);
 }
 
 Bytes InternalServices::pack_members(const std::vector<MemberInfo>& members) {

@@ -17,6 +17,11 @@ namespace broach::api {
 inline constexpr const char* kMembersService = "__broach.members";
 inline constexpr const char* kRoutesService = "__broach.routes";
 inline constexpr const char* kStatsService = "__broach.stats";
+/// Keyring administration: args [op] or [op, key]; op is "list", "install"
+/// (key: base64), "use" or "remove" (key: base64 or id as "0x1a2b"). Answers
+/// the ring's ids, primary first. Only in a sealed cluster (only key holders
+/// reach it); a plaintext node refuses.
+inline constexpr const char* kKeysService = "__broach.keys";
 
 class InternalServices final : public InternalHandler {
  public:
@@ -26,10 +31,14 @@ class InternalServices final : public InternalHandler {
     std::function<membership::Membership*()> membership;
     std::function<std::shared_ptr<const routing::RouteTable>()> routes;
     std::function<Bytes()> stats_msgpack;  ///< loop thread
+    std::string keyring_file;              ///< where a changed ring is written back ("" = inline keys)
   };
   explicit InternalServices(Deps deps) : d_(std::move(deps)) {}
 
   bool handle(reliable::IncomingRequest& req) override;
+
+  /// __broach.keys: applies `op` to the ring and returns its ids.
+  Bytes keys(std::span<const std::byte> args);
 
   /// The bodies of __broach.members and __broach.routes (msgpack).
   static Bytes pack_members(const std::vector<MemberInfo>& members);

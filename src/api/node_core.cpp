@@ -67,7 +67,7 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
       engine_(seams.loop, seams.transport, engine_options(config_, seams.node_id, address_), &server_),
       internal_(InternalServices::Deps{
           seams.loop, engine_, [this] { return membership_.get(); }, [this] { return routes_.load(); },
-          [this] { return status_->stats_msgpack(); }}),
+          [this] { return status_->stats_msgpack(); }, config_.security.keyring}),
       server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_},
               engine_, internal_),
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),

@@ -207,6 +207,8 @@ class Engine final : public PacketSink {
   const EngineStats& stats() const { return stats_; }
   /// The node's one datagram path (its counters: drops before decoding).
   const DatagramPath& path() const { return path_; }
+  /// Replaces the keyring (key rotation); takes effect for the next datagram.
+  void set_keyring(std::shared_ptr<const Keyring> ring) { path_.set_keyring(std::move(ring)); }
   /// Tests and fuzzers feed datagrams here, as the transport would.
   DatagramPath& path() { return path_; }
   std::size_t pending_calls() const { return calls_.size(); }

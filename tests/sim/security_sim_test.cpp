@@ -240,5 +240,67 @@ TEST(SecuritySim, RemovedKeyStopsWorking) {
   }
 }
 
+// Key rotation on a 5-node cluster while calls by name run: install the new
+// key everywhere, make it primary everywhere, remove the old one everywhere
+// (through __broach.keys, as `broach keys` does). No call fails, and a node
+// that still holds only the old key is shut out afterwards.
+TEST(SecuritySim, KeyRotationUnderLoadLosesNoCall) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const std::string k_old = test_key(seed), k_new = test_key(seed + 500);
+    SimNodes s(seed, 6, keyed({k_old}));
+    Counted echo;
+    for (std::size_t i = 0; i < 5; ++i) s.start(i, [&](api::NodeCore& c) { if (i > 0) provide_echo(c, echo); });
+    ASSERT_TRUE(s.net.run_until([&] { return all_alive(s, 5) && s.routes_to(0, "echo", {1, 2, 3, 4}); }, seconds(30)));
+    std::vector<std::shared_ptr<SimNodes::Outcome>> calls;
+    std::uint64_t k = 0;
+    auto load_for = [&](Duration d) {
+      const TimePoint end = s.net.now() + d;
+      while (s.net.now() < end) {
+        calls.push_back(s.call_async(k % 5, "echo", detail::pack_args(k)));
+        ++k;
+        s.net.run_for(milliseconds(2));
+      }
+    };
+    // One admin step on every member, from node 0, each answered.
+    auto on_every_member = [&](std::vector<std::string> args) {
+      int answered = 0;
+      for (std::size_t i = 0; i < 5; ++i) {
+        s.core(0).call_to(SimNodes::address(i), api::kKeysService, detail::pack_value(args), {},
+                          [&](RawResult r) {
+                            EXPECT_TRUE(r.ok()) << r.error().message();
+                            ++answered;
+                          });
+      }
+      load_for(milliseconds(100));
+      EXPECT_EQ(answered, 5);
+    };
+    load_for(milliseconds(200));
+    on_every_member({"install", k_new});
+    on_every_member({"use", k_new});
+    on_every_member({"remove", k_old});
+    load_for(milliseconds(200));
+    ASSERT_TRUE(s.net.run_until([&] { for (auto& c : calls) if (!c->finished) return false; return true; }, seconds(5)));
+    int failed = 0;
+    for (auto& c : calls) failed += !c->result.ok();
+    EXPECT_EQ(failed, 0) << "of " << calls.size() << " calls";
+    // Everyone seals with the new key and no longer opens the old one.
+    const auto* ring = s.core(3).engine().path().keyring();
+    ASSERT_NE(ring, nullptr);
+    EXPECT_EQ(ring->keys().size(), 1u);
+    EXPECT_EQ(reliable::Keyring::to_base64(ring->primary()), k_new);
+    s.start(5);  // a node with only the old key
+    bool done = false;
+    RawResult r = Error(Errc::kShutdown, "");
+    s.core(5).call_to(SimNodes::address(1), "echo", detail::pack_args(std::uint64_t{1}), {}, [&](RawResult x) {
+      done = true;
+      r = std::move(x);
+    });
+    ASSERT_TRUE(s.net.run_until([&] { return done; }, seconds(5)));
+    EXPECT_FALSE(r.ok());
+    EXPECT_GT(drops(s, 1, wire::DecodeError::kBadKeyId), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace broach

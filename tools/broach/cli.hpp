@@ -44,6 +44,7 @@ std::string unreachable_hint(const std::string& addr);
 
 void register_node(CLI::App& app, int& exit_code);
 void register_keygen(CLI::App& app, int& exit_code);
+void register_keys(CLI::App& app, int& exit_code);
 void register_call(CLI::App& app, int& exit_code);
 void register_cluster_views(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   int exit_code = broach::cli::kExitOk;
   broach::cli::register_node(app, exit_code);
   broach::cli::register_keygen(app, exit_code);
+  broach::cli::register_keys(app, exit_code);
   broach::cli::register_call(app, exit_code);
   broach::cli::register_cluster_views(app, exit_code);
   broach::cli::register_bench(app, exit_code);
