@@ -302,5 +302,41 @@ TEST(SecuritySim, KeyRotationUnderLoadLosesNoCall) {
   }
 }
 
+// The documented migration from plaintext to keys, as rolling restarts: at
+// every moment the cluster holds nodes of two neighbouring steps only, and
+// calls between any two of them succeed.
+TEST(SecuritySim, RollingMigrationFromPlaintextNeverSplits) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const std::string key = test_key(seed);
+    auto step = [&](int n) {
+      Config c = keyed(n == 0 ? std::vector<std::string>{} : std::vector<std::string>{key});
+      c.security.seal_outgoing = n >= 2;
+      c.security.verify_incoming = n >= 3;
+      return c;
+    };
+    // Pairs of neighbouring steps: 0 plaintext, 1 keys but neither switch,
+    // 2 sealing, 3 sealing and verifying.
+    for (int a = 0; a < 3; ++a) {
+      SimNodes s(seed * 10 + static_cast<std::uint64_t>(a), 2, step(a));
+      s.overrides[1] = step(a + 1);
+      Counted echo;
+      s.start(0, [&](api::NodeCore& c) { provide_echo(c, echo); });
+      s.start(1, [&](api::NodeCore& c) { provide_echo(c, echo); });
+      ASSERT_TRUE(s.net.run_until([&] { return all_alive(s, 2); }, seconds(30))) << "steps " << a << "/" << a + 1;
+      for (std::size_t from = 0; from < 2; ++from) {
+        bool ok = false, done = false;
+        s.core(from).call_to(SimNodes::address(1 - from), "echo", detail::pack_args(std::uint64_t{5}), {},
+                             [&](RawResult r) {
+                               done = true;
+                               ok = r.ok();
+                             });
+        ASSERT_TRUE(s.net.run_until([&] { return done; }, seconds(5)));
+        EXPECT_TRUE(ok) << "steps " << a << "/" << a + 1 << ", from node " << from;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace broach
