@@ -57,7 +57,11 @@ Bytes InternalServices::keys(std::span<const std::byte> args) {
   reliable::Keyring ring = *current;
   auto key_arg = [&]() -> std::uint16_t {
     if (a.size() != 2) throw Error(Errc::kBadArguments, op + " takes a key (base64) or a key id (0x....)");
-    if (a[1].rfind("0x", 0) == 0) return static_cast<std::uint16_t>(std::strtoul(a[1].c_str(), nullptr, 16));
+    // A key id is "0x" and four hex digits; a key is 44 characters of base64
+    // (which may itself begin with "0x").
+    if (a[1].size() == 6 && a[1].rfind("0x", 0) == 0) {
+      return static_cast<std::uint16_t>(std::strtoul(a[1].c_str(), nullptr, 16));
+    }
     auto k = reliable::key_from_base64(a[1]);
     if (!k) throw Error(Errc::kBadArguments, "not a key (base64 of 32 bytes)");
     return k->id;

@@ -169,7 +169,8 @@ Keyring Keyring::with_primary(std::uint16_t id) const {
 }
 
 Keyring Keyring::without(std::uint16_t id) const {
-  if (!empty() && primary().id == id) {
+  if (find(id) == nullptr) throw Error(Errc::kInvalidArgument, "key " + std::to_string(id) + " is not in the keyring");
+  if (primary().id == id) {
     throw Error(Errc::kInvalidArgument, "key " + std::to_string(id) + " seals: make another key primary first");
   }
   Keyring r;

@@ -36,7 +36,7 @@ int run_keys(const KeysFlags& f) {
   }
   try {
     Config c = client_config(seed, f.timeout_s);
-    if ((f.op == "install" || f.op == "use") && f.key.rfind("0x", 0) != 0 && !c.security.keyring.empty()) {
+    if ((f.op == "install" || f.op == "use") && !(f.key.size() == 6 && f.key.rfind("0x", 0) == 0) && !c.security.keyring.empty()) {
       // The members answer "use" sealed with the new key: this command
       // holds it too (its own keys from --keyring, then the new one).
       std::ifstream in(c.security.keyring);
