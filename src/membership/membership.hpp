@@ -69,6 +69,7 @@ class Listener {
   X(push_pulls, "Full-state exchanges done.")                                         \
   X(push_pull_failures, "Full-state exchanges that failed.")                          \
   X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
+  X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
   X(gossip_messages_sent, "Probe and gossip datagrams sent.")
 
@@ -142,8 +143,11 @@ class Membership final : public reliable::ExtensionReceiver {
   void schedule_probe();
   void probe();
   void probe_node(const Endpoint& target);
-  void handle_probe(const Endpoint& from, ProbeMessage& msg);
+  void handle_probe(const reliable::Dest& reply, ProbeMessage& msg);
   void send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
+                  const std::optional<Endpoint>& target = std::nullopt);
+  /// `dest.reply`: an ack or nack, metered by the 3x rule.
+  void send_probe(Kind kind, std::uint32_t seq, const reliable::Dest& dest,
                   const std::optional<Endpoint>& target = std::nullopt);
   std::uint32_t expect_ack(const Endpoint& target, Duration timeout,
                            std::function<void(bool)> on_ack, std::function<void()> on_timeout);
@@ -171,7 +175,6 @@ class Membership final : public reliable::ExtensionReceiver {
   std::unordered_map<Endpoint, Record> members_;  // others only
   BroadcastQueue queue_;
   std::unordered_map<std::uint32_t, AckWait> acks_;
-  std::uint32_t next_seq_ = 1;
   std::vector<Endpoint> probe_order_;
   bool members_dirty_ = true;           // candidates_ needs rebuilding
   mutable bool counts_dirty_ = true;    // alive_others_ / gone_ need recounting

@@ -94,7 +94,11 @@ void Membership::probe_node(const Endpoint& target) {
 std::uint32_t Membership::expect_ack(const Endpoint& target, Duration timeout,
                                      std::function<void(bool)> on_ack,
                                      std::function<void()> on_timeout) {
-  const std::uint32_t seq = next_seq_++;
+  // Random, so that an ack from the pinged address proves it receives what
+  // is sent to it (the 3x reply rule, reliable/address_guard.hpp); 0 means
+  // "no ack expected".
+  std::uint32_t seq = 0;
+  while (seq == 0 || acks_.count(seq)) seq = static_cast<std::uint32_t>(rng_.next());
   AckWait w;
   w.target = target;
   w.on_ack = std::move(on_ack);
@@ -108,8 +112,16 @@ std::uint32_t Membership::expect_ack(const Endpoint& target, Duration timeout,
 
 void Membership::send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
                             const std::optional<Endpoint>& target) {
+  send_probe(kind, seq, reliable::Dest::initiated(to), target);
+}
+
+void Membership::send_probe(Kind kind, std::uint32_t seq, const reliable::Dest& dest,
+                            const std::optional<Endpoint>& target) {
+  const Endpoint& to = dest.addr;
   ProbeWriter w(kind, seq, target);
-  const std::size_t limit = engine_.max_extension_payload();
+  // A reply (ack, nack) to an unproven address carries no more than 3x what
+  // that address sent: fewer piggybacked updates.
+  const std::size_t limit = dest.reply ? engine_.extension_allowance(dest) : engine_.max_extension_payload();
   if (kind == Kind::kPing) {
     // Lifeguard's buddy system: a ping to a member we suspect always carries
     // that suspicion, so the member learns of it and can refute in time even
@@ -129,7 +141,7 @@ void Membership::send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
   const auto body = w.finish();
   stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;
   ++stats_.gossip_messages_sent;
-  engine_.send_extension(kind == Kind::kGossip ? wire::MsgType::kGossip : wire::MsgType::kPing, to,
+  engine_.send_extension(kind == Kind::kGossip ? wire::MsgType::kGossip : wire::MsgType::kPing, dest,
                          body);
 }
 
@@ -142,21 +154,25 @@ void Membership::on_extension(const Endpoint& from, const wire::Header& h,
     return;
   }
   if (left_) return;
-  handle_probe(from, msg);
+  handle_probe(reliable::Dest::reply_to(from, h.node_id, (h.flags & wire::kFlagAuth) != 0), msg);
 }
 
-void Membership::handle_probe(const Endpoint& from, ProbeMessage& msg) {
+void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
+  const Endpoint& from = reply.addr;
   for (const auto& u : msg.updates) apply(u, false, &from);
-  if (from != self_.address && !members_.count(from) && !syncing_.count(from)) {
+  if (from != self_.address && !members_.count(from) && !syncing_.count(from) &&
+      engine_.reply_free(reply)) {
     // A member we have never heard of is talking to us: gossip about its
     // join missed us. One full-state exchange with it repairs that now
-    // instead of at the next periodic push-pull.
+    // instead of at the next periodic push-pull. Only with a sender that
+    // is proven or a key holder: a full state sent to a spoofed address
+    // would make this node an amplifier.
     syncing_.insert(from);
     push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
   }
   switch (msg.kind) {
     case Kind::kPing:
-      send_probe(Kind::kAck, msg.seq, from);
+      send_probe(Kind::kAck, msg.seq, reply);
       break;
     case Kind::kAck:
     case Kind::kNack: {
@@ -166,6 +182,9 @@ void Membership::handle_probe(const Endpoint& from, ProbeMessage& msg) {
         it->second.on_ack(true);
         break;
       }
+      // Our random sequence number came back from the address we pinged:
+      // it receives what we send (later replies to it are not metered).
+      if (it->second.target == from) engine_.mark_proven(from, reply.node_id);
       auto cb = std::move(it->second.on_ack);
       loop_.cancel(it->second.timer);
       acks_.erase(it);
@@ -174,10 +193,18 @@ void Membership::handle_probe(const Endpoint& from, ProbeMessage& msg) {
     }
     case Kind::kPingReq: {
       if (!msg.target) break;
+      // Only members are probed for others: a ping-req must not make this
+      // node send to an address of the requester's choosing.
+      auto target_it = members_.find(*msg.target);
+      if (target_it == members_.end() || (target_it->second.info.state != MemberState::kAlive &&
+                                          target_it->second.info.state != MemberState::kSuspect)) {
+        ++stats_.ping_req_refused;
+        break;
+      }
       // Probe the target for the requester; relay its ack, or a nack when
       // the target stays silent (Lifeguard), so the requester knows that we
       // at least are reachable.
-      const Endpoint requester = from;
+      const reliable::Dest requester = reply;
       const std::uint32_t their_seq = msg.seq;
       const std::uint32_t seq = expect_ack(
           *msg.target, scaled(opt_.probe_timeout),

@@ -263,7 +263,7 @@ void Membership::send_correction(const Endpoint& to, const MemberInfo& m) {
   const auto body = w.finish();
   stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;
   ++stats_.gossip_messages_sent;
-  engine_.send_extension(wire::MsgType::kGossip, to, body);
+  engine_.send_extension(wire::MsgType::kGossip, reliable::Dest::initiated(to), body);
 }
 
 void Membership::refute(std::uint32_t seen_incarnation) {

@@ -8,7 +8,17 @@
 #include "base/assert.hpp"
 #include "base/log.hpp"
 
+#include <sodium.h>
+
 namespace broach::reliable {
+
+namespace {
+std::array<std::byte, 32> random_secret() {
+  std::array<std::byte, 32> s;
+  randombytes_buf(s.data(), s.size());
+  return s;
+}
+}  // namespace
 
 DatagramPath::DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_message, PathSecurity security)
     : loop_(loop),
@@ -17,7 +27,8 @@ DatagramPath::DatagramPath(Loop& loop, Transport& transport, std::uint64_t max_m
       scratch_(65536),
       opened_(65536),
       seal_outgoing_(security.seal_outgoing),
-      verify_incoming_(security.verify_incoming) {
+      verify_incoming_(security.verify_incoming),
+      guard_(random_secret()) {
   set_keyring(std::move(security.keyring));
   transport_.set_receiver(this);
 }
@@ -70,20 +81,27 @@ std::size_t DatagramPath::encode_into(const wire::Header& h, std::span<const std
   return n + kTagSize;
 }
 
-void DatagramPath::send(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload) {
+bool DatagramPath::send(const Dest& to, const wire::Header& h, std::span<const std::byte> payload) {
   BROACH_ASSERT_IN_LOOP(loop_);
   const std::size_t n = encode_into(h, payload, scratch_);
-  transmit(to, std::span<const std::byte>(scratch_.data(), n));
+  if (!guard_.try_charge(to, n, loop_.now())) return false;
+  transmit(to.addr, std::span<const std::byte>(scratch_.data(), n));
+  return true;
 }
 
-void DatagramPath::send_batch(const Endpoint& to, std::span<const std::span<const std::byte>> datagrams) {
+std::size_t DatagramPath::send_batch(const Dest& to, std::span<const std::span<const std::byte>> datagrams) {
   BROACH_ASSERT_IN_LOOP(loop_);
-  std::size_t bytes = 0;
-  for (const auto& d : datagrams) bytes += d.size();
-  stats_.datagrams_out.fetch_add(datagrams.size(), std::memory_order_relaxed);
+  std::size_t fit = 0, bytes = 0;
+  const TimePoint now = loop_.now();
+  while (fit < datagrams.size() && guard_.try_charge(to, datagrams[fit].size(), now)) {
+    bytes += datagrams[fit++].size();
+  }
+  if (fit == 0) return datagrams.size();
+  stats_.datagrams_out.fetch_add(fit, std::memory_order_relaxed);
   stats_.bytes_out.fetch_add(bytes, std::memory_order_relaxed);
-  const std::size_t sent = transport_.send_batch(to, datagrams);
-  if (sent < datagrams.size()) stats_.send_failures.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
+  const std::size_t sent = transport_.send_batch(to.addr, datagrams.first(fit));
+  if (sent < fit) stats_.send_failures.fetch_add(fit - sent, std::memory_order_relaxed);
+  return datagrams.size() - fit;
 }
 
 std::span<const std::byte> DatagramPath::prepare(const wire::Header& h, std::span<const std::byte> payload) {
@@ -143,6 +161,9 @@ void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> 
   } else if (verify_incoming_ && keyring() != nullptr) {
     drop(wire::DecodeError::kUnsealed);
     return;
+  } else {
+    // Unauthenticated bytes: the credit for replies to this address.
+    guard_.received(from, data.size(), loop_.now());
   }
   if (too_large) {
     // The header is sound (and authentic when sealed): the sink tells the

@@ -32,6 +32,7 @@
 
 #include "base/loop.hpp"
 #include "base/thread_annotations.hpp"
+#include "reliable/address_guard.hpp"
 #include "reliable/keyring.hpp"
 #include "reliable/replay_window.hpp"
 #include "transport/transport.hpp"
@@ -87,15 +88,32 @@ class DatagramPath final : public DatagramReceiver {
     return max_datagram - wire::kHeaderSize - wire::kAuthTagSize;
   }
 
-  /// Loop thread: one datagram, header `h` + `payload`.
-  void send(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload);
+  /// Loop thread: one datagram, header `h` + `payload`. A reply that does
+  /// not fit what its address may still be sent (AddressGuard) is not sent:
+  /// false.
+  bool send(const Dest& to, const wire::Header& h, std::span<const std::byte> payload);
   /// Loop thread: writes header + payload into `slot` (which must hold
   /// kHeaderSize + payload + kAuthTagSize bytes) and returns the datagram's
   /// length, for send_batch.
   std::size_t encode_into(const wire::Header& h, std::span<const std::byte> payload,
                           std::span<std::byte> slot);
   /// Loop thread: datagrams made by encode_into, to one peer (sendmmsg).
-  void send_batch(const Endpoint& to, std::span<const std::span<const std::byte>> datagrams);
+  /// For a reply, only the leading datagrams that fit its allowance go out;
+  /// returns how many were not sent for that reason.
+  std::size_t send_batch(const Dest& to, std::span<const std::span<const std::byte>> datagrams);
+  /// The size on the wire of a datagram with `payload_len` bytes of payload.
+  std::size_t wire_size(std::size_t payload_len) const {
+    return wire::kHeaderSize + payload_len + (sealing() ? wire::kAuthTagSize : 0);
+  }
+
+  // Anti-amplification (loop thread; see AddressGuard).
+  /// Bytes that may still be sent to `to` (AddressGuard::kUnlimited if free).
+  std::uint64_t allowance(const Dest& to) { return guard_.allowance(to, loop_.now()); }
+  /// Charges `bytes` ahead of sends that bypass the check (the any-thread
+  /// fast path); false, nothing charged, if they do not fit.
+  bool reserve(const Dest& to, std::size_t bytes) { return guard_.try_charge(to, bytes, loop_.now()); }
+  void refund(const Endpoint& to, std::uint64_t bytes) { guard_.refund(to, bytes); }
+  AddressGuard& guard() { return guard_; }
 
   /// True when send_from_any_thread() may be used (a plain socket send).
   bool can_send_from_any_thread() const { return transport_.thread_safe_send(); }
@@ -135,7 +153,7 @@ class DatagramPath final : public DatagramReceiver {
                                 std::span<const std::byte>& payload);
   void drop(wire::DecodeError why) { ++stats_.drops[static_cast<int>(why)]; }
 
-  [[maybe_unused]] Loop& loop_;  // for the thread checks (compiled out under NDEBUG)
+  Loop& loop_;
   Transport& transport_;
   std::uint64_t max_message_;
   PacketSink* sink_ = nullptr;
@@ -147,6 +165,7 @@ class DatagramPath final : public DatagramReceiver {
   const bool seal_outgoing_, verify_incoming_;
   std::atomic<std::uint64_t> counter_{0};  // the last counter used (per life)
   ReplayGuard replay_;                     // loop thread
+  AddressGuard guard_;                     // loop thread
   PathStats stats_;
 };
 

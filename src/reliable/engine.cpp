@@ -67,8 +67,16 @@ RttEstimator& Engine::rtt(const Endpoint& peer) {
   return it->second.rtt;
 }
 
-void Engine::send_datagram(const Header& h, std::span<const std::byte> payload, const Endpoint& to) {
-  path_.send(to, h, payload);
+bool Engine::send_datagram(const Header& h, std::span<const std::byte> payload, const Dest& to) {
+  if (path_.send(to, h, payload)) return true;
+  ++stats_.amplification_limited;
+  return false;
+}
+
+std::size_t Engine::message_wire_size(std::size_t payload_len, const Endpoint& to) const {
+  const std::size_t fp = frag_payload_for(to);
+  const std::size_t count = payload_len <= fp ? 1 : (payload_len + fp - 1) / fp;
+  return count * path_.wire_size(0) + payload_len;
 }
 
 Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_len) const {
@@ -83,23 +91,35 @@ Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_le
   return h;
 }
 
-void Engine::send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message) {
+void Engine::send_error_response(const Dest& to, std::uint64_t id, Errc code, const std::string& message) {
   Bytes body;
   wire::encode_response_error(code, message, body);
   send_datagram(header_for(MsgType::kResponse, id, body.size()), body, to);
 }
 
-void Engine::send_control(MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags) {
+void Engine::send_control(MsgType type, std::uint64_t id, const Dest& to, std::uint16_t flags) {
   Header h = header_for(type, id, 0);
   h.flags = flags;
   send_datagram(h, {}, to);
 }
 
-bool Engine::send_extension(MsgType type, const Endpoint& to, std::span<const std::byte> payload) {
+bool Engine::send_extension(MsgType type, const Dest& to, std::span<const std::byte> payload) {
   BROACH_ASSERT_IN_LOOP(loop_);
   if (payload.size() > frag_payload()) return false;
-  send_datagram(header_for(type, 0, payload.size()), payload, to);
-  return true;
+  return send_datagram(header_for(type, 0, payload.size()), payload, to);
+}
+
+std::size_t Engine::extension_allowance(const Dest& to) {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  const std::uint64_t a = path_.allowance(to);
+  const std::size_t overhead = path_.wire_size(0);
+  if (a <= overhead) return 0;
+  return static_cast<std::size_t>(std::min<std::uint64_t>(a - overhead, frag_payload()));
+}
+
+void Engine::mark_proven(const Endpoint& addr, std::uint64_t node_id) {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  path_.guard().mark_proven(addr, node_id, loop_.now());
 }
 
 void Engine::on_packet(const Endpoint& from, const Header& h, std::span<const std::byte> payload) {
@@ -111,6 +131,8 @@ void Engine::on_packet(const Endpoint& from, const Header& h, std::span<const st
     case MsgType::kFragmentAck: handle_fragment_ack(from, h, payload); break;
     case MsgType::kStatusQuery: handle_status_query(from, h); break;
     case MsgType::kUnknownCall: handle_unknown_call(from, h); break;
+    case MsgType::kChallenge: handle_challenge(from, h, payload); break;
+    case MsgType::kAddressProof: handle_address_proof(from, h, payload); break;
     case MsgType::kPing:
     case MsgType::kGossip:
       if (extension_ != nullptr) {
@@ -129,11 +151,11 @@ void Engine::reject_too_large(const Endpoint& from, const Header& h) {
                            std::to_string(opt_.max_message) + " of " +
                            opt_.advertised.to_string();
   if (h.type == MsgType::kRequest && h.fragment_index == 0) {
-    send_error_response(from, h.message_id, Errc::kMessageTooLarge, "request of " + what);
+    send_error_response(reply_dest(from, h), h.message_id, Errc::kMessageTooLarge, "request of " + what);
   } else if (h.type == MsgType::kResponse) {
     auto it = calls_.find(h.message_id);
     if (it != calls_.end() && it->second.to == from) {
-      send_complete_ack(from, MsgType::kResponse, h.message_id, h.fragment_count);
+      send_complete_ack(Dest::initiated(from), MsgType::kResponse, h.message_id, h.fragment_count);
       finish_call(h.message_id, CallResult{Errc::kMessageTooLarge, {}, "response of " + what});
     }
   }
@@ -143,6 +165,7 @@ void Engine::sweep_peers() {
   const TimePoint now = loop_.now();
   if (now < next_peer_sweep_) return;
   next_peer_sweep_ = now + std::chrono::seconds(10);
+  path_.guard().sweep(now);
   for (auto it = rtt_.begin(); it != rtt_.end();) {
     it = now - it->second.last_used > kPeerIdle ? rtt_.erase(it) : std::next(it);
   }

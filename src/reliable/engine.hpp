@@ -74,6 +74,12 @@ struct RequestToken {
   std::uint64_t node_id = 0;  ///< caller's node id
   std::uint64_t message_id = 0;
   Endpoint reply_to;
+  bool sealed = false;  ///< the request was sealed: its sender holds a key
+  /// Reply bytes charged to the caller's address when the request arrived,
+  /// so a response that fits may leave from any thread (kUnmetered: free).
+  std::uint32_t reserved = 0;
+  static constexpr std::uint32_t kUnmetered = ~std::uint32_t{0};
+  Dest dest() const { return Dest::reply_to(reply_to, node_id, sealed); }
 };
 
 struct IncomingRequest {
@@ -114,7 +120,10 @@ class RequestHandler {
   X(reassembly_evicted, "Partial messages evicted to make room (least recent progress first).") \
   X(dedup_evicted, "Finished at-most-once records forgotten early to respect the bounds.")    \
   X(unknown_call_replies, "Unknown-call replies sent for status queries about nothing held.") \
-  X(amplification_limited, "Duplicates and status queries not answered: they came from another address than the request.")
+  X(amplification_limited, "Replies not sent: to an unproven address beyond 3x the bytes it sent, or to another address than the request's.") \
+  X(challenges_sent, "Challenges sent to an unproven caller instead of a response that exceeded 3x its bytes.") \
+  X(address_proofs, "Challenges answered: caller addresses proven.")                          \
+  X(address_proofs_bad, "Address proofs that did not verify (forged, stale or for another address).")
 // Gauges: X(field, description).
 #define BROACH_ENGINE_GAUGES(X)                                          \
   X(dedup_entries, "Records in the at-most-once table.")                 \
@@ -191,8 +200,17 @@ class Engine final : public PacketSink {
   /// Routes kPing/kGossip datagrams to `r` (non-owning; null to stop).
   void set_extension_receiver(ExtensionReceiver* r) { extension_ = r; }
   /// Sends one unreliable datagram of an extension type; `payload` must fit
-  /// in one datagram (max_datagram - header - tag). Returns false if not.
-  bool send_extension(wire::MsgType type, const Endpoint& to, std::span<const std::byte> payload);
+  /// in one datagram (max_datagram - header - tag). Returns false if not, or
+  /// when `to` is a reply that exceeds its allowance (counted).
+  bool send_extension(wire::MsgType type, const Dest& to, std::span<const std::byte> payload);
+  /// Bytes of payload an extension reply to `to` may carry now (at most
+  /// max_extension_payload()).
+  std::size_t extension_allowance(const Dest& to);
+  /// `addr` with node id `node_id` proved it receives what is sent to it
+  /// (it acked a ping that carried an unguessable sequence number).
+  void mark_proven(const Endpoint& addr, std::uint64_t node_id);
+  /// True when replies to `to` are not metered (sealed, proven, or not a reply).
+  bool reply_free(const Dest& to) { return path_.allowance(to) == AddressGuard::kUnlimited; }
   /// Largest payload send_extension accepts.
   std::size_t max_extension_payload() const { return frag_payload(); }
   std::uint64_t node_id() const { return opt_.node_id; }
@@ -220,6 +238,7 @@ class Engine final : public PacketSink {
     wire::MsgType type{};
     std::uint64_t message_id = 0;
     Endpoint to;
+    Dest dest;  // `to`, and for a response the grounds of the reply (3x rule)
     SharedBytes data;
     std::uint32_t frag_size = 0, count = 0;
     std::vector<std::uint8_t> acked;
@@ -256,6 +275,8 @@ class Engine final : public PacketSink {
     SharedBytes response;    // null while running, or after eviction
     TimePoint deadline{};    // the caller's deadline on our clock
     Endpoint reply_to;
+    bool sealed = false;     // the request was sealed
+    bool awaiting_proof = false;  // a challenge went out instead of the response
     TimePoint expires{};     // valid once finished
     TimePoint last_resend{};
     std::unique_ptr<Transfer> transfer;  // fragmented response in flight
@@ -307,15 +328,27 @@ class Engine final : public PacketSink {
   void handle_status_query(const Endpoint& from, const wire::Header& h);
   void deliver_request(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
   void resend_response(DedupEntry& e, const Key& key, bool force);
+  /// Sends e.response (first time or again) if it fits the 3x rule, else a
+  /// challenge; `resend`: a repeat for a duplicate or a status query.
+  void send_response(DedupEntry& e, const Key& key, bool resend);
+  void send_challenge(const Dest& to, std::uint64_t id);
+  void handle_challenge(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  void handle_address_proof(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
+  static Dest dest_of(const DedupEntry& e, const Key& k) { return Dest::reply_to(e.reply_to, k.a, e.sealed); }
+  static Dest reply_dest(const Endpoint& from, const wire::Header& h) {
+    return Dest::reply_to(from, h.node_id, (h.flags & wire::kFlagAuth) != 0);
+  }
+  /// Bytes on the wire of `payload_len` bytes as one message to `to`.
+  std::size_t message_wire_size(std::size_t payload_len, const Endpoint& to) const;
   void sweep_dedup();
   void evict_for_bytes();
   // engine_transfer.cpp
-  void send_message(wire::MsgType type, std::uint64_t id, const Endpoint& to, const SharedBytes& data,
+  void send_message(wire::MsgType type, std::uint64_t id, const Dest& to, const SharedBytes& data,
                     std::uint32_t deadline_us, std::unique_ptr<Transfer>* transfer_slot);
   void pump(Transfer& t);
   void send_fragment(Transfer& t, std::uint32_t index);
   void queue_fragment(Transfer& t, std::uint32_t index);  // into batch_
-  void flush_fragments(const Endpoint& to);               // one send_batch
+  void flush_fragments();                                 // one send_batch
   void on_transfer_timer(Transfer& t);
   void handle_fragment_ack(const Endpoint& from, const wire::Header& h, std::span<const std::byte> p);
   void apply_ack(Transfer& t, const wire::FragmentAck& ack);
@@ -326,8 +359,8 @@ class Engine final : public PacketSink {
   // the budget cannot be met without evicting what `known` may not evict.
   bool make_room(const Endpoint& from, std::uint64_t charge, bool known);
   void free_partial(bool request, const Key& key);
-  void send_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id, const Partial& part);
-  void send_complete_ack(const Endpoint& to, wire::MsgType acked_type, std::uint64_t id,
+  void send_ack(const Dest& to, wire::MsgType acked_type, std::uint64_t id, const Partial& part);
+  void send_complete_ack(const Dest& to, wire::MsgType acked_type, std::uint64_t id,
                          std::uint32_t count);
   void sweep_partials();
   void sweep_peers();
@@ -336,9 +369,10 @@ class Engine final : public PacketSink {
   /// `payload_len` bytes (fragment fields filled in by the caller if not).
   wire::Header header_for(wire::MsgType type, std::uint64_t id, std::size_t payload_len) const;
   /// An error response sent at once, not cached (the request was not taken in).
-  void send_error_response(const Endpoint& to, std::uint64_t id, Errc code, const std::string& message);
-  void send_control(wire::MsgType type, std::uint64_t id, const Endpoint& to, std::uint16_t flags = 0);
-  void send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Endpoint& to);
+  void send_error_response(const Dest& to, std::uint64_t id, Errc code, const std::string& message);
+  void send_control(wire::MsgType type, std::uint64_t id, const Dest& to, std::uint16_t flags = 0);
+  /// False (counted as amplification_limited) when a reply did not fit.
+  bool send_datagram(const wire::Header& h, std::span<const std::byte> payload, const Dest& to);
   std::uint64_t allocate_id() { return next_id_.fetch_add(1, std::memory_order_relaxed); }
   Call& adopt_call(std::uint64_t id, const Endpoint& to, Bytes payload, TimePoint deadline,
                    TimePoint sent_at, Completion done);
@@ -364,7 +398,7 @@ class Engine final : public PacketSink {
   static constexpr std::size_t kBatchMax = 32;
   static constexpr std::size_t kBatchSlot = 65536;  // any datagram fits
   Bytes batch_;  // kBatchMax slots of kBatchSlot bytes, grown on first use
-  Endpoint batch_to_;
+  Dest batch_to_;
   std::vector<std::size_t> batch_lens_;
   std::size_t batch_count_ = 0;
 

@@ -112,7 +112,8 @@ void Engine::start_call(Call& c) {
   const TimePoint now = loop_.now();
   ++c.attempts;
   ++stats_.requests_sent;
-  send_message(MsgType::kRequest, c.id, c.to, c.payload, remaining_us(c.deadline, now), &c.transfer);
+  send_message(MsgType::kRequest, c.id, Dest::initiated(c.to), c.payload, remaining_us(c.deadline, now),
+               &c.transfer);
   arm_call_timer(c, now);
 }
 
@@ -148,11 +149,12 @@ void Engine::on_call_timer(std::uint64_t id) {
     ++stats_.retransmits;
     ++c.attempts;
     ++stats_.requests_sent;
-    send_message(MsgType::kRequest, c.id, c.to, c.payload, remaining_us(c.deadline, now), nullptr);
+    send_message(MsgType::kRequest, c.id, Dest::initiated(c.to), c.payload, remaining_us(c.deadline, now),
+                 nullptr);
     c.interval = std::min(c.interval * 2, std::min(opt_.rto_max, poll_cap));
   } else {
     ++stats_.status_queries;
-    send_control(MsgType::kStatusQuery, c.id, c.to);
+    send_control(MsgType::kStatusQuery, c.id, Dest::initiated(c.to));
     c.interval = std::min(c.interval * 2, poll_cap);
   }
   arm_call_timer(c, now);
@@ -180,7 +182,9 @@ void Engine::handle_response(const Endpoint& from, const Header& h, std::span<co
   if (it == calls_.end() || it->second.to != from) {
     ++stats_.late_responses;
     // Tell the provider to stop sending the rest of a big late response.
-    if (h.fragment_count > 1) send_complete_ack(from, MsgType::kResponse, h.message_id, h.fragment_count);
+    if (h.fragment_count > 1) {
+      send_complete_ack(Dest::initiated(from), MsgType::kResponse, h.message_id, h.fragment_count);
+    }
     return;
   }
   Call& c = it->second;
@@ -227,6 +231,25 @@ void Engine::handle_in_progress(const Endpoint& from, const Header& h) {
   c.request_delivered = true;
   // Stop retransmitting; poll at the current interval to recover a lost
   // response and to notice a provider that dies while running the call.
+  arm_call_timer(c, now);
+}
+
+// The provider holds our response but has not seen proof that this address
+// receives what is sent to it (the 3x rule): echo its token. The response
+// follows the proof; if either is lost, the next status query brings a new
+// challenge.
+void Engine::handle_challenge(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
+  auto it = calls_.find(h.message_id);
+  if (it == calls_.end() || it->second.to != from || p.size() != AddressGuard::kTokenSize) {
+    ++stats_.drops_unexpected;  // only calls in flight are answered: no reflection
+    return;
+  }
+  Call& c = it->second;
+  const TimePoint now = loop_.now();
+  c.last_heard = now;
+  c.in_progress = true;
+  c.request_delivered = true;
+  send_datagram(header_for(MsgType::kAddressProof, c.id, p.size()), p, Dest::initiated(from));
   arm_call_timer(c, now);
 }
 

@@ -32,12 +32,12 @@ void Engine::handle_request(const Endpoint& from, const Header& h, std::span<con
     if (h.fragment_count > 1) {
       // A retransmitted fragment of a request we hold whole: the caller
       // missed our final ack.
-      send_complete_ack(from, MsgType::kRequest, h.message_id, h.fragment_count);
+      send_complete_ack(reply_dest(from, h), MsgType::kRequest, h.message_id, h.fragment_count);
       return;
     }
     if (!e.finished) {
       ++stats_.in_progress_sent;
-      send_control(MsgType::kInProgress, h.message_id, from);
+      send_control(MsgType::kInProgress, h.message_id, reply_dest(from, h));
     } else {
       resend_response(e, k, false);
     }
@@ -70,17 +70,28 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   }
   if (dedup_.size() >= opt_.dedup_max_entries) {
     // Every record is a running call: refuse rather than forget one.
-    send_error_response(from, h.message_id, Errc::kOverloaded, "too many calls in progress");
+    send_error_response(reply_dest(from, h), h.message_id, Errc::kOverloaded, "too many calls in progress");
     return;
   }
   ++stats_.requests_received;
   DedupEntry& e = dedup_[k];
   e.reply_to = from;
+  e.sealed = (h.flags & wire::kFlagAuth) != 0;
   e.deadline = h.deadline_us ? now + std::chrono::microseconds(h.deadline_us) : TimePoint::max();
   stats_.dedup_entries = dedup_.size();
 
   wire::RequestView rv;
-  RequestToken token{h.node_id, h.message_id, from};
+  RequestToken token{h.node_id, h.message_id, from, e.sealed, 0};
+  // Reserve the reply bytes one response datagram may need (or what is left
+  // of the caller's 3x allowance), so that a response that fits can leave
+  // from a worker thread without asking the loop.
+  const std::uint64_t allowed = path_.allowance(token.dest());
+  if (allowed == AddressGuard::kUnlimited) {
+    token.reserved = RequestToken::kUnmetered;
+  } else {
+    token.reserved = static_cast<std::uint32_t>(std::min<std::uint64_t>(allowed, path_.wire_size(frag_payload_for(from))));
+    path_.reserve(token.dest(), token.reserved);
+  }
   if (!wire::decode_request(p, rv)) {
     ++stats_.drops[static_cast<int>(wire::DecodeError::kBadPayload)];
     Bytes body;
@@ -134,7 +145,8 @@ void Engine::respond_from_any_thread(const RequestToken& token, CallResult&& r) 
   // for duplicates can wait for the loop's next wake-up instead of waking it
   // now. A duplicate that slips in between gets "in progress", which is
   // harmless.
-  if (path_.can_send_from_any_thread() && body.size() <= frag_payload()) {
+  if (path_.can_send_from_any_thread() && body.size() <= frag_payload() &&
+      path_.wire_size(body.size()) <= token.reserved) {
     path_.send_from_any_thread(token.reply_to, header_for(MsgType::kResponse, token.message_id, body.size()), body);
     loop_.try_post_lazy([this, token, body = std::move(body)]() mutable { respond(token, std::move(body), true); });
     return;
@@ -154,10 +166,13 @@ void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent
   auto it = dedup_.find(k);
   auto shared = std::make_shared<const Bytes>(std::move(payload));
   ++stats_.responses_sent;
+  if (!already_sent && token.reserved != RequestToken::kUnmetered) {
+    path_.refund(token.reply_to, token.reserved);  // charged again as it is sent
+  }
   if (it == dedup_.end()) {
     // The record was dropped (cannot happen for running calls, which are
     // never evicted); answer anyway.
-    if (!already_sent) send_message(MsgType::kResponse, token.message_id, token.reply_to, shared, 0, nullptr);
+    if (!already_sent) send_message(MsgType::kResponse, token.message_id, token.dest(), shared, 0, nullptr);
     return;
   }
   DedupEntry& e = it->second;
@@ -169,7 +184,7 @@ void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent
               opt_.delivery_timeout;
   stats_.dedup_bytes += shared->size();
   dedup_expiry_.emplace(e.expires, k);
-  if (!already_sent) send_message(MsgType::kResponse, token.message_id, e.reply_to, shared, 0, &e.transfer);
+  if (!already_sent) send_response(e, k, false);
   evict_for_bytes();
 }
 
@@ -187,12 +202,50 @@ void Engine::resend_response(DedupEntry& e, const Key& key, bool force) {
                                 "the provider ran the call but no longer holds its response "
                                 "(response cache full)",
                                 body);
-    send_message(MsgType::kResponse, key.b, e.reply_to, std::make_shared<const Bytes>(std::move(body)),
+    send_message(MsgType::kResponse, key.b, dest_of(e, key), std::make_shared<const Bytes>(std::move(body)),
                  0, nullptr);
     return;
   }
-  send_message(MsgType::kResponse, key.b, e.reply_to, e.response, 0, &e.transfer);
-  if (e.transfer) e.transfer->await_ack = true;
+  send_response(e, key, true);
+}
+
+void Engine::send_response(DedupEntry& e, const Key& key, bool resend) {
+  const Dest d = dest_of(e, key);
+  if (path_.allowance(d) < message_wire_size(e.response->size(), e.reply_to)) {
+    // More than 3x what this unproven address sent: ask it to prove that it
+    // receives what is sent to it first (docs/protocol.md, "Amplification").
+    e.awaiting_proof = true;
+    send_challenge(d, key.b);
+    return;
+  }
+  e.awaiting_proof = false;
+  send_message(MsgType::kResponse, key.b, d, e.response, 0, &e.transfer);
+  if (resend && e.transfer) e.transfer->await_ack = true;
+}
+
+void Engine::send_challenge(const Dest& to, std::uint64_t id) {
+  const AddressGuard::Token t = path_.guard().token(to.addr, to.node_id, loop_.now());
+  if (send_datagram(header_for(MsgType::kChallenge, id, t.size()), t, to)) ++stats_.challenges_sent;
+}
+
+void Engine::handle_address_proof(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
+  const TimePoint now = loop_.now();
+  if (!path_.guard().check_token(from, h.node_id, p, now)) {
+    ++stats_.address_proofs_bad;
+    return;
+  }
+  ++stats_.address_proofs;
+  path_.guard().mark_proven(from, h.node_id, now);
+  const Key k{h.node_id, h.message_id};
+  auto it = dedup_.find(k);
+  if (it == dedup_.end() || it->second.reply_to != from || !it->second.finished || !it->second.awaiting_proof) {
+    return;  // nothing held back: later replies to this address are free now
+  }
+  if (it->second.response) {
+    send_response(it->second, k, false);
+  } else {
+    resend_response(it->second, k, true);
+  }
 }
 
 void Engine::handle_status_query(const Endpoint& from, const Header& h) {
@@ -205,7 +258,7 @@ void Engine::handle_status_query(const Endpoint& from, const Header& h) {
     }
     if (!it->second.finished) {
       ++stats_.in_progress_sent;
-      send_control(MsgType::kInProgress, h.message_id, from);
+      send_control(MsgType::kInProgress, h.message_id, reply_dest(from, h));
     } else {
       resend_response(it->second, k, false);
     }
@@ -213,11 +266,11 @@ void Engine::handle_status_query(const Endpoint& from, const Header& h) {
   }
   auto p = partial_requests_.find(k);
   if (p != partial_requests_.end()) {
-    send_ack(from, MsgType::kRequest, h.message_id, p->second);
+    send_ack(reply_dest(from, h), MsgType::kRequest, h.message_id, p->second);
     return;
   }
   ++stats_.unknown_call_replies;
-  send_control(MsgType::kUnknownCall, h.message_id, from);
+  send_control(MsgType::kUnknownCall, h.message_id, reply_dest(from, h));
 }
 
 void Engine::evict_for_bytes() {

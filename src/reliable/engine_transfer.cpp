@@ -23,11 +23,11 @@ constexpr std::uint32_t kAckEveryWithHole = 2;
 constexpr std::uint32_t kTimeoutBurst = 32;
 }  // namespace
 
-void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
+void Engine::send_message(MsgType type, std::uint64_t id, const Dest& to,
                           const SharedBytes& data, std::uint32_t deadline_us,
                           std::unique_ptr<Transfer>* slot) {
   BROACH_ASSERT_IN_LOOP(loop_);
-  const std::uint32_t fp = frag_payload_for(to);
+  const std::uint32_t fp = frag_payload_for(to.addr);
   if (data->size() <= fp) {
     Header h = header_for(type, id, data->size());
     h.deadline_us = deadline_us;
@@ -39,7 +39,8 @@ void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
   auto t = std::make_unique<Transfer>();
   t->type = type;
   t->message_id = id;
-  t->to = to;
+  t->to = to.addr;
+  t->dest = to;
   t->data = data;
   t->frag_size = fp;
   t->count = static_cast<std::uint32_t>((data->size() + fp - 1) / fp);
@@ -47,7 +48,7 @@ void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
   t->sent_at.assign(t->count, TimePoint{});
   t->deadline_us = deadline_us;
   t->last_progress = loop_.now();
-  t->rto = rtt(to).rto();
+  t->rto = rtt(to.addr).rto();
   *slot = std::move(t);
   pump(**slot);
 }
@@ -55,7 +56,7 @@ void Engine::send_message(MsgType type, std::uint64_t id, const Endpoint& to,
 void Engine::send_fragment(Transfer& t, std::uint32_t i) {
   // Through the batch, flushed at once: one code path for both.
   queue_fragment(t, i);
-  flush_fragments(t.to);
+  flush_fragments();
 }
 
 void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
@@ -70,23 +71,25 @@ void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   if (t.sent_at[i] != TimePoint{}) ++stats_.fragments_resent;
   t.sent_at[i] = loop_.now();
   ++stats_.fragments_sent;
-  if (batch_count_ > 0 && batch_to_ != t.to) flush_fragments(batch_to_);
-  batch_to_ = t.to;
+  if (batch_count_ > 0 && batch_to_ != t.dest) flush_fragments();
+  batch_to_ = t.dest;
   const std::size_t slot_size = kBatchSlot;
   const std::size_t slot = batch_count_++ * slot_size;
   if (batch_.size() < slot + slot_size) batch_.resize(slot + slot_size);
   batch_lens_.push_back(path_.encode_into(h, std::span<const std::byte>(t.data->data() + off, len),
                                           std::span<std::byte>(batch_.data() + slot, slot_size)));
-  if (batch_count_ == kBatchMax) flush_fragments(t.to);
+  if (batch_count_ == kBatchMax) flush_fragments();
 }
 
-void Engine::flush_fragments(const Endpoint& to) {
+void Engine::flush_fragments() {
   if (batch_count_ == 0) return;
   std::span<const std::byte> views[kBatchMax];
   for (std::size_t i = 0; i < batch_count_; ++i) {
     views[i] = std::span<const std::byte>(batch_.data() + i * kBatchSlot, batch_lens_[i]);
   }
-  path_.send_batch(to, std::span(views, batch_count_));
+  // A response to an unproven address: what exceeds its allowance stays
+  // unsent (the transfer treats it as lost).
+  stats_.amplification_limited += path_.send_batch(batch_to_, std::span(views, batch_count_));
   batch_count_ = 0;
   batch_lens_.clear();
 }
@@ -94,7 +97,7 @@ void Engine::flush_fragments(const Endpoint& to) {
 void Engine::pump(Transfer& t) {
   const std::uint32_t window = window_for(t.frag_size);
   while (t.next_new < t.count && t.next_new < t.cum + window) queue_fragment(t, t.next_new++);
-  flush_fragments(t.to);
+  flush_fragments();
   if (t.timer == kNoTimer && !t.done) {
     Transfer* tp = &t;  // owned by a Call or DedupEntry, which cancel this timer
     t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
@@ -119,7 +122,7 @@ void Engine::on_transfer_timer(Transfer& t) {
       ++resent;
     }
   }
-  flush_fragments(t.to);
+  flush_fragments();
   t.rto = std::min(t.rto * 2, opt_.rto_max);
   Transfer* tp = &t;
   t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
@@ -187,7 +190,7 @@ void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
   for (std::uint32_t i = t.cum; i + 1 < highest && i < t.next_new; ++i) {
     if (!t.acked[i] && now - t.sent_at[i] >= fresh) queue_fragment(t, i);
   }
-  flush_fragments(t.to);
+  flush_fragments();
   if (progress) {
     loop_.cancel(t.timer);
     t.timer = kNoTimer;
@@ -303,6 +306,9 @@ bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<co
     stats_.reassembly_partials = partial_requests_.size() + partial_responses_.size();
   }
   Partial& part = it->second;
+  // Acks of a request's fragments are replies (3x rule); acks of a
+  // response's fragments go to a provider this node called.
+  const Dest ack_dest = request ? reply_dest(from, h) : Dest::initiated(from);
   const std::uint32_t i = h.fragment_index;
   const std::size_t off = static_cast<std::size_t>(i) * part.frag_size;
   const std::size_t expect =
@@ -315,7 +321,7 @@ bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<co
   if (part.have[i]) {
     // A repeat: the sender has not seen our acks. Tell it what we hold. A
     // repeat is not progress: it does not keep the partial alive.
-    send_ack(from, h.type, h.message_id, part);
+    send_ack(ack_dest, h.type, h.message_id, part);
     return false;
   }
   part.last_activity = now;
@@ -329,17 +335,17 @@ bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<co
     complete.size = part.total;
     const std::uint32_t count = part.count;
     free_partial(request, k);
-    send_complete_ack(from, h.type, h.message_id, count);
+    send_complete_ack(ack_dest, h.type, h.message_id, count);
     return true;
   }
   const bool hole = i > part.cum;
   if (part.since_ack >= kAckEvery || (hole && part.since_ack >= kAckEveryWithHole)) {
-    send_ack(from, h.type, h.message_id, part);
+    send_ack(ack_dest, h.type, h.message_id, part);
   }
   return false;
 }
 
-void Engine::send_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id, const Partial& part) {
+void Engine::send_ack(const Dest& to, MsgType acked_type, std::uint64_t id, const Partial& part) {
   FragmentAck ack;
   ack.cumulative = part.cum;
   for (std::uint32_t j = 0; j < FragmentAck::kSackBits && part.cum + j < part.count; ++j) {
@@ -354,7 +360,7 @@ void Engine::send_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id, 
   send_datagram(h, body, to);
 }
 
-void Engine::send_complete_ack(const Endpoint& to, MsgType acked_type, std::uint64_t id,
+void Engine::send_complete_ack(const Dest& to, MsgType acked_type, std::uint64_t id,
                                std::uint32_t count) {
   Partial done;
   done.count = count;

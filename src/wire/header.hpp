@@ -31,6 +31,8 @@ enum class MsgType : std::uint8_t {
   kFragmentAck = 4,  ///< selective ack of a fragmented message (see FragmentAck)
   kStatusQuery = 5,  ///< caller asks what became of request `message_id`
   kUnknownCall = 6,  ///< answer to a status query: "I never received it; resend"
+  kChallenge = 7,    ///< "prove this address receives": a token instead of a large reply
+  kAddressProof = 8, ///< the caller echoes a challenge's token
   kPing = 16,        ///< membership layer (reserved for it)
   kGossip = 17,      ///< membership layer (reserved for it)
 };
