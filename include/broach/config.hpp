@@ -90,6 +90,11 @@ struct SecurityConfig {
   std::vector<std::string> keys;
   bool verify_incoming = true;  ///< verifyIncoming: drop datagrams not sealed with a key of the ring
   bool seal_outgoing = true;    ///< sealOutgoing: seal every datagram this node sends
+  /// adminNetworks: besides members and key holders, the networks (CIDR,
+  /// "10.1.0.0/16") whose unsealed requests the internal services
+  /// __broach.members/routes/stats answer (what `broach members|routes|stats`
+  /// read). __broach.keys answers sealed requests only.
+  std::vector<std::string> admin_networks{"127.0.0.0/8"};
   bool enabled() const { return !keyring.empty() || !keys.empty(); }
 };
 

@@ -43,6 +43,15 @@ struct Endpoint {
   static bool parse_ip(std::string_view text, std::uint32_t& out);
 };
 
+/// An IPv4 network, "a.b.c.d/len" (len 0..32; "a.b.c.d" alone is /32).
+struct Network {
+  std::uint32_t ip = 0;    ///< host byte order, host bits zero
+  std::uint32_t mask = 0;  ///< host byte order
+  bool contains(std::uint32_t addr) const { return (addr & mask) == ip; }
+  /// False when malformed (`out` unchanged).
+  static bool parse(std::string_view text, Network& out);
+};
+
 namespace endpoint_detail {
 
 /// 1..max_digits decimal digits, no sign, space or leading zero ("0" itself
@@ -84,6 +93,20 @@ inline bool Endpoint::parse_ip(std::string_view text, std::uint32_t& out) {
     if (dot != std::string_view::npos) text.remove_prefix(dot + 1);
   }
   out = ip;
+  return true;
+}
+
+inline bool Network::parse(std::string_view text, Network& out) {
+  const auto slash = text.find('/');
+  std::uint32_t ip = 0, len = 32;
+  if (!Endpoint::parse_ip(text.substr(0, slash), ip)) return false;
+  if (slash != std::string_view::npos &&
+      (!endpoint_detail::parse_decimal(text.substr(slash + 1), 2, len) || len > 32)) {
+    return false;
+  }
+  const std::uint32_t mask = len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
+  out.ip = ip & mask;
+  out.mask = mask;
   return true;
 }
 

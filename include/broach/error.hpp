@@ -35,6 +35,7 @@ enum class Errc : std::uint16_t {
   kShutdown = 15,          ///< the local node is stopping; the call was abandoned
   kIoError = 16,           ///< a system call failed (bind, socket)
   kProtocolError = 17,     ///< the peer sent something that violates the protocol
+  kPermissionDenied = 18,  ///< the provider does not serve this caller (internal service, no key)
 };
 
 /// How a failed call may be retried. Read by the retry and breaker logic.

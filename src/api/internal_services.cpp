@@ -15,6 +15,14 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
   auto* membership = d_.membership();
   reliable::CallResult r;
   try {
+    if (!req.service.starts_with("__broach.")) return false;
+    if (!allowed(req)) {
+      throw Error(Errc::kPermissionDenied,
+                  req.service == kKeysService
+                      ? std::string("__broach.keys answers key holders only (sealed requests)")
+                      : req.service + " answers key holders, hosts of members and params.broach.security.adminNetworks; " +
+                            req.token.reply_to.ip_string() + " is none of them");
+    }
     if (req.service == membership::kPushPullService && membership != nullptr) {
       r.body = membership->handle_push_pull(req.args);
     } else if (req.service == kMembersService && membership != nullptr) {
@@ -33,6 +41,20 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
   }
   d_.engine.respond(req.token, std::move(r));
   return true;
+}
+
+bool InternalServices::allowed(const reliable::IncomingRequest& req) const {
+  if (req.token.sealed || req.service == membership::kPushPullService) return true;
+  if (req.service == kKeysService) return false;
+  for (const auto& n : d_.admin_networks) {
+    if (n.contains(req.token.reply_to.ip)) return true;
+  }
+  // A host of the cluster: this node's own (a CLI on the same host) or a
+  // live member's, whatever the port.
+  const std::uint32_t ip = req.token.reply_to.ip;
+  if (ip == d_.engine.options().advertised.ip) return true;
+  const auto* membership = d_.membership();
+  return membership != nullptr && membership->live_member_at(ip);
 }
 
 namespace {

@@ -1,7 +1,7 @@
 // Internal header (api layer). The node's internal services, answered on
 // the loop thread without the worker pool: __broach.pushpull (membership's
 // full-state exchange), __broach.members, __broach.routes and
-// __broach.stats (what the CLI reads).
+// __broach.stats (what the CLI reads), __broach.keys (key rotation).
 // Thread contract: loop thread only (asserted).
 #pragma once
 
@@ -32,10 +32,17 @@ class InternalServices final : public InternalHandler {
     std::function<std::shared_ptr<const routing::RouteTable>()> routes;
     std::function<Bytes()> stats_msgpack;  ///< loop thread
     std::string keyring_file;              ///< where a changed ring is written back ("" = inline keys)
+    std::vector<Network> admin_networks;   ///< params.broach.security.adminNetworks
   };
   explicit InternalServices(Deps deps) : d_(std::move(deps)) {}
 
   bool handle(reliable::IncomingRequest& req) override;
+
+  /// Who may call what (docs/security.md, "Internal services"): push-pull
+  /// (joining) anyone; __broach.keys key holders (sealed requests) only;
+  /// the read-only services key holders, hosts of live members (this one
+  /// included, any port) and adminNetworks.
+  bool allowed(const reliable::IncomingRequest& req) const;
 
   /// __broach.keys: applies `op` to the ring and returns its ids.
   Bytes keys(std::span<const std::byte> args);

@@ -57,6 +57,15 @@ membership::MembershipOptions membership_options(const Config& c) {
   return o;
 }
 
+std::vector<Network> admin_networks(const SecurityConfig& s) {
+  std::vector<Network> out;
+  for (const auto& text : s.admin_networks) {
+    Network n;
+    if (Network::parse(text, n)) out.push_back(n);  // validated with the config
+  }
+  return out;
+}
+
 }  // namespace
 
 NodeCore::NodeCore(Config config, const NodeSeams& seams)
@@ -67,7 +76,8 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
       engine_(seams.loop, seams.transport, engine_options(config_, seams.node_id, address_), &server_),
       internal_(InternalServices::Deps{
           seams.loop, engine_, [this] { return membership_.get(); }, [this] { return routes_.load(); },
-          [this] { return status_->stats_msgpack(); }, config_.security.keyring}),
+          [this] { return status_->stats_msgpack(); }, config_.security.keyring,
+          admin_networks(config_.security)}),
       server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_},
               engine_, internal_),
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),

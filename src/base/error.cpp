@@ -12,7 +12,7 @@ struct ErrcInfo {
   const char* advice;
 };
 
-constexpr std::array<ErrcInfo, 18> kInfo{{
+constexpr std::array<ErrcInfo, 19> kInfo{{
     {Errc::kOk, "ok", RetryClass::kPermanent, "no error"},
     {Errc::kQueueFull, "queue_full", RetryClass::kOverloaded,
      "the thread pool's queue and threads are full; raise threadPool.queueMax/threadMax or slow down"},
@@ -47,6 +47,9 @@ constexpr std::array<ErrcInfo, 18> kInfo{{
     {Errc::kIoError, "io_error", RetryClass::kPermanent, "a system call failed"},
     {Errc::kProtocolError, "protocol_error", RetryClass::kPermanent,
      "the peer sent a message that violates the protocol"},
+    {Errc::kPermissionDenied, "permission_denied", RetryClass::kPermanent,
+     "the provider does not serve this caller: internal services answer key holders, the hosts of "
+     "members and params.broach.security.adminNetworks; __broach.keys answers key holders only"},
 }};
 
 const ErrcInfo& info(Errc code) noexcept {

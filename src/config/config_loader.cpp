@@ -390,6 +390,7 @@ const Key<SecurityConfig> kSecurityKeys[] = {
     {"keys", &SecurityConfig::keys},
     {"verifyIncoming", &SecurityConfig::verify_incoming},
     {"sealOutgoing", &SecurityConfig::seal_outgoing},
+    {"adminNetworks", &SecurityConfig::admin_networks},
 };
 
 // params.broach: one row per section. Reserved for later features:
@@ -562,7 +563,8 @@ constexpr std::string_view kDefaultJson = R"({
         "keyring": "",
         "keys": [],
         "verifyIncoming": true,
-        "sealOutgoing": true
+        "sealOutgoing": true,
+        "adminNetworks": ["127.0.0.0/8"]
       }
     }
   }
@@ -701,6 +703,13 @@ void validate_config(const Config& c) {
   check_transport(k, c.transport);
   check_membership(k, c.membership);
   check_balancing(k, c);
+  for (std::size_t i = 0; i < c.security.admin_networks.size(); ++i) {
+    Network n;
+    if (!Network::parse(c.security.admin_networks[i], n)) {
+      k.fail(fmt::format("params.broach.security.adminNetworks[{}]", i),
+             fmt::format("must be an IPv4 network \"a.b.c.d/len\", got {}", json_quoted(c.security.admin_networks[i])));
+    }
+  }
 }
 
 Config parse_config(std::string_view json_text, std::string_view source) {

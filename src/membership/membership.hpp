@@ -106,6 +106,8 @@ class Membership final : public reliable::ExtensionReceiver {
   std::vector<MemberInfo> members() const;
   std::size_t alive_count() const;  ///< alive + suspect, self included
   const MemberInfo* find(const Endpoint& addr) const;
+  /// True when a live (alive or suspect) member, self included, has IP `ip`.
+  bool live_member_at(std::uint32_t ip) const;
   const MembershipStats& stats() const { return stats_; }
   bool joined() const { return joined_; }
   const Endpoint& self() const { return self_.address; }
@@ -116,7 +118,15 @@ class Membership final : public reliable::ExtensionReceiver {
     TimePoint since{};
     std::unique_ptr<Suspicion> suspicion;
     TimerId suspicion_timer = kNoTimer;
+    /// The life whose address acked one of our pings (random sequence
+    /// number): until then it may be a spoofed address, and what we send it
+    /// stays small (the 3x rule: pings without piggyback, no gossip, no
+    /// push-pull). 0: not proven.
+    std::uint64_t proven_life = 0;
   };
+  /// True when datagrams to member `addr` need not be kept small: it proved
+  /// its address, or every datagram this node accepts is sealed.
+  bool proven(const Endpoint& addr) const;
   struct AckWait {
     Endpoint target;
     std::function<void(bool nack)> on_ack;

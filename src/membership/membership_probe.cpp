@@ -160,15 +160,26 @@ void Membership::on_extension(const Endpoint& from, const wire::Header& h,
 void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
   const Endpoint& from = reply.addr;
   for (const auto& u : msg.updates) apply(u, false, &from);
-  if (from != self_.address && !members_.count(from) && !syncing_.count(from) &&
-      engine_.reply_free(reply)) {
+  if (from != self_.address && !members_.count(from) && !syncing_.count(from)) {
     // A member we have never heard of is talking to us: gossip about its
     // join missed us. One full-state exchange with it repairs that now
-    // instead of at the next periodic push-pull. Only with a sender that
-    // is proven or a key holder: a full state sent to a spoofed address
-    // would make this node an amplifier.
+    // instead of at the next periodic push-pull. The request carries our
+    // whole state, so a sender that is neither a key holder nor proven must
+    // first ack a bare ping (sent as a reply, within the 3x rule).
     syncing_.insert(from);
-    push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
+    if (engine_.reply_free(reply)) {
+      push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
+    } else {
+      const std::uint32_t seq = expect_ack(
+          from, scaled(opt_.probe_timeout),
+          [this, from](bool nack) {
+            if (!nack) push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
+          },
+          [this, from] { syncing_.erase(from); });
+      ProbeWriter w(Kind::kPing, seq, std::nullopt);
+      const auto body = w.finish();
+      engine_.send_extension(wire::MsgType::kPing, reply, body);
+    }
   }
   switch (msg.kind) {
     case Kind::kPing:
@@ -184,7 +195,11 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
       }
       // Our random sequence number came back from the address we pinged:
       // it receives what we send (later replies to it are not metered).
-      if (it->second.target == from) engine_.mark_proven(from, reply.node_id);
+      if (it->second.target == from) {
+        engine_.mark_proven(from, reply.node_id);
+        auto m = members_.find(from);
+        if (m != members_.end()) m->second.proven_life = m->second.info.life;
+      }
       auto cb = std::move(it->second.on_ack);
       loop_.cancel(it->second.timer);
       acks_.erase(it);
@@ -218,6 +233,13 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
     case Kind::kGossip:
       break;
   }
+}
+
+bool Membership::proven(const Endpoint& addr) const {
+  if (engine_.trusts_all_incoming()) return true;
+  auto it = members_.find(addr);
+  if (it == members_.end()) return true;  // seeds: configured by the operator
+  return it->second.proven_life == it->second.info.life;
 }
 
 void Membership::gossip() {

@@ -339,6 +339,14 @@ const MemberInfo* Membership::find(const Endpoint& addr) const {
   return it == members_.end() ? nullptr : &it->second.info;
 }
 
+bool Membership::live_member_at(std::uint32_t ip) const {
+  if (self_.address.ip == ip) return true;
+  for (const auto& [addr, r] : members_) {
+    if (addr.ip == ip && (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect)) return true;
+  }
+  return false;
+}
+
 void Membership::adjust_awareness(int delta) {
   awareness_ = std::clamp(awareness_ + delta, 0, opt_.awareness_max - 1);
   stats_.awareness = awareness_;

@@ -145,8 +145,10 @@ void Membership::schedule_push_pull() {
   push_pull_timer_ = loop_.run_after(opt_.push_pull_interval * static_cast<int>(scale), [this] {
     push_pull_timer_ = kNoTimer;
     if (!running_) return;
+    // Only with a member that proved its address: the request carries our
+    // whole state.
     const auto peers = random_members(1, {}, false);
-    if (!peers.empty()) push_pull(peers.front(), false, [](bool) {});
+    if (!peers.empty() && proven(peers.front())) push_pull(peers.front(), false, [](bool) {});
     schedule_push_pull();
   });
 }

@@ -141,6 +141,8 @@ class DatagramPath final : public DatagramReceiver {
   const Keyring* keyring() const { return ring_.load(std::memory_order_acquire); }
   /// True when this node seals what it sends.
   bool sealing() const;
+  /// True when this node drops every datagram that is not sealed.
+  bool verifying() const { return verify_incoming_ && keyring() != nullptr; }
 
   /// The address datagrams are received on.
   Endpoint local() const { return transport_.local(); }

@@ -209,6 +209,8 @@ class Engine final : public PacketSink {
   /// `addr` with node id `node_id` proved it receives what is sent to it
   /// (it acked a ping that carried an unguessable sequence number).
   void mark_proven(const Endpoint& addr, std::uint64_t node_id);
+  /// True when this node accepts sealed datagrams only (every sender holds a key).
+  bool trusts_all_incoming() const { return path_.verifying(); }
   /// True when replies to `to` are not metered (sealed, proven, or not a reply).
   bool reply_free(const Dest& to) { return path_.allowance(to) == AddressGuard::kUnlimited; }
   /// Largest payload send_extension accepts.
