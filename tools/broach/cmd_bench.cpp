@@ -22,7 +22,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchFlags {
-  std::string seed, to, service = "echo", args_json;
+  std::string seed, to, service = "echo", args_json, ip;
+  bool join = false;
   std::size_t payload = 16;
   int concurrency = 1;
   double duration = 0;
@@ -109,6 +110,15 @@ int run_bench(const BenchFlags& f) {
     std::cerr << "broach bench: need --concurrency >= 1 and --duration or --calls\n";
     return kExitUsage;
   }
+  if (f.join && f.seed.empty()) {
+    std::cerr << "broach bench: --join needs --seed\n";
+    return kExitUsage;
+  }
+  std::uint32_t ip = 0;
+  if (!f.ip.empty() && !Endpoint::parse_ip(f.ip, ip)) {
+    std::cerr << "broach bench: --ip: expected a dotted IPv4 address, got '" << f.ip << "'\n";
+    return kExitUsage;
+  }
   std::vector<Endpoint> targets;
   if (!f.seed.empty()) {
     if (int rc = targets_from_seed(f, targets); rc != kExitOk) return rc;
@@ -137,6 +147,12 @@ int run_bench(const BenchFlags& f) {
 
   Config c = client_config(targets.front(), 0);
   c.thread_pool.core = 1;
+  if (f.join) {
+    // A member for the length of the run: `broach keys` reaches it too, so
+    // a key rotation under this load changes its ring with everyone's.
+    c.cluster_address = {f.seed};
+    c.rpc_ip = !f.ip.empty() ? f.ip : "127.0.0.1";
+  }
   Node node(c);
   BenchState st;
   st.node = &node;
@@ -219,6 +235,10 @@ void register_bench(CLI::App& app, int& exit_code) {
   dur->excludes(calls);
   calls->excludes(dur);
   cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->add_flag("--join", f->join,
+                "join the cluster (--seed) as a member for the run, so that `broach keys` rotates this "
+                "process's key too; its --keyring file is written back like a node's");
+  cmd->add_option("--ip", f->ip, "with --join: the address members reach this process at (default 127.0.0.1)");
   cmd->callback([f, &exit_code] {
     if (f->to.empty() && f->seed.empty()) {
       std::cerr << "broach bench: one of --to or --seed is required\n";
