@@ -9,8 +9,8 @@
 // disagree about which id a key has.
 //
 // The seal is XChaCha20-Poly1305 (libsodium, IETF variant): the 24-byte
-// nonce is the sender's node id (8 bytes LE), its per-life datagram counter
-// (8 bytes LE) and 8 zero bytes; the associated data is the whole 56-byte
+// nonce is the sender's node id (8 bytes LE), 8 zero bytes and its
+// per-life datagram counter (8 bytes LE); the associated data is the whole 56-byte
 // header as sent; the 16-byte tag follows the ciphertext. docs/protocol.md
 // ("Sealed datagrams") is the specification.
 // Thread contract: a Keyring is immutable once built (share it through a
