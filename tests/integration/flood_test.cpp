@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <fstream>
@@ -212,11 +213,15 @@ TEST(Flood, FakePartialsNeitherExhaustMemoryNorStarveAMember) {
   // delays single calls by tens of ms now and then. A stalled loop (as
   // zero-filling each claimed buffer once did: 1.4-1.9 s) fails the bound
   // on the worst call.
-  EXPECT_LT(p99, 50.0);
-  EXPECT_LT(worst, 1000.0);
-  // The documented bound: reassemblyMaxBytesTotal, plus 32 MiB for the rest
-  // (cached responses, allocator slack).
-  EXPECT_LE(max_rss.load(), baseline + kBudget + (32u << 20));
+  // Under ASan (make sanitize) memory and time are the sanitizer's: only
+  // the behaviour is checked there.
+  if (std::getenv("BROACH_SANITIZED") == nullptr) {
+    EXPECT_LT(p99, 50.0);
+    EXPECT_LT(worst, 1000.0);
+    // The documented bound: reassemblyMaxBytesTotal, plus 32 MiB for the
+    // rest (cached responses, allocator slack).
+    EXPECT_LE(max_rss.load(), baseline + kBudget + (32u << 20));
+  }
   // The flood did press on the budget.
   const auto t = transport_stats();
   EXPECT_GT(t["reassembly_evicted"].get<std::uint64_t>() + t["reassembly_refused"].get<std::uint64_t>(), 0u)
