@@ -244,13 +244,8 @@ void Engine::handle_challenge(const Endpoint& from, const Header& h, std::span<c
     ++stats_.drops_unexpected;  // only calls in flight are answered: no reflection
     return;
   }
-  Call& c = it->second;
-  const TimePoint now = loop_.now();
-  c.last_heard = now;
-  c.in_progress = true;
-  c.request_delivered = true;
-  send_datagram(header_for(MsgType::kAddressProof, c.id, p.size()), p, Dest::initiated(from));
-  arm_call_timer(c, now);
+  send_datagram(header_for(MsgType::kAddressProof, h.message_id, p.size()), p, Dest::initiated(from));
+  handle_in_progress(from, h);  // it ran: poll as for a running call
 }
 
 void Engine::handle_unknown_call(const Endpoint& from, const Header& h) {
