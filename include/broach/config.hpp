@@ -36,6 +36,9 @@ struct TransportConfig {
   std::uint64_t reassembly_max_bytes_per_peer = 128u << 20;  ///< partial messages per peer
   std::uint64_t reassembly_max_bytes_total = 512u << 20;     ///< partial messages, all peers
   int socket_buffer_bytes = 4 << 20;           ///< SO_RCVBUF / SO_SNDBUF request
+  /// coalesce: small datagrams to one peer within one loop iteration share
+  /// a Bundle datagram (docs/protocol.md); off only for peers that predate it.
+  bool coalesce = true;
 };
 
 /// params.broach.membership: gossip membership (docs/membership.md).

@@ -36,6 +36,7 @@ reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, c
   o.dedup_max_bytes = c.transport.dedup_max_bytes;
   o.reassembly_max_bytes_per_peer = c.transport.reassembly_max_bytes_per_peer;
   o.reassembly_max_bytes_total = c.transport.reassembly_max_bytes_total;
+  o.coalesce = c.transport.coalesce;
   return o;
 }
 

@@ -49,6 +49,15 @@ void engine_samples(const reliable::Engine& e, std::vector<Sample>& out) {
   out.push_back(Sample{"transport", "sealed_in", "broach_datagrams_opened_total",
                        "Sealed datagrams that opened (key, tag and replay window checked).",
                        static_cast<double>(p.sealed_in)});
+  out.push_back(Sample{"transport", "bundles_out", "broach_bundles_sent_total",
+                       "Bundle datagrams sent (several datagrams to one peer in one).",
+                       static_cast<double>(p.bundles_out)});
+  out.push_back(Sample{"transport", "bundled_out", "broach_bundled_sent_total",
+                       "Datagrams sent inside Bundles.", static_cast<double>(p.bundled_out)});
+  out.push_back(Sample{"transport", "bundles_in", "broach_bundles_received_total", "Bundle datagrams received.",
+                       static_cast<double>(p.bundles_in)});
+  out.push_back(Sample{"transport", "bundled_in", "broach_bundled_received_total",
+                       "Datagrams received inside Bundles.", static_cast<double>(p.bundled_in)});
 }
 
 void membership_samples(const membership::Membership& m, std::vector<Sample>& out) {

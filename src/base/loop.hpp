@@ -43,6 +43,12 @@ class Loop {
   virtual bool try_post_lazy(Task task) { return try_post(std::move(task)); }
   /// True when the calling thread is the loop thread.
   virtual bool in_loop_thread() const = 0;
+  /// `hook` runs on the loop thread after each batch of events (I/O, due
+  /// timers, posted tasks), before the loop waits again: where the datagram
+  /// path flushes what it coalesced. Returns an id for remove_idle_hook.
+  /// Loop thread, or while the loop is not running.
+  virtual std::uint64_t add_idle_hook(Task hook) = 0;
+  virtual void remove_idle_hook(std::uint64_t id) = 0;
 };
 
 }  // namespace broach

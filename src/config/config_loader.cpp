@@ -324,6 +324,7 @@ const Key<TransportConfig> kTransportKeys[] = {
     {"reassemblyMaxBytesPerPeer", &TransportConfig::reassembly_max_bytes_per_peer, kBudgetRange},
     {"reassemblyMaxBytesTotal", &TransportConfig::reassembly_max_bytes_total, kBudgetRange},
     {"socketBufferBytes", &TransportConfig::socket_buffer_bytes, kSocketBufferRange},
+    {"coalesce", &TransportConfig::coalesce},
 };
 
 const Key<MembershipConfig> kMembershipKeys[] = {
@@ -523,7 +524,8 @@ constexpr std::string_view kDefaultJson = R"({
         "dedupMaxBytes": 67108864,
         "reassemblyMaxBytesPerPeer": 134217728,
         "reassemblyMaxBytesTotal": 536870912,
-        "socketBufferBytes": 4194304
+        "socketBufferBytes": 4194304,
+        "coalesce": true
       },
       "membership": {
         "probeIntervalMs": 500,

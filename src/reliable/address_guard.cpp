@@ -70,6 +70,14 @@ void AddressGuard::refund(const Endpoint& to, std::uint64_t bytes) {
   it->second.sent -= std::min(bytes, it->second.sent);
 }
 
+bool AddressGuard::challenge_due(const Endpoint& addr, TimePoint now) {
+  auto it = credit_.find(addr);
+  if (it == credit_.end()) return false;
+  if (it->second.challenged != TimePoint{} && now - it->second.challenged < kChallengeEvery) return false;
+  it->second.challenged = now;
+  return true;
+}
+
 bool AddressGuard::proven(const Endpoint& addr, std::uint64_t node_id, TimePoint now) {
   auto it = proven_.find(Pair{addr, node_id});
   if (it == proven_.end()) return false;

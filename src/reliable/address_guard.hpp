@@ -77,6 +77,13 @@ class AddressGuard {
   /// Gives back bytes charged but not sent.
   void refund(const Endpoint& to, std::uint64_t bytes);
 
+  /// True at most once per kChallengeEvery for `addr` (while it has a
+  /// credit record): time to ask it for a proof unprompted, so that later
+  /// replies (Bundles included) are free. Repeated because a challenge or
+  /// its proof may be lost.
+  bool challenge_due(const Endpoint& addr, TimePoint now);
+  static constexpr Duration kChallengeEvery = std::chrono::milliseconds(200);
+
   bool proven(const Endpoint& addr, std::uint64_t node_id, TimePoint now);
   void mark_proven(const Endpoint& addr, std::uint64_t node_id, TimePoint now);
 
@@ -95,6 +102,7 @@ class AddressGuard {
   struct Credit {
     std::uint64_t received = 0, sent = 0;
     TimePoint last{};
+    TimePoint challenged{};  // last unprompted challenge (epoch: never)
   };
   struct Pair {
     Endpoint addr;

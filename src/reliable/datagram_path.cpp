@@ -44,7 +44,24 @@ bool DatagramPath::sealing() const {
   return seal_outgoing_ && keyring() != nullptr;
 }
 
-DatagramPath::~DatagramPath() { transport_.set_receiver(nullptr); }
+DatagramPath::~DatagramPath() {
+  // The loop has stopped (owners destroy the path after it); what is still
+  // queued is dropped like any datagram of a node that stops.
+  if (idle_hook_ != 0) loop_.remove_idle_hook(idle_hook_);
+  transport_.set_receiver(nullptr);
+}
+
+void DatagramPath::set_coalescing(std::size_t max_datagram) {
+  coalesce_max_ = max_datagram;
+  bundle_.resize(65536);
+  if (max_datagram > 0 && idle_hook_ == 0) idle_hook_ = loop_.add_idle_hook([this] { flush(); });
+}
+
+std::size_t DatagramPath::coalesce_limit(const Endpoint& to) const {
+  if (coalesce_max_ == 0) return 0;
+  constexpr std::size_t kLoopbackDatagram = 65000;  // as the engine's fragments
+  return (to.ip >> 24) == 127 ? std::max(coalesce_max_, kLoopbackDatagram) : coalesce_max_;
+}
 
 bool DatagramPath::transmit(const Endpoint& to, std::span<const std::byte> datagram) {
   stats_.datagrams_out.fetch_add(1, std::memory_order_relaxed);
@@ -83,10 +100,80 @@ std::size_t DatagramPath::encode_into(const wire::Header& h, std::span<const std
 
 bool DatagramPath::send(const Dest& to, const wire::Header& h, std::span<const std::byte> payload) {
   BROACH_ASSERT_IN_LOOP(loop_);
+  // A metered reply goes alone, charged exactly what it costs (in a Bundle
+  // it would share a header nobody was charged for).
+  const bool metered = guard_.allowance(to, loop_.now()) != AddressGuard::kUnlimited;
+  if (metered && !guard_.try_charge(to, wire_size(payload.size()), loop_.now())) return false;
+  const std::size_t limit = metered ? 0 : coalesce_limit(to.addr);
+  if (limit > 0 && 2 + wire_size(payload.size()) + wire::kHeaderSize <= limit) {
+    enqueue(to.addr, h, payload, limit);
+    return true;
+  }
   const std::size_t n = encode_into(h, payload, scratch_);
-  if (!guard_.try_charge(to, n, loop_.now())) return false;
   transmit(to.addr, std::span<const std::byte>(scratch_.data(), n));
   return true;
+}
+
+void DatagramPath::enqueue(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload,
+                           std::size_t limit) {
+  Queue& q = queues_[to];
+  const std::size_t entry = 2 + wire::kHeaderSize + payload.size();
+  // A Bundle: header, entries, tag.
+  if (q.count > 0 && wire::kHeaderSize + q.entries.size() + entry + wire::kAuthTagSize > limit) flush_queue(to, q);
+  if (!q.listed) {
+    q.listed = true;
+    dirty_.push_back(to);
+  }
+  const std::size_t off = q.entries.size();
+  q.entries.resize(off + entry);
+  const std::size_t len = entry - 2;
+  q.entries[off] = static_cast<std::byte>(len & 0xff);
+  q.entries[off + 1] = static_cast<std::byte>(len >> 8);
+  wire::encode_header(h, std::span<std::byte>(q.entries.data() + off + 2, wire::kHeaderSize));
+  if (!payload.empty()) std::memcpy(q.entries.data() + off + 2 + wire::kHeaderSize, payload.data(), payload.size());
+  ++q.count;
+}
+
+void DatagramPath::flush_queue(const Endpoint& to, Queue& q) {
+  if (q.count == 0) return;
+  const std::span<const std::byte> entries(q.entries);
+  // Our own encoding: the first entry's header decodes.
+  wire::Header first;
+  std::span<const std::byte> first_payload;
+  const std::size_t first_len = static_cast<std::size_t>(entries[0]) | (static_cast<std::size_t>(entries[1]) << 8);
+  wire::decode_datagram(entries.subspan(2, first_len), ~std::uint64_t{0}, first, first_payload);
+  std::size_t n = 0;
+  if (q.count == 1) {
+    n = encode_into(first, first_payload, bundle_);  // alone: an ordinary datagram
+  } else {
+    wire::Header b;
+    b.type = wire::MsgType::kBundle;
+    b.node_id = first.node_id;
+    b.sender_ip = first.sender_ip;
+    b.sender_port = first.sender_port;
+    b.total_len = static_cast<std::uint32_t>(entries.size());
+    b.payload_len = static_cast<std::uint16_t>(entries.size());
+    n = encode_into(b, entries, bundle_);
+    ++stats_.bundles_out;
+    stats_.bundled_out += q.count;
+  }
+  transmit(to, std::span<const std::byte>(bundle_.data(), n));
+  q.entries.clear();
+  q.count = 0;
+}
+
+void DatagramPath::flush() {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  if (dirty_.empty()) return;
+  for (const auto& to : dirty_) {
+    auto it = queues_.find(to);
+    if (it == queues_.end()) continue;
+    flush_queue(to, it->second);
+    it->second.listed = false;
+  }
+  dirty_.clear();
+  // Keep the buffers of the peers of the moment, not of every peer ever.
+  if (queues_.size() > 256) queues_.clear();
 }
 
 std::size_t DatagramPath::send_batch(const Dest& to, std::span<const std::span<const std::byte>> datagrams) {
@@ -138,6 +225,52 @@ wire::DecodeError DatagramPath::open_sealed(const wire::Header& h, std::span<con
   return wire::DecodeError::kOk;
 }
 
+// A Bundle's entries are checked like datagrams of their own; they inherit
+// the Bundle's seal (their own flags may not claim one) and must come from
+// the same sender.
+void DatagramPath::deliver_bundle(const Endpoint& from, const wire::Header& outer, std::span<const std::byte> body) {
+  if (outer.fragment_count != 1) {
+    drop(wire::DecodeError::kBadFragment);
+    return;
+  }
+  ++stats_.bundles_in;
+  const bool sealed = (outer.flags & wire::kFlagAuth) != 0;
+  while (!body.empty()) {
+    if (body.size() < 2) {
+      drop(wire::DecodeError::kBadPayload);
+      return;
+    }
+    const std::size_t len = static_cast<std::size_t>(body[0]) | (static_cast<std::size_t>(body[1]) << 8);
+    body = body.subspan(2);
+    if (len > body.size()) {
+      drop(wire::DecodeError::kBadPayload);
+      return;
+    }
+    const auto d = body.first(len);
+    body = body.subspan(len);
+    wire::Header h;
+    std::span<const std::byte> payload;
+    const auto err = wire::decode_datagram(d, max_message_, h, payload);
+    if (err != wire::DecodeError::kOk && err != wire::DecodeError::kTooLarge) {
+      drop(err);
+      continue;
+    }
+    if (h.type == wire::MsgType::kBundle || (h.flags & wire::kFlagAuth) || h.node_id != outer.node_id) {
+      drop(wire::DecodeError::kBadPayload);
+      continue;
+    }
+    ++stats_.bundled_in;
+    if (sealed) h.flags |= wire::kFlagAuth;
+    if (sink_ == nullptr) continue;
+    if (err == wire::DecodeError::kTooLarge) {
+      drop(err);
+      sink_->on_too_large(from, h);
+    } else {
+      sink_->on_packet(from, h, payload);
+    }
+  }
+}
+
 void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
   BROACH_ASSERT_IN_LOOP(loop_);
   ++stats_.datagrams_in;
@@ -164,6 +297,10 @@ void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> 
   } else {
     // Unauthenticated bytes: the credit for replies to this address.
     guard_.received(from, data.size(), loop_.now());
+  }
+  if (h.type == wire::MsgType::kBundle) {
+    deliver_bundle(from, h, payload);
+    return;
   }
   if (too_large) {
     // The header is sound (and authentic when sealed): the sink tells the

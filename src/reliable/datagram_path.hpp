@@ -26,6 +26,7 @@
 
 #include <atomic>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 #include <cstdint>
 #include <span>
@@ -69,6 +70,9 @@ struct PathStats {
   std::uint64_t datagrams_in = 0, bytes_in = 0;
   std::atomic<std::uint64_t> datagrams_out{0}, bytes_out{0};
   std::atomic<std::uint64_t> send_failures{0};  ///< refused locally (e.g. socket buffer full)
+  // Coalescing (loop thread only).
+  std::uint64_t bundles_out = 0, bundled_out = 0;  ///< Bundle datagrams sent, datagrams in them
+  std::uint64_t bundles_in = 0, bundled_in = 0;    ///< Bundle datagrams received, datagrams in them
 };
 
 class DatagramPath final : public DatagramReceiver {
@@ -90,8 +94,16 @@ class DatagramPath final : public DatagramReceiver {
 
   /// Loop thread: one datagram, header `h` + `payload`. A reply that does
   /// not fit what its address may still be sent (AddressGuard) is not sent:
-  /// false.
+  /// false. With coalescing on, the datagram is queued for its peer and
+  /// leaves at the end of this loop iteration, alone or in a Bundle with the
+  /// others queued for that peer (never later: no timer).
   bool send(const Dest& to, const wire::Header& h, std::span<const std::byte> payload);
+  /// Turns coalescing on (Bundles of at most `max_datagram` bytes; 65,000
+  /// towards 127.0.0.0/8) or off (0). Installs the loop's idle hook. Loop
+  /// thread, or before the loop runs.
+  void set_coalescing(std::size_t max_datagram);
+  /// Loop thread: sends everything queued (the idle hook).
+  void flush();
   /// Loop thread: writes header + payload into `slot` (which must hold
   /// kHeaderSize + payload + kAuthTagSize bytes) and returns the datagram's
   /// length, for send_batch.
@@ -150,6 +162,16 @@ class DatagramPath final : public DatagramReceiver {
 
  private:
   bool transmit(const Endpoint& to, std::span<const std::byte> datagram);
+  // Coalescing: per-peer queues of [len u16 LE][plaintext datagram] entries.
+  struct Queue {
+    std::vector<std::byte> entries;
+    std::size_t count = 0;
+    bool listed = false;  // in dirty_
+  };
+  std::size_t coalesce_limit(const Endpoint& to) const;
+  void enqueue(const Endpoint& to, const wire::Header& h, std::span<const std::byte> payload, std::size_t limit);
+  void flush_queue(const Endpoint& to, Queue& q);
+  void deliver_bundle(const Endpoint& from, const wire::Header& outer, std::span<const std::byte> body);
   /// Checks and opens a sealed datagram in place in `buf`; the reason when it fails.
   wire::DecodeError open_sealed(const wire::Header& h, std::span<const std::byte> data,
                                 std::span<const std::byte>& payload);
@@ -168,6 +190,11 @@ class DatagramPath final : public DatagramReceiver {
   std::atomic<std::uint64_t> counter_{0};  // the last counter used (per life)
   ReplayGuard replay_;                     // loop thread
   AddressGuard guard_;                     // loop thread
+  std::size_t coalesce_max_ = 0;           // 0: off
+  std::unordered_map<Endpoint, Queue> queues_;  // loop thread
+  std::vector<Endpoint> dirty_;            // peers with something queued
+  std::vector<std::byte> bundle_;          // loop thread: a Bundle being finished
+  std::uint64_t idle_hook_ = 0;            // the loop's hook that flushes
   PathStats stats_;
 };
 

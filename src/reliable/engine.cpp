@@ -25,6 +25,7 @@ Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
                  "max_datagram out of range");
   if (opt_.send_window < 8) opt_.send_window = 8;
   path_.set_sink(this);
+  if (opt_.coalesce) path_.set_coalescing(opt_.max_datagram);
   schedule_housekeeping();
 }
 
@@ -133,6 +134,7 @@ void Engine::on_packet(const Endpoint& from, const Header& h, std::span<const st
     case MsgType::kUnknownCall: handle_unknown_call(from, h); break;
     case MsgType::kChallenge: handle_challenge(from, h, payload); break;
     case MsgType::kAddressProof: handle_address_proof(from, h, payload); break;
+    case MsgType::kBundle: ++stats_.drops_unexpected; break;  // opened by the path, never passed on
     case MsgType::kPing:
     case MsgType::kGossip:
       if (extension_ != nullptr) {

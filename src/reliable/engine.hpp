@@ -60,6 +60,7 @@ struct EngineOptions {
   std::uint64_t reassembly_max_bytes_per_peer = 128u << 20;
   std::uint64_t reassembly_max_bytes_total = 512u << 20;
   PathSecurity security;               ///< sealing (params.broach.security)
+  bool coalesce = true;                ///< Bundles (params.broach.transport.coalesce)
 };
 
 /// The outcome of a call, as seen by the caller.

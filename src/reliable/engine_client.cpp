@@ -240,12 +240,15 @@ void Engine::handle_in_progress(const Endpoint& from, const Header& h) {
 // challenge.
 void Engine::handle_challenge(const Endpoint& from, const Header& h, std::span<const std::byte> p) {
   auto it = calls_.find(h.message_id);
-  if (it == calls_.end() || it->second.to != from || p.size() != AddressGuard::kTokenSize) {
-    ++stats_.drops_unexpected;  // only calls in flight are answered: no reflection
+  const bool in_flight = it != calls_.end() && it->second.to == from;
+  // Answered for a call in flight, or (a provider asking after a response)
+  // for a peer this node calls: never for a stranger, so no reflection.
+  if (p.size() != AddressGuard::kTokenSize || (!in_flight && !rtt_.count(from))) {
+    ++stats_.drops_unexpected;
     return;
   }
   send_datagram(header_for(MsgType::kAddressProof, h.message_id, p.size()), p, Dest::initiated(from));
-  handle_in_progress(from, h);  // it ran: poll as for a running call
+  if (in_flight) handle_in_progress(from, h);  // it ran: poll as for a running call
 }
 
 void Engine::handle_unknown_call(const Endpoint& from, const Header& h) {

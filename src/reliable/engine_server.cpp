@@ -185,6 +185,14 @@ void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent
   stats_.dedup_bytes += shared->size();
   dedup_expiry_.emplace(e.expires, k);
   if (!already_sent) send_response(e, k, false);
+  // A caller that is not proven yet is asked, once, to prove its address
+  // after its first response: its later responses then go unmetered (and
+  // may share Bundles).
+  const Dest d = dest_of(e, k);
+  if (!e.awaiting_proof && path_.allowance(d) != AddressGuard::kUnlimited &&
+      path_.allowance(d) >= path_.wire_size(AddressGuard::kTokenSize) && path_.guard().challenge_due(d.addr, loop_.now())) {
+    send_challenge(d, k.b);
+  }
   evict_for_bytes();
 }
 

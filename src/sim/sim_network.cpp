@@ -165,6 +165,15 @@ bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<con
 }
 
 bool SimNetwork::step() {
+  end_of_outside_events();
+  return step_one();
+}
+
+void SimNetwork::end_of_outside_events() {
+  for (std::uint32_t i = 0; i < nodes_.size(); ++i) end_of_event(i);
+}
+
+bool SimNetwork::step_one() {
   while (!queue_.empty()) {
     const Event ev = queue_.top();
     queue_.pop();
@@ -177,10 +186,12 @@ bool SimNetwork::step() {
     if (p.timer != kNoTimer) {
       if (!n.live_timers.erase(p.timer)) continue;  // cancelled
       p.task();
+      end_of_event(p.node);
       return true;
     }
     if (p.task) {
       p.task();
+      end_of_event(p.node);
       return true;
     }
     if (n.crashed) {
@@ -189,25 +200,35 @@ bool SimNetwork::step() {
     }
     ++stats_.delivered;
     if (n.transport->receiver_ != nullptr) n.transport->receiver_->on_datagram(p.from, p.data);
+    end_of_event(p.node);
     return true;
   }
   return false;
 }
 
+void SimNetwork::end_of_event(std::uint32_t node) {
+  auto& n = *nodes_[node];
+  // The event may have crashed or replaced the node: only a live loop's hook.
+  if (n.crashed || !n.loop) return;
+  for (auto& [id, h] : n.loop->idle_hooks_) h();
+}
+
 void SimNetwork::run_for(Duration d) {
   const TimePoint end = now_ + d;
-  while (!queue_.empty() && queue_.top().when <= end) step();
+  end_of_outside_events();
+  while (!queue_.empty() && queue_.top().when <= end) step_one();
   if (now_ < end) now_ = end;
 }
 
 bool SimNetwork::run_until(const std::function<bool()>& pred, Duration limit) {
   const TimePoint end = now_ + limit;
+  end_of_outside_events();
   while (!pred()) {
     if (queue_.empty() || queue_.top().when > end) {
       if (now_ < end) now_ = end;
       return pred();
     }
-    step();
+    step_one();
   }
   return true;
 }

@@ -46,12 +46,22 @@ class SimLoop final : public Loop {
   void cancel(TimerId id) override;
   void post(Task task) override;
   bool in_loop_thread() const override { return true; }
+  /// Hooks run after each event of this node (a timer, a posted task, a datagram).
+  std::uint64_t add_idle_hook(Task hook) override {
+    idle_hooks_.emplace_back(++last_hook_, std::move(hook));
+    return last_hook_;
+  }
+  void remove_idle_hook(std::uint64_t id) override {
+    std::erase_if(idle_hooks_, [id](const auto& h) { return h.first == id; });
+  }
 
  private:
   friend class SimNetwork;
   SimLoop(SimNetwork& net, std::uint32_t node) : net_(net), node_(node) {}
   SimNetwork& net_;
   std::uint32_t node_;
+  std::vector<std::pair<std::uint64_t, Task>> idle_hooks_;
+  std::uint64_t last_hook_ = 0;
 };
 
 class SimTransport final : public Transport {
@@ -113,7 +123,10 @@ class SimNetwork {
 
   TimePoint now() const { return now_; }
   std::uint64_t seed() const { return seed_; }
-  /// Runs the next event; false when none is left.
+  /// Runs the next event; false when none is left. What test code did on
+  /// a node outside any event (a call made from the test body) counts as an
+  /// event of its own: the nodes' idle hooks run first (run_for and
+  /// run_until do the same once).
   bool step();
   void run_for(Duration d);
   /// Runs until pred() holds (checked after each event) or `limit` of virtual
@@ -159,6 +172,9 @@ class SimNetwork {
   bool send_from(std::uint32_t node, const Endpoint& to, std::span<const std::byte> data);
   const LinkPolicy& policy(const Endpoint& from, const Endpoint& to) const;
   void trace(std::string line);
+  void end_of_event(std::uint32_t node);  // the node's loop idle hooks
+  void end_of_outside_events();           // every node's, once
+  bool step_one();
 
   std::uint64_t seed_;
   Rng rng_;

@@ -169,7 +169,7 @@ void EpollLoop::run() {
     }
     run_posted();
     run_due_timers();
-    if (idle_hook_) idle_hook_();
+    run_idle_hooks();
   }
   // Drain: run what was posted before the loop closed, then refuse more.
   for (;;) {
@@ -183,6 +183,7 @@ void EpollLoop::run() {
       batch.swap(posted_);
     }
     for (auto& t : batch) t();
+    run_idle_hooks();  // what the drained tasks sent
   }
   loop_thread_.store(std::thread::id{});
 }

@@ -39,8 +39,13 @@ class EpollLoop final : public Loop {
   /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered).
   void add_fd(int fd, std::function<void()> on_readable);
   void remove_fd(int fd);
-  /// Called after each batch of events, before sleeping (used to flush sends).
-  void set_idle_hook(std::function<void()> hook) { idle_hook_ = std::move(hook); }
+  std::uint64_t add_idle_hook(Task hook) override {
+    idle_hooks_.emplace_back(++last_hook_, std::move(hook));
+    return last_hook_;
+  }
+  void remove_idle_hook(std::uint64_t id) override {
+    std::erase_if(idle_hooks_, [id](const auto& h) { return h.first == id; });
+  }
 
   /// Runs the loop on the calling thread until stop().
   void run();
@@ -80,7 +85,11 @@ class EpollLoop final : public Loop {
   TimerId next_timer_ = 1;
   std::uint64_t seq_ = 0;
   std::unordered_map<int, std::function<void()>> fds_;
-  std::function<void()> idle_hook_;
+  std::vector<std::pair<std::uint64_t, Task>> idle_hooks_;  // loop thread
+  std::uint64_t last_hook_ = 0;
+  void run_idle_hooks() {
+    for (auto& [id, h] : idle_hooks_) h();
+  }
 };
 
 }  // namespace broach

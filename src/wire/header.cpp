@@ -22,7 +22,7 @@ T get(std::span<const std::byte> in, std::size_t off) noexcept {
 }
 
 bool known_type(std::uint8_t t) noexcept {
-  return (t >= 1 && t <= 8) || t == 16 || t == 17;
+  return (t >= 1 && t <= 9) || t == 16 || t == 17;
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ enum class MsgType : std::uint8_t {
   kUnknownCall = 6,  ///< answer to a status query: "I never received it; resend"
   kChallenge = 7,    ///< "prove this address receives": a token instead of a large reply
   kAddressProof = 8, ///< the caller echoes a challenge's token
+  kBundle = 9,       ///< several datagrams to one peer in one (see docs/protocol.md)
   kPing = 16,        ///< membership layer (reserved for it)
   kGossip = 17,      ///< membership layer (reserved for it)
 };
