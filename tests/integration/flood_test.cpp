@@ -158,12 +158,8 @@ TEST(Flood, FakePartialsNeitherExhaustMemoryNorStarveAMember) {
   const std::uint64_t baseline = rss_bytes(node.pid());
   ASSERT_GT(baseline, 0u);
 
-  // Under ASan (make sanitize) the node is several times slower: a gentler
-  // flood, and only the behaviour is checked (memory and time are the
-  // sanitizer's).
-  const bool sanitized = std::getenv("BROACH_SANITIZED") != nullptr;
-  const int pace_us = sanitized ? 4000 : 250;
-  const std::uint64_t flood_datagrams = sanitized ? 3000 : 20000;
+  const int pace_us = 250;
+  const std::uint64_t flood_datagrams = 20000;
   std::atomic<std::uint64_t> max_rss{baseline};
   std::atomic<bool> sampling{true};
   std::thread sampler([&] {
@@ -229,13 +225,11 @@ TEST(Flood, FakePartialsNeitherExhaustMemoryNorStarveAMember) {
   // delays single calls by tens of ms now and then. A stalled loop (as
   // zero-filling each claimed buffer once did: 1.4-1.9 s) fails the bound
   // on the worst call.
-  if (!sanitized) {
-    EXPECT_LT(p99, 50.0);
-    EXPECT_LT(worst, 1000.0);
-    // The documented bound: reassemblyMaxBytesTotal, plus 32 MiB for the
-    // rest (cached responses, allocator slack).
-    EXPECT_LE(max_rss.load(), baseline + kBudget + (32u << 20));
-  }
+  EXPECT_LT(p99, 50.0);
+  EXPECT_LT(worst, 1000.0);
+  // The documented bound: reassemblyMaxBytesTotal, plus 32 MiB for the rest
+  // (cached responses, allocator slack).
+  EXPECT_LE(max_rss.load(), baseline + kBudget + (32u << 20));
   // The flood did press on the budget.
   const auto t = transport_stats();
   EXPECT_GT(t["reassembly_evicted"].get<std::uint64_t>() + t["reassembly_refused"].get<std::uint64_t>(), 0u)
