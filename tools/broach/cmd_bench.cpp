@@ -202,6 +202,16 @@ int run_bench(const BenchFlags& f) {
   out["latency_us"] = {{"p50", st.latency.quantile_us(0.5)},   {"p90", st.latency.quantile_us(0.9)},
                        {"p99", st.latency.quantile_us(0.99)},  {"p999", st.latency.quantile_us(0.999)},
                        {"max", static_cast<double>(st.latency.max_ns()) / 1000.0}};
+  // What the calls cost on the wire, from this process's own counters
+  // (Bundles carry several datagrams in one).
+  const auto node_stats = nlohmann::json::parse(node.stats_json(), nullptr, false);
+  const double calls = static_cast<double>(std::max<std::uint64_t>(1, st.ok.load() + st.failed.load()));
+  if (node_stats.is_object() && node_stats.contains("transport")) {
+    const auto& t = node_stats["transport"];
+    out["datagrams_sent_per_call"] = t.value("datagrams_out", 0.0) / calls;
+    out["datagrams_received_per_call"] = t.value("datagrams_in", 0.0) / calls;
+    out["bundled_sent"] = t.value("bundled_out", 0.0);
+  }
   if (f.json) {
     std::cout << out.dump() << "\n";
   } else {
@@ -212,6 +222,10 @@ int run_bench(const BenchFlags& f) {
     const auto& l = out["latency_us"];
     std::printf("latency (us): p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", l["p50"].get<double>(),
                 l["p90"].get<double>(), l["p99"].get<double>(), l["p999"].get<double>(), l["max"].get<double>());
+    if (out.contains("datagrams_sent_per_call")) {
+      std::printf("datagrams per call: %.2f sent, %.2f received\n", out["datagrams_sent_per_call"].get<double>(),
+                  out["datagrams_received_per_call"].get<double>());
+    }
   }
   return st.failed.load() > 0 && st.ok.load() == 0 ? kExitCallFailed : kExitOk;
 }
