@@ -5,6 +5,25 @@
 
 namespace broach::api {
 
+Server::Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal)
+    : d_(deps), engine_(engine), internal_(internal) {
+  hook_ = d_.loop.add_idle_hook([this] { hand_off(); });
+}
+
+Server::~Server() {
+  d_.loop.remove_idle_hook(hook_);
+  if (nudge_timer_ != kNoTimer) d_.loop.cancel(nudge_timer_);
+}
+
+void Server::arm_nudge() {
+  nudge_timer_ = d_.loop.run_after(kNudgeEvery, [this] {
+    nudge_timer_ = kNoTimer;
+    if (outstanding_.load(std::memory_order_relaxed) == 0) return;
+    d_.executor.nudge();
+    arm_nudge();
+  });
+}
+
 void Server::on_request(reliable::IncomingRequest&& req) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
   if (routing::is_internal_service(req.service) && internal_.handle(req)) return;
@@ -18,16 +37,41 @@ void Server::on_request(reliable::IncomingRequest&& req) {
     run(svc->handler, req);
     return;
   }
-  const auto token = req.token;
-  const Errc rc = d_.executor.try_submit(
-      [this, handler = std::move(svc->handler), req = std::move(req)]() mutable { run(handler, req); });
-  if (rc == Errc::kQueueFull) {
-    d_.counters.rejected_overloaded.fetch_add(1, std::memory_order_relaxed);
-    refuse(token, Errc::kOverloaded,
-           "provider " + engine_.options().advertised.to_string() + " has its queue and threads full");
-  } else if (rc != Errc::kOk) {
-    refuse(token, Errc::kShutdown, "provider is stopping");
+  // Handed to the pool at the end of this loop iteration, with the other
+  // requests that arrived in it: one lock and at most one wake-up per batch.
+  handoff_tokens_.push_back(req.token);
+  outstanding_.fetch_add(1, std::memory_order_relaxed);
+  handoff_.push_back([this, handler = std::move(svc->handler), req = std::move(req)]() mutable {
+    run(handler, req);
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
+void Server::hand_off() {
+  BROACH_ASSERT_IN_LOOP(d_.loop);
+  if (handoff_.empty()) return;
+  results_.resize(handoff_.size());
+  d_.executor.try_submit_batch(handoff_, results_);
+  for (std::size_t i = 0; i < handoff_.size(); ++i) {
+    const Errc rc = results_[i];
+    if (rc != Errc::kOk) outstanding_.fetch_sub(1, std::memory_order_relaxed);  // destroyed unrun
+    if (rc == Errc::kQueueFull) {
+      d_.counters.rejected_overloaded.fetch_add(1, std::memory_order_relaxed);
+      refuse(handoff_tokens_[i], Errc::kOverloaded,
+             "provider " + engine_.options().advertised.to_string() + " has its queue and threads full");
+    } else if (rc != Errc::kOk) {
+      refuse(handoff_tokens_[i], Errc::kShutdown, "provider is stopping");
+    }
   }
+  handoff_.clear();
+  handoff_tokens_.clear();
+  // While handlers are outstanding, nudge the pool every kNudgeEvery: a
+  // backlog of short tasks runs on one worker, and if that worker is stuck
+  // in a long handler another is woken within kNudgeEvery.
+  if (outstanding_.load(std::memory_order_relaxed) > 0 && nudge_timer_ == kNoTimer) arm_nudge();
+  // Refusals, and tasks the pool ran here (caller-runs), queued responses
+  // after the path's own end-of-iteration flush: send them now.
+  engine_.path().flush();
 }
 
 // Runs on a worker thread, or on the loop thread (run_on_loop, caller-runs).

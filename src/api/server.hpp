@@ -7,8 +7,11 @@
 // run_on_loop services, on the loop thread. Before a handler runs, a request
 // whose caller has given up (deadline passed while queued) or that arrives
 // while the node stops is answered without running it; exceptions become
-// typed errors. The response goes back through Engine::respond_from_any_thread
-// (a worker sends a single-datagram response itself).
+// typed errors. Requests for the pool are handed over once per loop
+// iteration, in one batch (Executor::try_submit_batch). The response goes
+// back through Engine::respond_from_any_thread (a worker holds responses
+// back while it has more queued work and then sends them together: see
+// base/burst.hpp).
 // Thread contract: on_request runs on the loop thread (asserted); invoke()
 // is safe from any thread.
 #pragma once
@@ -16,6 +19,7 @@
 #include <atomic>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "api/counters.hpp"
 #include "api/metrics.hpp"
@@ -47,8 +51,12 @@ class Server final : public reliable::RequestHandler {
   };
   /// `engine` is where responses go; it may still be under construction
   /// (it is not used before the first request).
-  Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal)
-      : d_(deps), engine_(engine), internal_(internal) {}
+  /// Installs the loop's idle hook that hands requests to the executor
+  /// (constructed before the loop runs, or on the loop thread).
+  Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal);
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
 
   void on_request(reliable::IncomingRequest&& req) override;
 
@@ -62,10 +70,22 @@ class Server final : public reliable::RequestHandler {
   RawResult invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args, TimePoint deadline);
   void run(const RawHandler& handler, reliable::IncomingRequest& req);
   void refuse(const reliable::RequestToken& token, Errc code, std::string message);
+  /// Loop thread, end of each iteration: the requests of this iteration to
+  /// the executor in one batch.
+  void hand_off();
+  void arm_nudge();
+
+  static constexpr Duration kNudgeEvery = std::chrono::milliseconds(2);
 
   Deps d_;
   reliable::Engine& engine_;
   InternalHandler& internal_;
+  std::uint64_t hook_ = 0;
+  std::vector<Task> handoff_;                          // loop thread
+  std::vector<reliable::RequestToken> handoff_tokens_; // loop thread, same order
+  std::vector<Errc> results_;                          // loop thread
+  std::atomic<std::int64_t> outstanding_{0};           ///< handed to the executor, not finished
+  TimerId nudge_timer_ = kNoTimer;                    // loop thread; 0: not armed
 };
 
 /// The reply a RawResult makes.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "base/assert.hpp"
+#include "base/burst.hpp"
 #include "base/log.hpp"
 
 namespace broach {
@@ -94,53 +95,86 @@ ThreadPool::~ThreadPool() {
 }
 
 Errc ThreadPool::try_submit(Task task) noexcept {
-  if (!task) return Errc::kInvalidArgument;
+  Errc rc = Errc::kOk;
+  try_submit_batch(std::span<Task>(&task, 1), std::span<Errc>(&rc, 1));
+  return rc;
+}
+
+void ThreadPool::try_submit_batch(std::span<Task> tasks, std::span<Errc> results) noexcept {
+  BROACH_ASSERT(results.size() >= tasks.size());
   Reaper reaper;  // joins exited workers after mu_ is released
   MutexLock lock(mu_);
-  if (shutting_down_) return Errc::kPoolShutdown;
   reaper.threads.swap(exited_);
-
-  // Rule 2: room in the queue. A failed allocation counts as a full queue.
-  bool queued = false;
-  if (queue_.size() < queue_max_) {
-    try {
-      queue_.push_back(std::move(task));  // strong guarantee: task intact on throw
-      queued = true;
-    } catch (const std::bad_alloc&) {
-      BROACH_LOG_ERROR("{}: out of memory queueing a task; treating the queue as full", name_);
+  const std::size_t queued_before = queue_.size();
+  const auto now = std::chrono::steady_clock::now();
+  std::size_t caller_runs = 0;  // rule 4 tasks, left in `tasks` and run after mu_ is released
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    Task& task = tasks[i];
+    results[i] = Errc::kOk;
+    if (!task) {
+      results[i] = Errc::kInvalidArgument;
+      continue;
     }
-  }
-  if (queued) {
-    if (queue_.size() > threshold_ && threads_ < thread_max_) {
-      Task none;
-      spawn_locked(none, /*core=*/false);  // on failure the queued task still runs later
+    if (shutting_down_) {
+      results[i] = Errc::kPoolShutdown;
+      continue;
     }
-    // Wake-ups: only a push onto an empty queue wakes an idle worker; a worker
-    // that dequeues and leaves tasks behind wakes the next one (see
-    // worker_main). One wake per busy period instead of one per task keeps
-    // submitters from stampeding sleeping threads.
-    const bool wake = idle_ > 0 && queue_.size() == 1;
-    lock.unlock();
-    if (wake) work_cv_.notify_one();
-    return Errc::kOk;
+    // Rule 2: room in the queue. A failed allocation counts as a full queue.
+    bool queued = false;
+    if (queue_.size() < queue_max_) {
+      try {
+        queue_.push_back(Queued{std::move(task), now});  // strong guarantee: task intact on throw
+        queued = true;
+      } catch (const std::bad_alloc&) {
+        BROACH_LOG_ERROR("{}: out of memory queueing a task; treating the queue as full", name_);
+      }
+    }
+    if (queued) {
+      if (queue_.size() > threshold_ && threads_ < thread_max_) {
+        Task none;
+        spawn_locked(none, /*core=*/false);  // on failure the queued task still runs later
+      }
+      task = nullptr;
+      continue;
+    }
+    // Rule 3: queue full, room for a thread: it runs this task first.
+    if (threads_ < thread_max_ && spawn_locked(task, /*core=*/false)) continue;
+    // Rule 4: queue and threads full.
+    if (config_.is_exc_info) {
+      results[i] = Errc::kQueueFull;
+      if (rejected_.fetch_add(1) == 0) {
+        BROACH_LOG_WARN("{}: queue and threads full, rejecting tasks (counted in stats)", name_);
+      }
+      task = nullptr;
+      continue;
+    }
+    ++caller_runs;  // stays in tasks[i]
   }
-
-  // Rule 3: queue full, room for a thread: it runs this task first.
-  if (threads_ < thread_max_ && spawn_locked(task, /*core=*/false)) return Errc::kOk;
-
-  // Rule 4: queue and threads full.
+  // Wake-ups: a push onto an empty queue wakes an idle worker, and so does
+  // a push onto a queue nobody has taken from for kSpreadAfter (the busy
+  // workers are stuck in long tasks) or when tasks are slow; a worker that dequeues and leaves
+  // tasks behind may wake the next one (see worker_main). One wake per busy
+  // period instead of one per task keeps submitters from stampeding
+  // sleeping threads.
+  const bool wake = idle_ > 0 && !queue_.empty() &&
+                    (queued_before == 0 || now - last_take_ >= kSpreadAfter ||
+                     avg_task_ns_.load(std::memory_order_relaxed) >= kSpreadAfter.count());
   lock.unlock();
-  if (config_.is_exc_info) {
-    if (rejected_.fetch_add(1) == 0) {
-      BROACH_LOG_WARN("{}: queue and threads full, rejecting tasks (counted in stats)", name_);
-    }
-    return Errc::kQueueFull;
-  }
-  if (caller_ran_.fetch_add(1) == 0) {
+  if (wake) work_cv_.notify_one();
+  if (caller_runs == 0) return;
+  if (caller_ran_.fetch_add(caller_runs) == 0) {
     BROACH_LOG_WARN("{}: queue and threads full, submitters run tasks (counted in stats)", name_);
   }
-  run_task(task);
-  return Errc::kOk;
+  for (Task& task : tasks) {
+    if (task) run_task(task);
+  }
+}
+
+void ThreadPool::nudge() noexcept {
+  MutexLock lock(mu_);
+  const bool wake = idle_ > 0 && !queue_.empty() && std::chrono::steady_clock::now() - last_take_ >= kSpreadAfter;
+  lock.unlock();
+  if (wake) work_cv_.notify_one();
 }
 
 void ThreadPool::submit(Task task) {
@@ -225,22 +259,37 @@ void ThreadPool::worker_main(std::uint64_t id, bool core) {
   const auto has_work = [this]() BROACH_REQUIRES(mu_) {
     return !queue_.empty() || shutting_down_;
   };
+  burst::open_on_this_thread();
   MutexLock lock(mu_);
   Task task = std::move(workers_.at(id).first);
   for (;;) {
     if (task) {
       lock.unlock();
-      run_task(task);  // also destroys the closure, outside mu_
+      burst::before_task();  // ends the burst first when it is due (base/burst.hpp)
+      run_task(task);        // also destroys the closure, outside mu_
+      burst::after_task();
       lock.lock();
     }
     if (!queue_.empty()) {
-      task = std::move(queue_.front());
+      task = std::move(queue_.front().task);
       queue_.pop_front();
-      // Pass the wake-up on. Liveness does not depend on it (this worker
-      // comes back to the queue before it ever waits, and a push onto an
-      // empty queue wakes a sleeper); it only spreads a backlog over the
-      // idle threads.
-      if (!queue_.empty() && idle_ > 0) work_cv_.notify_one();
+      last_take_ = std::chrono::steady_clock::now();
+      // Pass the wake-up on, to spread a backlog over the idle threads, when
+      // tasks are slow (their moving average is kSpreadAfter or more). A
+      // backlog of short tasks is run by one thread: waking more only adds
+      // context switches and lock contention. Liveness does not depend on
+      // it (this worker comes back to the queue before it ever waits, and a
+      // push onto an empty queue wakes a sleeper).
+      if (!queue_.empty() && idle_ > 0 && avg_task_ns_.load(std::memory_order_relaxed) >= kSpreadAfter.count()) {
+        work_cv_.notify_one();
+      }
+      continue;
+    }
+    if (burst::pending()) {
+      // Out of work: what the burst deferred goes now, before any wait.
+      lock.unlock();
+      burst::flush();
+      lock.lock();
       continue;
     }
     if (shutting_down_) break;
@@ -269,6 +318,7 @@ void ThreadPool::exit_worker_locked(std::uint64_t id) {
 }
 
 void ThreadPool::run_task(Task& task) noexcept {
+  const auto t0 = std::chrono::steady_clock::now();
   try {
     task();
   } catch (const std::exception& e) {
@@ -279,6 +329,11 @@ void ThreadPool::run_task(Task& task) noexcept {
     BROACH_LOG_ERROR("{}: task threw a non-standard exception", name_);
   }
   task = nullptr;  // release captured state before the task counts as completed
+  // Moving average (1/8 weight) of task run times; races between workers
+  // only blur it.
+  const std::int64_t d = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+  const std::int64_t avg = avg_task_ns_.load(std::memory_order_relaxed);
+  avg_task_ns_.store(avg + (d - avg) / 8, std::memory_order_relaxed);
   completed_.fetch_add(1);
 }
 

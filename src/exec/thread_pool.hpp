@@ -31,9 +31,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -64,6 +66,14 @@ class ThreadPool final : public Executor {
   /// down) or kInvalidArgument (empty task). A refused task is destroyed
   /// unrun. Safe from any thread.
   Errc try_submit(Task task) noexcept override BROACH_EXCLUDES(mu_);
+  /// try_submit for each task in order (same rules, same results), under
+  /// one lock and with at most one wake-up. Tasks that were queued or
+  /// refused are left empty; caller-runs tasks run before this returns.
+  void try_submit_batch(std::span<Task> tasks, std::span<Errc> results) noexcept override
+      BROACH_EXCLUDES(mu_);
+  /// Wakes an idle worker when tasks are queued and nobody has taken one
+  /// for kSpreadAfter. Any thread.
+  void nudge() noexcept override BROACH_EXCLUDES(mu_);
   /// try_submit, but a refusal throws Error{kQueueFull | kPoolShutdown |
   /// kInvalidArgument}.
   void submit(Task task) BROACH_EXCLUDES(mu_);
@@ -112,7 +122,15 @@ class ThreadPool final : public Executor {
   const Duration keep_alive_;
 
   mutable Mutex mu_;
-  std::deque<Task> queue_ BROACH_GUARDED_BY(mu_);
+  struct Queued {
+    Task task;
+    std::chrono::steady_clock::time_point queued_at;
+  };
+  /// A backlog is spread over more threads when its tasks take this long on
+  /// average, or when nobody has taken a task for this long.
+  static constexpr std::chrono::nanoseconds kSpreadAfter = std::chrono::microseconds(20);
+  std::deque<Queued> queue_ BROACH_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_take_ BROACH_GUARDED_BY(mu_){};  ///< a worker last took a task
   /// live workers by id
   std::unordered_map<std::uint64_t, Worker> workers_ BROACH_GUARDED_BY(mu_);
   /// handles of exited workers, not yet joined
@@ -131,6 +149,9 @@ class ThreadPool final : public Executor {
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> caller_ran_{0};
   std::atomic<std::uint64_t> task_exceptions_{0};
+  /// Moving average of task run times; starts "slow" so that a new pool
+  /// spreads work until it has seen that its tasks are short.
+  std::atomic<std::int64_t> avg_task_ns_{kSpreadAfter.count()};
 };
 
 }  // namespace broach

@@ -173,6 +173,9 @@ class Engine final : public PacketSink {
   /// an encoded response body. Caches it for duplicates. `already_sent`:
   /// respond_from_any_thread put it on the wire already.
   void respond(const RequestToken& token, Bytes payload, bool already_sent = false);
+  // respond_from_any_thread's halves (any thread).
+  void respond_now(const RequestToken& token, Bytes&& body);
+  static void flush_outbox(void* engine);
   /// respond() with a result: the packed value when r.code is kOk, else the
   /// error code and message.
   void respond(const RequestToken& token, CallResult&& r);
@@ -192,7 +195,9 @@ class Engine final : public PacketSink {
   void call_from_any_thread(const Endpoint& to, Bytes payload, TimePoint deadline, TimePoint now,
                             Completion done, bool lazy);
   /// Any thread: respond() from any thread. Dropped when the loop has
-  /// stopped for good (the node is gone; callers see a timeout).
+  /// stopped for good (the node is gone; callers see a timeout). On a pool
+  /// worker in a burst (base/burst.hpp) with coalescing on, the response is
+  /// held until the burst ends and leaves with the others.
   void respond_from_any_thread(const RequestToken& token, CallResult&& r);
 
   /// Tells reassembly which senders are members: under memory pressure their

@@ -2,6 +2,7 @@
 // the dedup record, responses and their cache, status queries.
 #include <algorithm>
 
+#include "base/burst.hpp"
 #include "base/log.hpp"
 #include "reliable/engine.hpp"
 
@@ -135,12 +136,54 @@ void Engine::respond(const RequestToken& token, CallResult&& r) {
   respond(token, response_payload(std::move(r)));
 }
 
+// A pool worker's responses held back until the end of its burst
+// (base/burst.hpp): per thread, for one engine at a time.
+namespace {
+struct Outbox {
+  Engine* engine = nullptr;
+  std::vector<std::pair<RequestToken, Bytes>> items;
+};
+thread_local Outbox tls_outbox;
+}  // namespace
+
 void Engine::respond_from_any_thread(const RequestToken& token, CallResult&& r) {
   Bytes body = response_payload(std::move(r));
   if (loop_.in_loop_thread()) {
     respond(token, std::move(body));
     return;
   }
+  if (opt_.coalesce && burst::active()) {
+    Outbox& o = tls_outbox;
+    if (o.engine != this && !o.items.empty()) flush_outbox(o.engine);
+    o.engine = this;
+    o.items.emplace_back(token, std::move(body));
+    burst::defer(&Engine::flush_outbox, this);
+    return;
+  }
+  respond_now(token, std::move(body));
+}
+
+// The calling thread's held responses for `engine`: one goes out from this
+// thread at once; several go to the loop in one task, which sends them
+// coalesced (a Bundle per peer) at the end of its iteration.
+void Engine::flush_outbox(void* engine) {
+  Outbox& o = tls_outbox;
+  auto* e = static_cast<Engine*>(engine);
+  if (o.engine != e || o.items.empty()) return;
+  if (o.items.size() == 1) {
+    auto [token, body] = std::move(o.items.front());
+    o.items.clear();
+    e->respond_now(token, std::move(body));
+    return;
+  }
+  auto items = std::move(o.items);
+  o.items.clear();
+  e->loop_.try_post([e, items = std::move(items)]() mutable {
+    for (auto& [token, body] : items) e->respond(token, std::move(body));
+  });
+}
+
+void Engine::respond_now(const RequestToken& token, Bytes&& body) {
   // A single-datagram response goes out from this thread at once; caching it
   // for duplicates can wait for the loop's next wake-up instead of waking it
   // now. A duplicate that slips in between gets "in progress", which is

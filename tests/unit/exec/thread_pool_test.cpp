@@ -6,6 +6,8 @@
 // way opens the gate and drains the pool while that state is still alive.
 #include "exec/thread_pool.hpp"
 
+#include "base/burst.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -225,6 +227,105 @@ TEST(ThreadPool, FullQueueStartsAThreadThatRunsTheNewTaskFirst) {
   EXPECT_EQ(order[0], "overflow");
   EXPECT_EQ(order[1], "queued-1");
   EXPECT_EQ(pool.stats().caller_ran, 0u);
+}
+
+TEST(ThreadPool, ABatchFollowsTheRulesTaskByTask) {
+  // One lock for the batch, but each task gets try_submit's own answer:
+  // queued while there is room, then refused (isExcInfo) and destroyed.
+  std::atomic<int> ran{0};
+  ThreadPool pool(make_config(1, 1, 2, 100, /*is_exc_info=*/true));
+  Gate gate;
+  ASSERT_EQ(pool.try_submit(gate.blocker()), Errc::kOk);
+  ASSERT_TRUE(gate.wait_started(1));
+  std::vector<Task> batch;
+  for (int i = 0; i < 4; ++i) batch.emplace_back([&] { ++ran; });
+  batch.emplace_back();  // empty: refused like try_submit refuses it
+  std::vector<Errc> rc(batch.size(), Errc::kOk);
+  pool.try_submit_batch(batch, rc);
+  EXPECT_EQ(rc, (std::vector<Errc>{Errc::kOk, Errc::kOk, Errc::kQueueFull, Errc::kQueueFull,
+                                   Errc::kInvalidArgument}));
+  for (const auto& t : batch) EXPECT_FALSE(t) << "queued or refused tasks are taken from the batch";
+  EXPECT_EQ(pool.stats().rejected, 2u);
+  gate.open();
+  pool.shutdown();
+  EXPECT_EQ(ran.load(), 2);
+  std::vector<Task> late;
+  late.emplace_back([&] { ++ran; });
+  pool.try_submit_batch(late, rc);
+  EXPECT_EQ(rc[0], Errc::kPoolShutdown);
+}
+
+TEST(ThreadPool, ABatchRunsWhatDoesNotFitOnTheCallerWhenNotExcInfo) {
+  std::vector<std::thread::id> ran_on;
+  std::mutex mu;
+  ThreadPool pool(make_config(1, 1, 1, 100, /*is_exc_info=*/false));
+  Gate gate;
+  ASSERT_EQ(pool.try_submit(gate.blocker()), Errc::kOk);
+  ASSERT_TRUE(gate.wait_started(1));
+  std::vector<Task> batch;
+  for (int i = 0; i < 3; ++i) {
+    batch.emplace_back([&] {
+      std::lock_guard lock(mu);
+      ran_on.push_back(std::this_thread::get_id());
+    });
+  }
+  std::vector<Errc> rc(batch.size(), Errc::kInvalidArgument);
+  pool.try_submit_batch(batch, rc);
+  EXPECT_EQ(rc, (std::vector<Errc>{Errc::kOk, Errc::kOk, Errc::kOk}));
+  {
+    std::lock_guard lock(mu);
+    // The first was queued; the other two ran here before the call returned.
+    ASSERT_EQ(ran_on.size(), 2u);
+    EXPECT_EQ(ran_on[0], std::this_thread::get_id());
+    EXPECT_EQ(ran_on[1], std::this_thread::get_id());
+  }
+  EXPECT_EQ(pool.stats().caller_ran, 2u);
+}
+
+TEST(ThreadPool, ShortTasksRunOnOneThreadAndANudgeSpreadsAStuckBacklog) {
+  // Once the pool has seen that its tasks are short, a backlog is left to
+  // the one worker that was woken (no wake-up cascade). When that worker is
+  // stuck in a long task, nudge() wakes another for the rest.
+  ThreadPool pool(make_config(4, 4, 1000, 1000));
+  Gate gate;
+  for (int i = 0; i < 200; ++i) ASSERT_EQ(pool.try_submit([] {}), Errc::kOk);
+  ASSERT_TRUE(wait_for([&] { return pool.stats().completed == 200 && pool.stats().idle == 4; }));
+  std::vector<Task> batch;
+  for (int i = 0; i < 4; ++i) batch.push_back(gate.blocker());
+  std::vector<Errc> rc(batch.size());
+  pool.try_submit_batch(batch, rc);
+  ASSERT_TRUE(gate.wait_started(1));
+  EXPECT_EQ(pool.stats().queued, 3u);  // no cascade: the others still wait
+  EXPECT_TRUE(wait_for([&] {
+    pool.nudge();
+    return gate.started() == 4;
+  }));
+}
+
+TEST(ThreadPool, WhatATaskDefersRunsWhenTheWorkerRunsOutOfWork) {
+  // base/burst.hpp: tasks on a worker may defer a flush; it runs once for
+  // the whole burst, after the last queued task, without another submit.
+  struct Counter {
+    std::atomic<int> flushes{0};
+    std::atomic<int> deferred{0};
+  } counter;
+  ThreadPool pool(make_config(1, 1, 100, 100));
+  Gate gate;
+  ASSERT_EQ(pool.try_submit(gate.blocker()), Errc::kOk);
+  ASSERT_TRUE(gate.wait_started(1));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(pool.try_submit([&counter] {
+      ASSERT_TRUE(burst::active());
+      counter.deferred.fetch_add(1);
+      burst::defer([](void* c) { static_cast<Counter*>(c)->flushes.fetch_add(1); }, &counter);
+    }),
+              Errc::kOk);
+  }
+  gate.open();  // the ten run back to back (they are short: nothing is due before the end)
+  EXPECT_TRUE(wait_for([&] { return counter.flushes.load() >= 1 && counter.deferred.load() == 10; }));
+  EXPECT_TRUE(wait_for([&] { return pool.stats().idle == 1; }));
+  EXPECT_LE(counter.flushes.load(), 2);  // once, or twice if the blocker's end made the first one due
+  EXPECT_FALSE(burst::active()) << "only pool workers run in bursts";
 }
 
 TEST(ThreadPool, FullPoolRejectsWhenExcInfoAndDoesNotRunTheTask) {
