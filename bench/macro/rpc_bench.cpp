@@ -39,6 +39,8 @@ Config bench_config(const Flags& f, int default_port) {
       static_cast<int>(f.num("max-datagram", c.transport.max_datagram_bytes));
   // A sealed cluster: both sides need the same keyring (broach keygen).
   c.security.keyring = f.str("keyring", "");
+  // Low-latency mode (params.broach.transport.busyPollMicros).
+  c.transport.busy_poll_micros = f.num("busy-poll", 0);
   return c;
 }
 
@@ -170,6 +172,7 @@ int run_client(const Flags& f) {
   std::string workload = service + size_name(size) + "_inflight" + std::to_string(inflight);
   if (mode == "async" && inflight == 1) workload += "_async";
   if (!c.security.keyring.empty()) workload += "_sealed";
+  if (c.transport.busy_poll_micros > 0) workload += "_busypoll";
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const double cpu0 = process_cpu_s();
@@ -195,7 +198,8 @@ int usage() {
                " [--mode sync|async]\n"
                "         [--service echo|echo_loop]  (echo_loop runs on the server's loop thread)\n"
                "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes,\n"
-               "        [--keyring FILE] seals every datagram with FILE's key)\n");
+               "        [--keyring FILE] seals every datagram with FILE's key,\n"
+               "        [--busy-poll US] busy-polls US microseconds before sleeping)\n");
   return 2;
 }
 
@@ -205,7 +209,8 @@ int usage() {
 int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
-                              "inflight", "seconds", "mode", "cpu", "service", "keyring"});
+                              "inflight", "seconds", "mode", "cpu", "service", "keyring",
+                              "busy-poll"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   try {

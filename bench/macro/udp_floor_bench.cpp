@@ -2,10 +2,12 @@
 // bench_rpc is compared against. Same sockets (4 MiB buffers), same
 // datagram sizes, nothing else: no header, no retransmission, no threads.
 //
-//   bench_udp_floor server   [--ip 127.0.0.1] [--port 0]
+//   bench_udp_floor server   [--ip 127.0.0.1] [--port 0] [--spin 1]
 //       blocking recvfrom/sendto echo loop; prints "listening on IP:PORT".
-//   bench_udp_floor pingpong --to IP:PORT [--size 16] [--seconds 5]
+//   bench_udp_floor pingpong --to IP:PORT [--size 16] [--seconds 5] [--spin 1]
 //       one datagram in flight: round-trip latency and round trips/s.
+//   --spin 1: receive without ever sleeping (MSG_DONTWAIT in a loop), the
+//       floor of busy-polling (bench_rpc --busy-poll).
 //   bench_udp_floor window   --to IP:PORT [--size 16] [--window 64] [--seconds 5]
 //       W datagrams in flight: send W, then one more per reply.
 //
@@ -73,13 +75,14 @@ int run_server(const Flags& f) {
   std::printf("listening on %s:%d\n", ip, ntohs(sa.sin_port));
   std::fflush(stdout);
   std::vector<char> buf(kMaxDatagram);
+  const int flags = f.num("spin", 0) != 0 ? MSG_DONTWAIT : 0;
   for (;;) {
     sockaddr_in from{};
     socklen_t from_len = sizeof(from);
-    const auto n = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from),
+    const auto n = ::recvfrom(fd, buf.data(), buf.size(), flags, reinterpret_cast<sockaddr*>(&from),
                               &from_len);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR || errno == EAGAIN) continue;
       die("recvfrom");
     }
     ::sendto(fd, buf.data(), static_cast<std::size_t>(n), 0, reinterpret_cast<sockaddr*>(&from),
@@ -110,15 +113,19 @@ void send_stamped(int fd, std::vector<char>& buf) {
 }
 
 // Receives one reply; returns its send time, or 0 on timeout.
-std::uint64_t recv_stamp(int fd, std::vector<char>& buf) {
+std::uint64_t recv_stamp(int fd, std::vector<char>& buf, bool spin = false) {
+  const std::uint64_t give_up = now_ns() + 200'000'000;  // as SO_RCVTIMEO
   for (;;) {
-    const auto n = ::recv(fd, buf.data(), buf.size(), 0);
+    const auto n = ::recv(fd, buf.data(), buf.size(), spin ? MSG_DONTWAIT : 0);
     if (n >= static_cast<ssize_t>(sizeof(std::uint64_t))) {
       std::uint64_t t;
       std::memcpy(&t, buf.data(), sizeof(t));
       return t;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (spin && now_ns() < give_up) continue;
+      return 0;
+    }
     if (n < 0 && errno != EINTR && errno != ECONNREFUSED) die("recv");
   }
 }
@@ -128,7 +135,8 @@ std::uint64_t recv_stamp(int fd, std::vector<char>& buf) {
 Report run_pingpong(const Flags& f, std::uint64_t size, double seconds) {
   const int fd = client_socket(f.str("to", ""));
   std::vector<char> out(size), in(kMaxDatagram);
-  Report r{"udp_floor", "pingpong" + size_name(size), size, 1};
+  const bool spin = f.num("spin", 0) != 0;
+  Report r{"udp_floor", "pingpong" + size_name(size) + (spin ? "_spin" : ""), size, 1};
   std::uint64_t timeouts = 0;
   const double cpu0 = process_cpu_s();
   const Window w = Window::starting_now(seconds);
@@ -138,7 +146,7 @@ Report run_pingpong(const Flags& f, std::uint64_t size, double seconds) {
     std::memcpy(&sent, out.data(), sizeof(sent));
     std::uint64_t stamp;
     do {
-      stamp = recv_stamp(fd, in);
+      stamp = recv_stamp(fd, in, spin);
     } while (stamp != 0 && stamp != sent);
     if (stamp == 0) {
       ++timeouts;
@@ -198,8 +206,8 @@ Report run_window(const Flags& f, std::uint64_t size, double seconds) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: bench_udp_floor server [--ip IP] [--port P]\n"
-               "       bench_udp_floor pingpong --to IP:PORT [--size N] [--seconds D]\n"
+               "usage: bench_udp_floor server [--ip IP] [--port P] [--spin 1]\n"
+               "       bench_udp_floor pingpong --to IP:PORT [--size N] [--seconds D] [--spin 1]\n"
                "       bench_udp_floor window --to IP:PORT [--size N] [--window W] [--seconds D]\n"
                "       (all modes: [--cpu C] pins to CPU C)\n");
   return 2;
@@ -210,7 +218,7 @@ int usage() {
 
 int main(int argc, char** argv) {
   using namespace broach::bench;
-  const Flags f(argc, argv, {"ip", "port", "to", "size", "window", "seconds", "cpu"});
+  const Flags f(argc, argv, {"ip", "port", "to", "size", "window", "seconds", "cpu", "spin"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   if (f.mode() == "server") return run_server(f);

@@ -39,6 +39,10 @@ struct TransportConfig {
   /// coalesce: small datagrams to one peer within one loop iteration share
   /// a Bundle datagram (docs/protocol.md); off only for peers that predate it.
   bool coalesce = true;
+  /// busyPollMicros: the loop polls its socket this long (without sleeping)
+  /// before it blocks, and a blocking call spins as long before it sleeps:
+  /// lower latency for a CPU kept busy. 0 (default) = off. `--low-latency`.
+  double busy_poll_micros = 0;
 };
 
 /// params.broach.membership: gossip membership (docs/membership.md).
@@ -133,7 +137,12 @@ struct ConfigOverrides {
   std::optional<std::string> log_level;
   std::optional<std::string> http;  ///< "ip:port" of the HTTP endpoint
   std::optional<std::string> keyring;  ///< keyring file (params.broach.security.keyring)
+  /// --low-latency: params.broach.transport.busyPollMicros
+  std::optional<double> busy_poll_micros;
 };
+
+/// The busy-poll time `--low-latency` sets (microseconds).
+inline constexpr double kLowLatencyBusyPollMicros = 200;
 
 /// The built-in configuration used when no file is given (the seed's example).
 Config default_config();

@@ -3,6 +3,7 @@
 // node is NodeCore (node_core.hpp), which runs on simulated seams too.
 #include "broach/node.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <future>
@@ -82,6 +83,8 @@ struct Node::Impl {
         pool(cfg.thread_pool, "broach-worker"),
         core(cfg, api::NodeSeams{loop, transport, pool, clock, random_u64(), life_now(), random_u64()}) {
     const auto seeds = seed_endpoints(core.config());
+    loop.set_busy_poll(std::chrono::nanoseconds(
+        static_cast<std::int64_t>(core.config().transport.busy_poll_micros * 1000.0)));
     core.status().add_source([this](std::vector<api::Sample>& out) { pool_samples(pool, out); });
     loop.start_thread("broach-loop");
     on_loop([&] { core.start(seeds); });
@@ -172,11 +175,21 @@ void Node::call_raw_async(const Endpoint& to, const std::string& service, Bytes 
 
 namespace {
 template <class Start>
-RawResult wait_for(Loop& loop, Start&& start) {
+RawResult wait_for(EpollLoop& loop, Start&& start) {
   BROACH_REQUIRE(!loop.in_loop_thread(), "a blocking call from the loop thread would deadlock; use call_raw_async");
   std::promise<RawResult> promise;
   auto fut = promise.get_future();
   start([&promise](RawResult r) { promise.set_value(std::move(r)); });
+  const Duration spin = loop.busy_poll();
+  if (spin > Duration::zero()) {
+    // Low-latency mode: spin (yielding, so that a loop thread sharing this
+    // CPU still runs) before sleeping on the future.
+    const auto until = std::chrono::steady_clock::now() + spin;
+    while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+           std::chrono::steady_clock::now() < until) {
+      sched_yield();
+    }
+  }
   return fut.get();
 }
 }  // namespace

@@ -72,6 +72,7 @@ constexpr Range kRtoRange{0, 60000, true};  // milliseconds
 constexpr Range kDedupEntriesRange{1, 100000000};
 constexpr Range kBudgetRange{1024, kTiB};  // memory budgets, bytes
 constexpr Range kSocketBufferRange{4096, kGiB};
+constexpr Range kBusyPollRange{0, 1000000};  // microseconds; 0 = off
 constexpr Range kIntervalMsRange{0, 3600000, true};  // milliseconds, > 0
 constexpr Range kSmallCountRange{1, 64};
 constexpr Range kWeightRange{0, 1000000};
@@ -325,6 +326,7 @@ const Key<TransportConfig> kTransportKeys[] = {
     {"reassemblyMaxBytesTotal", &TransportConfig::reassembly_max_bytes_total, kBudgetRange},
     {"socketBufferBytes", &TransportConfig::socket_buffer_bytes, kSocketBufferRange},
     {"coalesce", &TransportConfig::coalesce},
+    {"busyPollMicros", &TransportConfig::busy_poll_micros, kBusyPollRange},
 };
 
 const Key<MembershipConfig> kMembershipKeys[] = {
@@ -668,6 +670,7 @@ void check_transport(const Checker& k, const TransportConfig& t) {
                        t.reassembly_max_bytes_per_peer, t.reassembly_max_bytes_total));
   }
   k.integer(p + "socketBufferBytes", t.socket_buffer_bytes, kSocketBufferRange);
+  k.number(p + "busyPollMicros", t.busy_poll_micros, kBusyPollRange);
 }
 
 void check_members(const Checker& k, std::string_view key, const std::vector<std::string>& list) {
@@ -775,6 +778,7 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
   if (o.log_level) config.log_level = canonical_log_level(*o.log_level);
   if (o.http) config.http = *o.http;  // checked with the rest, named params.broach.http
   if (o.keyring) config.security.keyring = *o.keyring;
+  if (o.busy_poll_micros) config.transport.busy_poll_micros = *o.busy_poll_micros;
   validate_config(config);
 }
 

@@ -1,5 +1,6 @@
 #include "transport/epoll_loop.hpp"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -148,7 +149,29 @@ void EpollLoop::run() {
       ts.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
       tsp = &ts;
     }
-    const int n = ::epoll_pwait2(epfd_, events, kMaxEvents, tsp, nullptr);
+    int n = 0;
+    if (busy_poll_ > Duration::zero()) {
+      // Low-latency mode: poll without sleeping until something arrives,
+      // the spin budget is spent or the next timer is due; then block.
+      const TimePoint start = now();
+      TimePoint until = start + busy_poll_;
+      if (!heap_.empty()) until = std::min(until, heap_.top().when);
+      // Each empty poll yields the CPU, so that a thread sharing it (a
+      // caller waiting for this loop's completion) still runs.
+      const timespec zero{};
+      for (;;) {
+        n = ::epoll_pwait2(epfd_, events, kMaxEvents, &zero, nullptr);
+        if (n != 0 || now() >= until || stopping_.load(std::memory_order_relaxed)) break;
+        sched_yield();
+      }
+      if (n == 0 && tsp != nullptr) {
+        auto d = heap_.top().when - now();
+        if (d.count() < 0) d = Duration::zero();
+        ts.tv_sec = static_cast<time_t>(d.count() / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(d.count() % 1'000'000'000);
+      }
+    }
+    if (n == 0) n = ::epoll_pwait2(epfd_, events, kMaxEvents, tsp, nullptr);
     if (n < 0 && errno != EINTR) {
       BROACH_LOG_ERROR("epoll_pwait2 failed: {}", std::strerror(errno));
       break;

@@ -47,6 +47,12 @@ class EpollLoop final : public Loop {
     std::erase_if(idle_hooks_, [id](const auto& h) { return h.first == id; });
   }
 
+  /// Busy polling: before blocking, the loop polls for events (epoll with
+  /// a zero timeout) for up to `d` (never past its next timer). Zero (the
+  /// default) blocks at once. Before the loop runs.
+  void set_busy_poll(Duration d) { busy_poll_ = d; }
+  Duration busy_poll() const { return busy_poll_; }
+
   /// Runs the loop on the calling thread until stop().
   void run();
   /// Starts a thread running run(); returns once the loop is running.
@@ -87,6 +93,7 @@ class EpollLoop final : public Loop {
   std::unordered_map<int, std::function<void()>> fds_;
   std::vector<std::pair<std::uint64_t, Task>> idle_hooks_;  // loop thread
   std::uint64_t last_hook_ = 0;
+  Duration busy_poll_ = Duration::zero();
   void run_idle_hooks() {
     for (auto& [id, h] : idle_hooks_) h();
   }

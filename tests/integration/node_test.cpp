@@ -69,6 +69,56 @@ TEST(Node, AsyncFutureAndCallback) {
   EXPECT_EQ(got.get_future().get(), 2);
 }
 
+TEST(Node, ManyCallsInFlightOnThePoolEachGetTheirOwnAnswer) {
+  // Requests reach the pool in batches and a worker's responses leave
+  // together at the end of its burst: each call must still get its own
+  // answer, fast handlers and slow ones mixed.
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("square", [](int x) {
+    if (x % 97 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // a slow one now and then
+    return x * x;
+  });
+  constexpr int kCalls = 3000;
+  std::atomic<int> right{0}, wrong{0}, done{0};
+  std::promise<void> all;
+  for (int i = 0; i < kCalls; ++i) {
+    client.call_then<int>(server.address(), "square", [&, i](Result<int> r) {
+      (r.ok() && r.value() == i * i ? right : wrong).fetch_add(1);
+      if (done.fetch_add(1) + 1 == kCalls) all.set_value();
+    }, i);
+  }
+  ASSERT_EQ(all.get_future().wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  EXPECT_EQ(right.load(), kCalls);
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST(Node, BusyPollingNodesAnswerCallsAndStillKeepTime) {
+  // Low-latency mode (busyPollMicros): calls work in both directions, and
+  // timers still fire while the loop spins (a call to a silent address
+  // ends with delivery_timeout within its bound).
+  Config c = loopback_config();
+  c.transport.busy_poll_micros = 200;
+  c.udp_timeout = 0.3;
+  Node server(c);
+  Node client(c);
+  Node silent(loopback_config());  // a bound socket that never answers
+  const Endpoint nowhere = silent.address();
+  silent.stop();
+  server.provide("add", [](int a, int b) { return a + b; });
+  server.provide("add_loop", [](int a, int b) { return a + b; }, ServiceOptions{true});
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(client.call<int>(server.address(), "add", i, 1), i + 1);
+    ASSERT_EQ(client.call<int>(server.address(), "add_loop", i, 2), i + 2);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = client.call_raw(nowhere, "add", detail::pack_args(1, 2));
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout)
+      << errc_name(r.error().code());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
 TEST(Node, ErrorsAreTyped) {
   Node server(loopback_config());
   Node client(loopback_config());

@@ -30,6 +30,7 @@ struct NodeFlags {
   std::string name;
   std::string log_level;
   std::string http;
+  bool low_latency = false;
 };
 void add_node_flags(CLI::App& cmd, NodeFlags& f);
 /// Loads the file (or the embedded default) and applies the flags. Throws Error{kBadConfig}.

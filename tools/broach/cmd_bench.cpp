@@ -29,6 +29,7 @@ struct BenchFlags {
   double duration = 0;
   std::uint64_t calls = 0;
   bool json = false;
+  bool low_latency = false;
 };
 
 struct BenchState {
@@ -147,6 +148,7 @@ int run_bench(const BenchFlags& f) {
 
   Config c = client_config(targets.front(), 0);
   c.thread_pool.core = 1;
+  if (f.low_latency) c.transport.busy_poll_micros = kLowLatencyBusyPollMicros;
   if (f.join) {
     // A member for the length of the run: `broach keys` reaches it too, so
     // a key rotation under this load changes its ring with everyone's.
@@ -249,6 +251,9 @@ void register_bench(CLI::App& app, int& exit_code) {
   dur->excludes(calls);
   calls->excludes(dur);
   cmd->add_flag("--json", f->json, "print one JSON object");
+  cmd->add_flag("--low-latency", f->low_latency,
+                "busy-poll before sleeping (params.broach.transport.busyPollMicros = 200); "
+                "start the providers with --low-latency too");
   cmd->add_flag("--join", f->join,
                 "join the cluster (--seed) as a member for the run, so that `broach keys` rotates this "
                 "process's key too; its --keyring file is written back like a node's");

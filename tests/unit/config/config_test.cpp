@@ -448,6 +448,8 @@ TEST(ConfigErrors, TransportBounds) {
                   "transport.reassemblyMaxBytesTotal: must be >= reassemblyMaxBytesPerPeer");
   EXPECT_CONTAINS(transport(R"("socketBufferBytes": 100)"), "transport.socketBufferBytes");
   EXPECT_CONTAINS(transport(R"("rtoMaxMs": "1s")"), "transport.rtoMaxMs: must be a number");
+  EXPECT_CONTAINS(transport(R"("busyPollMicros": -1)"), "transport.busyPollMicros");
+  EXPECT_CONTAINS(transport(R"("busyPollMicros": 2000000)"), "transport.busyPollMicros");
 }
 
 TEST(ConfigErrors, NameMustBeNonEmpty) {
