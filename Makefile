@@ -31,7 +31,11 @@ sanitize: deps
 	@cd $(SAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-bench: build
+# The gRPC peer (bench_grpc) needs libgrpc++-dev: installed here, for
+# benchmarks only; the build picks it up when CMake is configured again.
+bench:
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory build
 	@bench/run-all $(BUILD)
 
 demo: build

@@ -173,6 +173,9 @@ int run_client(const Flags& f) {
   if (mode == "async" && inflight == 1) workload += "_async";
   if (!c.security.keyring.empty()) workload += "_sealed";
   if (c.transport.busy_poll_micros > 0) workload += "_busypoll";
+  if (c.transport.max_datagram_bytes != default_config().transport.max_datagram_bytes) {
+    workload += "_dg" + std::to_string(c.transport.max_datagram_bytes);
+  }
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const double cpu0 = process_cpu_s();

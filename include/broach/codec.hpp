@@ -10,6 +10,7 @@
 #include <msgpack.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -36,18 +37,44 @@ inline Bytes to_bytes(const msgpack::sbuffer& buf) {
   return Bytes(p, p + buf.size());
 }
 
+/// msgpack's output stream straight into Bytes (no intermediate sbuffer).
+struct BytesWriter {
+  Bytes& out;
+  void write(const char* p, std::size_t n) {
+    const auto* b = reinterpret_cast<const std::byte*>(p);
+    out.insert(out.end(), b, b + n);
+  }
+};
+
+/// Room to reserve before packing `v`: exact enough for strings and byte
+/// vectors (a 1 MiB argument is then written once, into memory reserved
+/// once, instead of through a doubling buffer and a final copy).
+template <class T>
+std::size_t pack_hint(const T& v) {
+  if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>> ||
+                std::is_same_v<T, std::vector<std::byte>> || std::is_same_v<T, std::vector<std::uint8_t>>) {
+    return v.size() + 8;
+  } else {
+    return 16;
+  }
+}
+
 template <class... A>
 Bytes pack_args(const A&... args) {
-  msgpack::sbuffer buf;
-  msgpack::pack(buf, std::forward_as_tuple(args...));
-  return to_bytes(buf);
+  Bytes out;
+  out.reserve((std::size_t{8} + ... + pack_hint(args)));
+  BytesWriter w{out};
+  msgpack::pack(w, std::forward_as_tuple(args...));
+  return out;
 }
 
 template <class T>
 Bytes pack_value(const T& v) {
-  msgpack::sbuffer buf;
-  msgpack::pack(buf, v);
-  return to_bytes(buf);
+  Bytes out;
+  out.reserve(pack_hint(v));
+  BytesWriter w{out};
+  msgpack::pack(w, v);
+  return out;
 }
 
 template <class T>
