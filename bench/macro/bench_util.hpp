@@ -121,6 +121,7 @@ struct Report {
   double cpu_s = 0;
   LatencyHistogram latency;
   std::vector<std::pair<std::string, std::uint64_t>> extra;  // e.g. retransmits
+  std::vector<std::pair<std::string, double>> extra_f;        // e.g. allocations per call
 
   void print() const {
     const double us = 1e-3;
@@ -139,6 +140,7 @@ struct Report {
     for (const auto& [k, v] : extra) {
       std::printf(",\"%s\":%llu", k.c_str(), static_cast<unsigned long long>(v));
     }
+    for (const auto& [k, v] : extra_f) std::printf(",\"%s\":%.2f", k.c_str(), v);
     std::printf("}\n");
     std::fflush(stdout);
   }

@@ -14,17 +14,55 @@
 //   params.broach.transport.maxDatagramBytes (default 1472; loopback carries
 //   up to the config limit, 65000). Give both sides the same value.
 //
+//   bench_rpc memory [--seconds 1]
+//       RSS of an idle node (after --seconds), then with 10,000 calls in
+//       flight (to a bound socket that never answers); one JSON line.
+//
 // Both sides use the typed API a user would: the string is packed, encoded,
 // fragmented when larger than a datagram, and unpacked again on each side.
+//
+// Allocations: this binary counts every operator new (all threads, library
+// included). The client reports its own allocations per call, and the
+// server's (the server provides __bench.allocs, read before and after the
+// measured window): client_allocs_per_call, server_allocs_per_call.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
+#include <new>
 #include <string>
+#include <thread>
 
 #include "bench_util.hpp"
 #include "broach/node.hpp"
+
+namespace {
+std::atomic<std::uint64_t> g_allocs{0};
+}  // namespace
+
+// The counting allocator (every thread of this process).
+void* operator new(std::size_t n) {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n == 0 ? 1 : n);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace broach::bench {
 namespace {
@@ -58,6 +96,9 @@ int run_server(const Flags& f) {
   node.provide("echo", [](std::string s) { return s; });
   // The same handler on the loop thread (ServiceOptions::run_on_loop).
   node.provide("echo_loop", [](std::string s) { return s; }, broach::ServiceOptions{true});
+  // This process's allocation count, for the client's allocations-per-call.
+  node.provide("__bench.allocs", [] { return g_allocs.load(std::memory_order_relaxed); },
+               broach::ServiceOptions{true});
   std::printf("listening on %s\n", node.address().to_string().c_str());
   std::fflush(stdout);
   int sig = 0;
@@ -178,19 +219,86 @@ int run_client(const Flags& f) {
   }
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
+  const auto server_allocs = [&]() -> std::uint64_t {
+    try {
+      return node.call<std::uint64_t>(to, "__bench.allocs");
+    } catch (const Error&) {
+      return 0;  // an older server: no figure
+    }
+  };
   const double cpu0 = process_cpu_s();
+  const std::uint64_t s0 = server_allocs();
+  const std::uint64_t a0 = g_allocs.load();
   const Window w = Window::starting_now(seconds);
   if (mode == "sync") {
     run_sync(node, to, service, payload, w, r);
   } else {
     AsyncEcho(node, to, service, payload, w, r).run(inflight);
   }
+  const std::uint64_t a1 = g_allocs.load();
+  const std::uint64_t s1 = server_allocs();
   r.cpu_s = process_cpu_s() - cpu0;
+  // Over every call (warm-up included), like the CPU figures; the two
+  // __bench.allocs calls add a handful on each side.
+  r.extra_f.emplace_back("client_allocs_per_call", r.calls_total ? double(a1 - a0) / double(r.calls_total) : 0);
+  if (s0 != 0 && s1 > s0) {
+    r.extra_f.emplace_back("server_allocs_per_call", r.calls_total ? double(s1 - s0) / double(r.calls_total) : 0);
+  }
   r.seconds = w.seconds();
   const NodeStats s = node.stats();
   r.extra.emplace_back("retransmits", s.retransmits);
   r.extra.emplace_back("datagrams_dropped", s.datagrams_dropped);
   r.print();
+  return 0;
+}
+
+// Resident set size of this process, KiB (VmRSS).
+std::uint64_t rss_kib() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+int run_memory(const Flags& f) {
+  Config c = bench_config(f, 0);
+  c.udp_timeout = 30;  // the 10,000 calls stay in flight while RSS is read
+  Node node(c);
+  node.provide("echo", [](std::string s) { return s; });
+  std::this_thread::sleep_for(std::chrono::duration<double>(f.num("seconds", 1)));
+  const std::uint64_t idle = rss_kib();
+  // A bound socket that never reads: the calls to it stay in flight.
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(sa);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    std::perror("bench_rpc memory: socket");
+    return 1;
+  }
+  Endpoint silent;
+  Endpoint::parse("127.0.0.1:" + std::to_string(ntohs(sa.sin_port)), silent);
+  constexpr int kCalls = 10000;
+  std::atomic<int> ended{0};
+  const std::string payload(16, 'x');
+  for (int i = 0; i < kCalls; ++i) {
+    node.call_then<std::string>(silent, "echo", [&](Result<std::string>) { ended.fetch_add(1); }, payload);
+  }
+  // Every call registered and its first datagram sent (the loop has run
+  // what was posted when a call of our own comes back).
+  node.call<std::string>(node.address(), "echo", std::string("sync"));
+  const std::uint64_t busy = rss_kib();
+  std::printf("{\"bench\":\"rpc\",\"workload\":\"memory\",\"rss_idle_kib\":%llu,"
+              "\"rss_10k_in_flight_kib\":%llu,\"bytes_per_call_in_flight\":%.0f,\"ended_early\":%d}\n",
+              static_cast<unsigned long long>(idle), static_cast<unsigned long long>(busy),
+              (static_cast<double>(busy) - static_cast<double>(idle)) * 1024.0 / kCalls, ended.load());
+  std::fflush(stdout);
+  ::close(fd);
+  node.stop();
   return 0;
 }
 
@@ -202,7 +310,8 @@ int usage() {
                "         [--service echo|echo_loop]  (echo_loop runs on the server's loop thread)\n"
                "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes,\n"
                "        [--keyring FILE] seals every datagram with FILE's key,\n"
-               "        [--busy-poll US] busy-polls US microseconds before sleeping)\n");
+               "        [--busy-poll US] busy-polls US microseconds before sleeping)\n"
+               "       bench_rpc memory [--seconds D]  (RSS idle, and with 10,000 calls in flight)\n");
   return 2;
 }
 
@@ -219,6 +328,7 @@ int main(int argc, char** argv) {
   try {
     if (f.mode() == "server") return run_server(f);
     if (f.mode() == "echo") return run_client(f);
+    if (f.mode() == "memory") return run_memory(f);
   } catch (const broach::Error& e) {
     std::fprintf(stderr, "bench_rpc: %s\n", e.what());
     return 1;
