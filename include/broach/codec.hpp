@@ -99,6 +99,8 @@ template <class R, class... A>
 struct fn_traits<R (*)(A...)> {
   using result = R;
   using args = std::tuple<std::decay_t<A>...>;
+  /// True when every parameter is taken by value.
+  static constexpr bool by_value = (!std::is_reference_v<A> && ...);
 };
 template <class R, class... A>
 struct fn_traits<R(A...)> : fn_traits<R (*)(A...)> {};
@@ -106,6 +108,29 @@ template <class C, class R, class... A>
 struct fn_traits<R (C::*)(A...) const> : fn_traits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct fn_traits<R (C::*)(A...)> : fn_traits<R (*)(A...)> {};
+
+/// A packed argument array as the tuple a handler takes. Throws
+/// Error(kBadArguments) when the count or a type does not match.
+template <class Args>
+Args unpack_args(std::span<const std::byte> packed) {
+  Args args;
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(packed.data()), packed.size());
+    const auto& obj = oh.get();
+    if (obj.type != msgpack::type::ARRAY || obj.via.array.size != std::tuple_size_v<Args>) {
+      throw Error(Errc::kBadArguments,
+                  "expected " + std::to_string(std::tuple_size_v<Args>) + " arguments, got " +
+                      (obj.type == msgpack::type::ARRAY ? std::to_string(obj.via.array.size)
+                                                        : std::string("a non-array")));
+    }
+    obj.convert(args);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(Errc::kBadArguments, std::string("arguments do not match: ") + e.what());
+  }
+  return args;
+}
 
 template <class F>
 RawHandler make_raw_handler(F fn) {

@@ -20,6 +20,8 @@
 #include <optional>
 #include <string>
 
+#include "broach/async.hpp"
+#include "broach/call_future.hpp"
 #include "broach/codec.hpp"
 #include "broach/config.hpp"
 #include "broach/endpoint.hpp"
@@ -60,6 +62,47 @@ struct ServiceOptions {
 /// The raw outcome of a call: a packed result or an error.
 using RawResult = Result<Bytes>;
 
+/// A handler that answers later: gets the packed argument array and a
+/// function to call once, from any thread, with the packed result or an
+/// error. It may throw Error(kBadArguments) before it starts.
+using RawAsyncHandler = std::function<void(std::span<const std::byte> args, std::function<void(RawResult)> done)>;
+
+namespace detail {
+/// A coroutine handler (returning Async<T>) as a RawAsyncHandler.
+template <class F>
+RawAsyncHandler make_raw_async_handler(F fn) {
+  using Traits = fn_traits<F>;
+  using Args = typename Traits::args;
+  using T = typename is_async<typename Traits::result>::value_type;
+  static_assert(Traits::by_value,
+                "a coroutine handler takes its parameters by value: the request's arguments are gone once it "
+                "first suspends");
+  // A lambda coroutine refers to its closure (its captures) through `this`,
+  // not by copy: the closure must outlive every coroutine it started, even
+  // if the service is withdrawn meanwhile. Each run holds a reference.
+  auto shared_fn = std::make_shared<F>(std::move(fn));
+  return [shared_fn](std::span<const std::byte> packed, std::function<void(RawResult)> done) {
+    Args args = unpack_args<Args>(packed);
+    Async<T> coro = std::apply(*shared_fn, std::move(args));
+    std::move(coro).start([done = std::move(done), keep = shared_fn](Result<T> r) {
+      // Runs from the coroutine's final suspension, where nothing may throw.
+      RawResult out = Error(Errc::kRemoteError, "result could not be packed");
+      try {
+        if (!r.ok()) {
+          out = r.error();
+        } else if constexpr (std::is_void_v<T>) {
+          out = pack_value(msgpack::type::nil_t{});
+        } else {
+          out = pack_value(r.value());
+        }
+      } catch (...) {
+      }
+      done(std::move(out));
+    });
+  };
+}
+}  // namespace detail
+
 /// One service and the members that currently provide it.
 struct ServiceRoute {
   std::string service;
@@ -93,9 +136,18 @@ class Node {
   /// wire types. Replaces an earlier registration of the same name.
   template <class F>
   void provide(std::string name, F fn, ServiceOptions options = {}) {
-    provide_raw(std::move(name), detail::make_raw_handler(std::move(fn)), options);
+    if constexpr (detail::is_async<typename detail::fn_traits<F>::result>::value) {
+      // A coroutine handler (broach/async.hpp): started on the loop thread,
+      // holds no thread while it awaits; options.run_on_loop is implied.
+      provide_raw_async(std::move(name), detail::make_raw_async_handler(std::move(fn)), options);
+    } else {
+      provide_raw(std::move(name), detail::make_raw_handler(std::move(fn)), options);
+    }
   }
   void provide_raw(std::string name, RawHandler handler, ServiceOptions options = {});
+  /// A handler that answers later (a coroutine handler's raw form): runs on
+  /// the loop thread and must not block there; calls `done` once.
+  void provide_raw_async(std::string name, RawAsyncHandler handler, ServiceOptions options = {});
   /// Removes a service; false when it was not registered.
   bool withdraw(const std::string& name);
 
@@ -111,14 +163,12 @@ class Node {
     return detail::unpack_value<R>(body);
   }
   /// Asynchronous typed call: the future never throws; it holds a Result.
+  /// A coroutine may co_await it instead (see broach/call_future.hpp).
   template <class R, class... A>
-  std::future<Result<R>> call_async(const Endpoint& to, const std::string& service,
-                                    const A&... args) {
-    auto promise = std::make_shared<std::promise<Result<R>>>();
-    auto fut = promise->get_future();
-    call_raw_async(to, service, detail::pack_args(args...), CallOptions{},
-                   [promise](RawResult r) { promise->set_value(convert<R>(std::move(r))); });
-    return fut;
+  CallFuture<R> call_async(const Endpoint& to, const std::string& service, const A&... args) {
+    auto [done, fut] = make_future<R>();
+    call_raw_async(to, service, detail::pack_args(args...), CallOptions{}, std::move(done));
+    return std::move(fut);
   }
   /// Asynchronous typed call with a callback (runs on the loop thread).
   template <class R, class... A>
@@ -141,17 +191,14 @@ class Node {
     return detail::unpack_value<R>(body);
   }
   template <class R, class... A>
-  std::future<Result<R>> call_async(const std::string& service, const A&... args) {
+  CallFuture<R> call_async(const std::string& service, const A&... args) {
     return call_async_with<R>(service, CallOptions{}, args...);
   }
   template <class R, class... A>
-  std::future<Result<R>> call_async_with(const std::string& service, const CallOptions& opts,
-                                         const A&... args) {
-    auto promise = std::make_shared<std::promise<Result<R>>>();
-    auto fut = promise->get_future();
-    call_raw_async(service, detail::pack_args(args...), opts,
-                   [promise](RawResult r) { promise->set_value(convert<R>(std::move(r))); });
-    return fut;
+  CallFuture<R> call_async_with(const std::string& service, const CallOptions& opts, const A&... args) {
+    auto [done, fut] = make_future<R>();
+    call_raw_async(service, detail::pack_args(args...), opts, std::move(done));
+    return std::move(fut);
   }
 
   /// A typed caller declared once, then called like a local function:
@@ -188,6 +235,19 @@ class Node {
   void stop();
 
  private:
+  /// A completion and the CallFuture it fulfils (and resumes, if awaited).
+  template <class R>
+  static std::pair<std::function<void(RawResult)>, CallFuture<R>> make_future() {
+    auto promise = std::make_shared<std::promise<Result<R>>>();
+    auto waiter = std::make_shared<detail::CallWaiter>();
+    CallFuture<R> fut(promise->get_future(), waiter);
+    std::function<void(RawResult)> done = [promise, waiter](RawResult r) {
+      promise->set_value(convert<R>(std::move(r)));
+      waiter->complete();
+    };
+    return {std::move(done), std::move(fut)};
+  }
+
   template <class R>
   static Result<R> convert(RawResult r) {
     if (!r.ok()) return r.error();
@@ -214,7 +274,7 @@ class Node::Stub<R(A...)> {
   /// Blocking call; throws Error.
   R operator()(const A&... args) const { return node_->call_with<R>(service_, opts_, args...); }
   /// Future form; never throws, holds a Result.
-  std::future<Result<R>> async(const A&... args) const {
+  CallFuture<R> async(const A&... args) const {
     return node_->call_async_with<R>(service_, opts_, args...);
   }
   const std::string& service() const { return service_; }

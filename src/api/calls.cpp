@@ -49,6 +49,15 @@ void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline,
     complete_on_loop(d_.loop, std::move(done), Error(Errc::kNotFound, service));
     return;
   }
+  if (svc->async_handler) {
+    // A coroutine handler starts here, on the loop; its completion is
+    // posted, so it never runs before this call returns.
+    d_.server.invoke_async(service, svc->async_handler, args, deadline,
+                           [&loop = d_.loop, done = std::move(done)](RawResult r) mutable {
+                             complete_on_loop(loop, std::move(done), std::move(r));
+                           });
+    return;
+  }
   auto shared_done = std::make_shared<Done>(std::move(done));
   auto task = [this, service, handler = std::move(svc->handler), args = std::move(args), deadline,
                shared_done]() mutable {

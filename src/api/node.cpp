@@ -14,6 +14,7 @@
 #include "api/node_core.hpp"
 #include "api/status.hpp"
 #include "base/assert.hpp"
+#include "base/burst.hpp"
 #include "base/log.hpp"
 #include "exec/thread_pool.hpp"
 #include "transport/epoll_loop.hpp"
@@ -161,6 +162,12 @@ void Node::provide_raw(std::string name, RawHandler handler, ServiceOptions opti
   impl_->core.provide(std::move(name), std::move(handler), options);
 }
 
+void Node::provide_raw_async(std::string name, RawAsyncHandler handler, ServiceOptions options) {
+  BROACH_REQUIRE(!name.empty(), "service name must not be empty");
+  BROACH_REQUIRE(static_cast<bool>(handler), "handler must not be empty");
+  impl_->core.provide_async(std::move(name), std::move(handler), options);
+}
+
 bool Node::withdraw(const std::string& name) { return impl_->core.withdraw(name); }
 
 void Node::call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
@@ -177,6 +184,10 @@ namespace {
 template <class Start>
 RawResult wait_for(EpollLoop& loop, Start&& start) {
   BROACH_REQUIRE(!loop.in_loop_thread(), "a blocking call from the loop thread would deadlock; use call_raw_async");
+  // A handler on a pool worker that blocks on a call first sends the
+  // responses its burst holds (base/burst.hpp): their callers must not wait
+  // as long as this call takes.
+  burst::flush();
   std::promise<RawResult> promise;
   auto fut = promise.get_future();
   start([&promise](RawResult r) { promise.set_value(std::move(r)); });

@@ -150,7 +150,13 @@ void NodeCore::publish_services() {
 }
 
 void NodeCore::provide(std::string name, RawHandler handler, ServiceOptions options) {
-  services_.add(std::move(name), Service{std::move(handler), options});
+  services_.add(std::move(name), Service{std::move(handler), {}, options});
+  publish_services();
+}
+
+void NodeCore::provide_async(std::string name, RawAsyncHandler handler, ServiceOptions options) {
+  options.run_on_loop = true;  // started on the loop; it holds no thread while it awaits
+  services_.add(std::move(name), Service{{}, std::move(handler), options});
   publish_services();
 }
 

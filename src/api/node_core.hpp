@@ -81,6 +81,7 @@ class NodeCore final : public membership::Listener {
   Endpoint address() const { return address_; }
   const Config& config() const { return config_; }
   void provide(std::string name, RawHandler handler, ServiceOptions options);
+  void provide_async(std::string name, RawAsyncHandler handler, ServiceOptions options);
   bool withdraw(const std::string& name);
   void call_to(const Endpoint& to, const std::string& service, Bytes args, const CallOptions& opts, Done done);
   void call_by_name(const std::string& service, Bytes args, const CallOptions& opts, Done done);

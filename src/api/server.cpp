@@ -33,6 +33,13 @@ void Server::on_request(reliable::IncomingRequest&& req) {
     refuse(req.token, Errc::kNotFound, req.service);
     return;
   }
+  if (svc->async_handler) {
+    invoke_async(req.service, svc->async_handler, req.args, req.deadline,
+                 [this, token = req.token](RawResult r) {
+                   engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
+                 });
+    return;
+  }
   if (svc->options.run_on_loop) {
     run(svc->handler, req);
     return;
@@ -92,6 +99,45 @@ RawResult Server::invoke(const std::string& service, const RawHandler& handler,
   if (!r.ok()) m.served_errors.add(r.error().code());
   m.served_latency.record(d_.clock.now() - t0);
   return r;
+}
+
+void Server::invoke_async(const std::string& service, const RawAsyncHandler& handler,
+                          std::span<const std::byte> args, TimePoint deadline,
+                          std::function<void(RawResult)> done) {
+  BROACH_ASSERT_IN_LOOP(d_.loop);
+  if (d_.stopping.load(std::memory_order_relaxed)) {
+    done(Error(Errc::kShutdown, "provider is stopping"));
+    return;
+  }
+  if (d_.clock.now() >= deadline) {
+    d_.counters.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
+    done(Error(Errc::kDeadlineExpired, "caller's deadline passed while the request was queued"));
+    return;
+  }
+  d_.counters.handlers_run.fetch_add(1, std::memory_order_relaxed);
+  const TimePoint t0 = d_.clock.now();
+  // Runs once, on whichever thread the coroutine finishes on; or, when the
+  // handler throws before it starts, not at all (the catch below answers).
+  auto shared_done = std::make_shared<std::function<void(RawResult)>>(std::move(done));
+  auto finish = [this, service, t0, shared_done](RawResult r) {
+    auto& m = d_.metrics.service(service);
+    m.served.fetch_add(1, std::memory_order_relaxed);
+    if (!r.ok()) {
+      d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+      m.served_errors.add(r.error().code());
+    }
+    m.served_latency.record(d_.clock.now() - t0);
+    (*shared_done)(std::move(r));
+  };
+  try {
+    handler(args, std::move(finish));
+  } catch (const Error& e) {  // before it started: the arguments did not unpack
+    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    (*shared_done)(Error(e.code() == Errc::kBadArguments ? Errc::kBadArguments : Errc::kRemoteError, e.message()));
+  } catch (const std::exception& e) {
+    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    (*shared_done)(Error(Errc::kRemoteError, e.what()));
+  }
 }
 
 RawResult Server::invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args,

@@ -65,6 +65,11 @@ class Server final : public reliable::RequestHandler {
   /// per-service served counters and handler time.
   RawResult invoke(const std::string& service, const RawHandler& handler,
                    std::span<const std::byte> args, TimePoint deadline);
+  /// Loop thread: starts an async (coroutine) handler with the same rules;
+  /// `done` runs once, on the thread where the handler finishes (at once,
+  /// here, when it is refused or its arguments do not unpack).
+  void invoke_async(const std::string& service, const RawAsyncHandler& handler,
+                    std::span<const std::byte> args, TimePoint deadline, std::function<void(RawResult)> done);
 
  private:
   RawResult invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args, TimePoint deadline);

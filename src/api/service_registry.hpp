@@ -19,7 +19,8 @@
 namespace broach::api {
 
 struct Service {
-  RawHandler handler;
+  RawHandler handler;             ///< an ordinary handler, or
+  RawAsyncHandler async_handler;  ///< one that answers later (a coroutine handler)
   ServiceOptions options;
 };
 

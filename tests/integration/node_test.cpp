@@ -6,6 +6,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <coroutine>
+#include <mutex>
+#include <exception>
+#include <vector>
 #include <future>
 #include <map>
 #include <thread>
@@ -67,6 +72,123 @@ TEST(Node, AsyncFutureAndCallback) {
   std::promise<int> got;
   client.call_then<int>(server.address(), "add", [&](Result<int> res) { got.set_value(res.value()); }, 1, 1);
   EXPECT_EQ(got.get_future().get(), 2);
+}
+
+// The smallest coroutine type: starts at once, nothing to await it.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() { return {}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() { std::terminate(); }
+  };
+};
+
+struct CoroOutcome {
+  int first = 0, second = 0, third = 0;
+  std::thread::id started_on, resumed_on, resumed_via_on;
+  int posts = 0;
+};
+
+Detached chain(Node& client, Endpoint to, CoroOutcome& out, std::promise<void>& done) {
+  out.started_on = std::this_thread::get_id();
+  // Resumes on the client's loop thread.
+  Result<int> a = co_await client.call_async<int>(to, "add", 1, 2);
+  out.first = a.value();
+  out.resumed_on = std::this_thread::get_id();
+  // Resumes through our own "executor": a new thread per resumption.
+  Result<int> b = co_await client.call_async<int>(to, "add", a.value(), 10).resume_via([&](std::function<void()> f) {
+    ++out.posts;
+    std::thread(std::move(f)).detach();  // the coroutine ends on it, after done.set_value()
+  });
+  out.second = b.value();
+  out.resumed_via_on = std::this_thread::get_id();
+  // Already finished before co_await: does not suspend at all.
+  auto f = client.call_async<int>(to, "add", b.value(), 100);
+  f.wait();
+  out.third = (co_await std::move(f)).value();
+  done.set_value();
+}
+
+TEST(Node, CoroutinesAwaitCallsWithoutBlockingAThread) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  CoroOutcome out;
+  std::promise<void> done;
+  chain(client, server.address(), out, done);  // returns at the first co_await
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(out.first, 3);
+  EXPECT_EQ(out.second, 13);
+  EXPECT_EQ(out.third, 113);
+  EXPECT_EQ(out.started_on, std::this_thread::get_id());
+  EXPECT_NE(out.resumed_on, std::this_thread::get_id()) << "resumed on the node's loop thread";
+  EXPECT_EQ(out.posts, 1);
+  EXPECT_NE(out.resumed_via_on, out.resumed_on);
+  EXPECT_NE(out.resumed_via_on, std::this_thread::get_id());
+}
+
+TEST(Node, CoroutineHandlersAwaitOtherCallsAndReportErrors) {
+  Node server(loopback_config());
+  Node client(loopback_config());
+  server.provide("square", [](int x) { return x * x; });
+  const Endpoint self = server.address();
+  server.provide("sum_of_squares", [&server, self](int a, int b) -> Async<int> {
+    Result<int> x = co_await server.call_async<int>(self, "square", a);
+    Result<int> y = co_await server.call_async<int>(self, "square", b);
+    co_return x.value() + y.value();
+  });
+  server.provide("fails", [](int) -> Async<int> {
+    throw Error(Errc::kNotFound, "nothing here");
+    co_return 0;
+  });
+  server.provide("note", [](std::string) -> Async<void> { co_return; });
+  EXPECT_EQ(client.call<int>(self, "sum_of_squares", 3, 4), 25);
+  client.call<void>(self, "note", std::string("x"));
+  auto r = client.call_raw(self, "fails", detail::pack_args(1));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), Errc::kRemoteError);
+  EXPECT_NE(r.error().message().find("nothing here"), std::string::npos);
+  auto bad = client.call_raw(self, "sum_of_squares", detail::pack_args(std::string("no")));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), Errc::kBadArguments);
+}
+
+TEST(Node, CoroutineHandlersHoldNoThreadWhileTheyAwait) {
+  // 20 coroutine handlers on a provider whose pool has one thread all wait
+  // at once on a third node, which answers only when all 20 have arrived:
+  // that can only happen if awaiting holds neither the loop nor a worker.
+  constexpr int kConcurrent = 20;
+  Config pc = loopback_config();
+  pc.thread_pool = ThreadPoolConfig{1, 1, 1, 1, true, 0};
+  Node provider(pc);
+  Config hc = loopback_config();
+  hc.thread_pool = ThreadPoolConfig{kConcurrent + 2, kConcurrent + 4, 100, 100, true, 60};
+  Node holder(hc);
+  Node client(loopback_config());
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  holder.provide("hold", [&](int i) {
+    std::unique_lock lock(mu);
+    ++arrived;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return arrived >= kConcurrent; });
+    return arrived >= kConcurrent ? i : -1;
+  });
+  const Endpoint h = holder.address();
+  provider.provide("relay", [&provider, h](int i) -> Async<int> {
+    Result<int> r = co_await provider.call_async<int>(h, "hold", i);
+    co_return r.value();
+  });
+  std::vector<CallFuture<int>> calls;
+  for (int i = 0; i < kConcurrent; ++i) calls.push_back(client.call_async<int>(provider.address(), "relay", i));
+  for (int i = 0; i < kConcurrent; ++i) {
+    Result<int> r = calls[static_cast<std::size_t>(i)].get();
+    ASSERT_TRUE(r.ok()) << errc_name(r.error().code()) << " " << r.error().message();
+    EXPECT_EQ(r.value(), i);
+  }
 }
 
 TEST(Node, ManyCallsInFlightOnThePoolEachGetTheirOwnAnswer) {
@@ -232,6 +354,10 @@ TEST(Node, RequestWhoseCallerGaveUpIsNotRun) {
   auto r = client.call_raw(server.address(), "late", detail::pack_args(), quick);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), Errc::kCallTimeout);
+  // The provider's copy of the deadline ends one transit later than the
+  // caller's (the remaining time travels with the request): let that pass
+  // too, or a worker freed within microseconds could still run the request.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   release.set_value();  // the worker frees up after the caller gave up
   EXPECT_TRUE(f1.get().ok());
   for (int i = 0; i < 2000 && server.stats().expired_in_queue == 0; ++i) {
