@@ -37,44 +37,23 @@ inline Bytes to_bytes(const msgpack::sbuffer& buf) {
   return Bytes(p, p + buf.size());
 }
 
-/// msgpack's output stream straight into Bytes (no intermediate sbuffer).
-struct BytesWriter {
-  Bytes& out;
-  void write(const char* p, std::size_t n) {
-    const auto* b = reinterpret_cast<const std::byte*>(p);
-    out.insert(out.end(), b, b + n);
-  }
-};
-
-/// Room to reserve before packing `v`: exact enough for strings and byte
-/// vectors (a 1 MiB argument is then written once, into memory reserved
-/// once, instead of through a doubling buffer and a final copy).
-template <class T>
-std::size_t pack_hint(const T& v) {
-  if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<char>> ||
-                std::is_same_v<T, std::vector<std::byte>> || std::is_same_v<T, std::vector<std::uint8_t>>) {
-    return v.size() + 8;
-  } else {
-    return 16;
-  }
-}
-
+// Packing goes through msgpack's sbuffer and one copy into Bytes. Packing
+// straight into an exactly reserved Bytes was tried and measured slower for
+// 1 MiB values (docs/performance.md, "Bulk"): with exact sizes, glibc's
+// dynamic mmap threshold settles just below the sizes in use, so every large
+// buffer is a fresh mapping whose pages fault on first touch.
 template <class... A>
 Bytes pack_args(const A&... args) {
-  Bytes out;
-  out.reserve((std::size_t{8} + ... + pack_hint(args)));
-  BytesWriter w{out};
-  msgpack::pack(w, std::forward_as_tuple(args...));
-  return out;
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, std::forward_as_tuple(args...));
+  return to_bytes(buf);
 }
 
 template <class T>
 Bytes pack_value(const T& v) {
-  Bytes out;
-  out.reserve(pack_hint(v));
-  BytesWriter w{out};
-  msgpack::pack(w, v);
-  return out;
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, v);
+  return to_bytes(buf);
 }
 
 template <class T>
@@ -138,22 +117,7 @@ RawHandler make_raw_handler(F fn) {
   using Args = typename Traits::args;
   using R = typename Traits::result;
   return [fn = std::move(fn)](std::span<const std::byte> packed) mutable -> Bytes {
-    Args args;
-    try {
-      auto oh = msgpack::unpack(reinterpret_cast<const char*>(packed.data()), packed.size());
-      const auto& obj = oh.get();
-      if (obj.type != msgpack::type::ARRAY || obj.via.array.size != std::tuple_size_v<Args>) {
-        throw Error(Errc::kBadArguments,
-                    "expected " + std::to_string(std::tuple_size_v<Args>) + " arguments, got " +
-                        (obj.type == msgpack::type::ARRAY ? std::to_string(obj.via.array.size)
-                                                          : std::string("a non-array")));
-      }
-      obj.convert(args);
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw Error(Errc::kBadArguments, std::string("arguments do not match: ") + e.what());
-    }
+    Args args = unpack_args<Args>(packed);
     if constexpr (std::is_void_v<R>) {
       std::apply(fn, std::move(args));
       return pack_value(msgpack::type::nil_t{});
