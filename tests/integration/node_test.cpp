@@ -93,12 +93,13 @@ struct CoroOutcome {
 
 Detached chain(Node& client, Endpoint to, CoroOutcome& out, std::promise<void>& done) {
   out.started_on = std::this_thread::get_id();
-  // Resumes on the client's loop thread.
-  Result<int> a = co_await client.call_async<int>(to, "add", 1, 2);
+  // Resumes on the client's loop thread. ("gated" answers only when the
+  // test opens its gate, so the coroutine is surely suspended by then.)
+  Result<int> a = co_await client.call_async<int>(to, "gated", 0, 1, 2);
   out.first = a.value();
   out.resumed_on = std::this_thread::get_id();
   // Resumes through our own "executor": a new thread per resumption.
-  Result<int> b = co_await client.call_async<int>(to, "add", a.value(), 10).resume_via([&](std::function<void()> f) {
+  Result<int> b = co_await client.call_async<int>(to, "gated", 1, a.value(), 10).resume_via([&](std::function<void()> f) {
     ++out.posts;
     std::thread(std::move(f)).detach();  // the coroutine ends on it, after done.set_value()
   });
@@ -112,12 +113,27 @@ Detached chain(Node& client, Endpoint to, CoroOutcome& out, std::promise<void>& 
 }
 
 TEST(Node, CoroutinesAwaitCallsWithoutBlockingAThread) {
+  std::promise<void> gate[2];
+  std::shared_future<void> opened[2] = {gate[0].get_future().share(), gate[1].get_future().share()};
+  std::atomic<int> arrived[2] = {0, 0};
   Node server(loopback_config());
   Node client(loopback_config());
   server.provide("add", [](int a, int b) { return a + b; });
+  server.provide("gated", [&](int g, int a, int b) {
+    arrived[g].fetch_add(1);
+    opened[g].wait();
+    return a + b;
+  });
   CoroOutcome out;
   std::promise<void> done;
   chain(client, server.address(), out, done);  // returns at the first co_await
+  gate[0].set_value();
+  // The second call reaches the provider only after the coroutine has
+  // suspended on it (the request leaves at the end of the loop iteration
+  // that resumed the coroutine): then open its gate.
+  for (int i = 0; i < 2000 && arrived[1].load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(arrived[1].load(), 1);
+  gate[1].set_value();
   ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
   EXPECT_EQ(out.first, 3);
   EXPECT_EQ(out.second, 13);
