@@ -123,6 +123,21 @@ struct Report {
   std::vector<std::pair<std::string, std::uint64_t>> extra;  // e.g. retransmits
   std::vector<std::pair<std::string, double>> extra_f;        // e.g. allocations per call
 
+  /// One completed call or round trip that started at `start` and ended at
+  /// `done`: always in calls_total; in the figures only when `counted` (the
+  /// caller's window test), as a success (latency, payload bytes) or an error.
+  void record(std::uint64_t start, std::uint64_t done, bool ok, bool counted) {
+    ++calls_total;
+    if (!counted) return;
+    if (!ok) {
+      ++errors;
+      return;
+    }
+    ++calls;
+    bytes += size;
+    latency.record_ns(done - start);
+  }
+
   void print() const {
     const double us = 1e-3;
     std::printf(

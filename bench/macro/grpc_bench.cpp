@@ -162,15 +162,7 @@ class Client {
 
   void record(std::uint64_t start, bool ok) {
     const std::uint64_t done = now_ns();
-    ++r_.calls_total;
-    if (!w_.contains(done)) return;
-    if (ok) {
-      ++r_.calls;
-      r_.bytes += size_;
-      r_.latency.record_ns(done - start);
-    } else {
-      ++r_.errors;
-    }
+    r_.record(start, done, ok, w_.contains(done));
   }
 
   const std::uint64_t size_;

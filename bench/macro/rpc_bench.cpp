@@ -116,16 +116,7 @@ void run_sync(Node& node, const Endpoint& to, const std::string& service, const 
       ok = node.call<std::string>(to, service, payload).size() == payload.size();
     } catch (const Error&) {
     }
-    const std::uint64_t done = now_ns();
-    ++r.calls_total;
-    if (!w.contains(start)) continue;
-    if (!ok) {
-      ++r.errors;
-      continue;
-    }
-    ++r.calls;
-    r.bytes += payload.size();
-    r.latency.record_ns(done - start);
+    r.record(start, now_ns(), ok, w.contains(start));
   }
 }
 
@@ -157,16 +148,7 @@ class AsyncEcho {
 
   void on_done(std::uint64_t start, broach::Result<std::string>& res) {
     const std::uint64_t done = now_ns();
-    ++r_.calls_total;
-    if (w_.contains(done)) {
-      if (res.ok() && res.value().size() == payload_.size()) {
-        ++r_.calls;
-        r_.bytes += payload_.size();
-        r_.latency.record_ns(done - start);
-      } else {
-        ++r_.errors;
-      }
-    }
+    r_.record(start, done, res.ok() && res.value().size() == payload_.size(), w_.contains(done));
     if (done < w_.end) {
       issue();
       return;
