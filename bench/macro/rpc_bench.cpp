@@ -13,6 +13,8 @@
 //   Both modes take --cpu C (pin to CPU C) and --max-datagram B, which sets
 //   params.broach.transport.maxDatagramBytes (default 1472; loopback carries
 //   up to the config limit, 65000). Give both sides the same value.
+//   --path1500 makes loopback a 1500-byte path (maxDatagramBytes 1472 and
+//   loopbackLargeDatagrams false); --gso 0 turns UDP GSO/GRO off.
 //
 //   bench_rpc memory [--seconds 1]
 //       RSS of an idle node (after --seconds), then with 10,000 calls in
@@ -79,6 +81,12 @@ Config bench_config(const Flags& f, int default_port) {
   c.security.keyring = f.str("keyring", "");
   // Low-latency mode (params.broach.transport.busyPollMicros).
   c.transport.busy_poll_micros = f.num("busy-poll", 0);
+  // A 1500-byte path even on loopback, with or without UDP GSO/GRO.
+  if (f.num("path1500", 0) != 0) {
+    c.transport.max_datagram_bytes = 1472;
+    c.transport.loopback_large_datagrams = false;
+  }
+  c.transport.gso = f.num("gso", 1) != 0;
   return c;
 }
 
@@ -199,6 +207,8 @@ int run_client(const Flags& f) {
   if (c.transport.max_datagram_bytes != default_config().transport.max_datagram_bytes) {
     workload += "_dg" + std::to_string(c.transport.max_datagram_bytes);
   }
+  if (!c.transport.loopback_large_datagrams) workload += "_path1500";
+  if (!c.transport.gso) workload += "_nogso";
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const auto server_allocs = [&]() -> std::uint64_t {
@@ -292,7 +302,8 @@ int usage() {
                "         [--service echo|echo_loop]  (echo_loop runs on the server's loop thread)\n"
                "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes,\n"
                "        [--keyring FILE] seals every datagram with FILE's key,\n"
-               "        [--busy-poll US] busy-polls US microseconds before sleeping)\n"
+               "        [--busy-poll US] busy-polls US microseconds before sleeping,\n"
+               "        [--path1500 1] a 1500-byte path even on loopback, [--gso 0] no UDP GSO/GRO)\n"
                "       bench_rpc memory [--seconds D]  (RSS idle, and with 10,000 calls in flight)\n");
   return 2;
 }
@@ -304,7 +315,7 @@ int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
                               "inflight", "seconds", "mode", "cpu", "service", "keyring",
-                              "busy-poll"});
+                              "busy-poll", "path1500", "gso"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   try {

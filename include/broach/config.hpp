@@ -43,6 +43,17 @@ struct TransportConfig {
   /// before it blocks, and a blocking call spins as long before it sleeps:
   /// lower latency for a CPU kept busy. 0 (default) = off. `--low-latency`.
   double busy_poll_micros = 0;
+  /// loopbackLargeDatagrams: messages to 127.0.0.0/8 travel in 65,000-byte
+  /// datagrams whatever maxDatagramBytes says (loopback's MTU is 64 KiB).
+  bool loopback_large_datagrams = true;
+  /// gso: batches of equal-size datagrams to one peer leave as one UDP GSO
+  /// send, and the socket takes GRO, where the kernel has them.
+  bool gso = true;
+  /// tuneAllocator: a real node sets glibc's mmap and trim thresholds (32 and
+  /// 128 MiB) once per process, so large messages reuse memory instead of
+  /// faulting in fresh pages for each one; the environment's own malloc
+  /// settings win. Process-wide: the first node started decides.
+  bool tune_allocator = true;
 };
 
 /// params.broach.membership: gossip membership (docs/membership.md).

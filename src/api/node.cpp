@@ -13,6 +13,7 @@
 #include "api/http_endpoint.hpp"
 #include "api/node_core.hpp"
 #include "api/status.hpp"
+#include "base/allocator.hpp"
 #include "base/assert.hpp"
 #include "base/burst.hpp"
 #include "base/log.hpp"
@@ -76,17 +77,38 @@ void pool_samples(const ThreadPool& pool, std::vector<api::Sample>& out) {
                             "Tasks run by the submitting thread (caller-runs).", static_cast<double>(s.caller_ran)});
 }
 
+void udp_samples(const UdpTransport& t, std::vector<api::Sample>& out) {
+  const auto s = t.stats();
+  out.push_back(api::Sample{"udp", "gso_active", "broach_udp_gso_active",
+                            "1 while batches of equal-size datagrams leave as UDP GSO sends.",
+                            t.gso_active() ? 1.0 : 0.0, true});
+  out.push_back(api::Sample{"udp", "gro_active", "broach_udp_gro_active", "1 when the socket takes UDP GRO.",
+                            t.gro_active() ? 1.0 : 0.0, true});
+  out.push_back(api::Sample{"udp", "gso_sends", "broach_udp_gso_sends_total",
+                            "UDP GSO sends (each carried 2 or more datagrams).", static_cast<double>(s.gso_sends)});
+  out.push_back(api::Sample{"udp", "gso_datagrams", "broach_udp_gso_datagrams_total",
+                            "Datagrams that left in UDP GSO sends.", static_cast<double>(s.gso_datagrams)});
+  out.push_back(api::Sample{"udp", "gso_fallbacks", "broach_udp_gso_fallbacks_total",
+                            "UDP GSO sends the kernel refused (then GSO is turned off).",
+                            static_cast<double>(s.gso_fallbacks)});
+  out.push_back(api::Sample{"udp", "gro_receives", "broach_udp_gro_receives_total",
+                            "Received buffers that held 2 or more datagrams (UDP GRO).",
+                            static_cast<double>(s.gro_receives)});
+}
+
 }  // namespace
 
 struct Node::Impl {
   explicit Impl(Config cfg)
-      : transport(loop, bind_endpoint(cfg), UdpOptions{cfg.transport.socket_buffer_bytes, 32}),
+      : transport(loop, bind_endpoint(cfg), UdpOptions{cfg.transport.socket_buffer_bytes, 32, cfg.transport.gso}),
         pool(cfg.thread_pool, "broach-worker"),
         core(cfg, api::NodeSeams{loop, transport, pool, clock, random_u64(), life_now(), random_u64()}) {
     const auto seeds = seed_endpoints(core.config());
+    if (core.config().transport.tune_allocator) tune_allocator();
     loop.set_busy_poll(std::chrono::nanoseconds(
         static_cast<std::int64_t>(core.config().transport.busy_poll_micros * 1000.0)));
     core.status().add_source([this](std::vector<api::Sample>& out) { pool_samples(pool, out); });
+    core.status().add_source([this](std::vector<api::Sample>& out) { udp_samples(transport, out); });
     loop.start_thread("broach-loop");
     on_loop([&] { core.start(seeds); });
     if (!core.config().http.empty()) {

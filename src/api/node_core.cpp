@@ -37,6 +37,7 @@ reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, c
   o.reassembly_max_bytes_per_peer = c.transport.reassembly_max_bytes_per_peer;
   o.reassembly_max_bytes_total = c.transport.reassembly_max_bytes_total;
   o.coalesce = c.transport.coalesce;
+  o.loopback_large = c.transport.loopback_large_datagrams;
   return o;
 }
 

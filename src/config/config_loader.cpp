@@ -327,6 +327,9 @@ const Key<TransportConfig> kTransportKeys[] = {
     {"socketBufferBytes", &TransportConfig::socket_buffer_bytes, kSocketBufferRange},
     {"coalesce", &TransportConfig::coalesce},
     {"busyPollMicros", &TransportConfig::busy_poll_micros, kBusyPollRange},
+    {"loopbackLargeDatagrams", &TransportConfig::loopback_large_datagrams},
+    {"gso", &TransportConfig::gso},
+    {"tuneAllocator", &TransportConfig::tune_allocator},
 };
 
 const Key<MembershipConfig> kMembershipKeys[] = {
@@ -527,7 +530,11 @@ constexpr std::string_view kDefaultJson = R"({
         "reassemblyMaxBytesPerPeer": 134217728,
         "reassemblyMaxBytesTotal": 536870912,
         "socketBufferBytes": 4194304,
-        "coalesce": true
+        "coalesce": true,
+        "busyPollMicros": 0,
+        "loopbackLargeDatagrams": true,
+        "gso": true,
+        "tuneAllocator": true
       },
       "membership": {
         "probeIntervalMs": 500,

@@ -47,7 +47,7 @@ std::uint32_t Engine::frag_payload() const {
 
 std::uint32_t Engine::frag_payload_for(const Endpoint& to) const {
   constexpr std::uint32_t kLoopbackDatagram = 65000;
-  if ((to.ip >> 24) == 127 && opt_.max_datagram < kLoopbackDatagram) {
+  if (opt_.loopback_large && (to.ip >> 24) == 127 && opt_.max_datagram < kLoopbackDatagram) {
     return kLoopbackDatagram - static_cast<std::uint32_t>(wire::kHeaderSize + wire::kAuthTagSize);
   }
   return frag_payload();

@@ -61,6 +61,7 @@ struct EngineOptions {
   std::uint64_t reassembly_max_bytes_total = 512u << 20;
   PathSecurity security;               ///< sealing (params.broach.security)
   bool coalesce = true;                ///< Bundles (params.broach.transport.coalesce)
+  bool loopback_large = true;          ///< 65,000-byte fragments to 127.0.0.0/8 (loopbackLargeDatagrams)
 };
 
 /// The outcome of a call, as seen by the caller.
@@ -280,7 +281,8 @@ class Engine final : public PacketSink {
   // A request this node received (the at-most-once record).
   struct DedupEntry {
     bool finished = false;
-    SharedBytes response;    // null while running, or after eviction
+    SharedBytes response;    // null while running, after eviction, or once delivered
+    bool delivered = false;  // every fragment of the response was acknowledged
     TimePoint deadline{};    // the caller's deadline on our clock
     Endpoint reply_to;
     bool sealed = false;     // the request was sealed

@@ -242,6 +242,7 @@ void Engine::respond(const RequestToken& token, Bytes payload, bool already_sent
 void Engine::resend_response(DedupEntry& e, const Key& key, bool force) {
   const TimePoint now = loop_.now();
   if (e.transfer && !e.transfer->done && !e.transfer->gave_up) return;  // still sending it
+  if (e.delivered) return;  // the caller acknowledged all of it: a stale duplicate
   // Rate limit: a burst of duplicates must not turn into a burst of
   // (possibly large) responses.
   if (!force && now - e.last_resend < rtt(e.reply_to).rto() / 2) return;
@@ -352,7 +353,9 @@ void Engine::sweep_dedup() {
       heap->pop();
       auto it = dedup_.find(key);
       if (it == dedup_.end() || !it->second.finished || it->second.expires != when) continue;
-      if (heap == &dedup_expiry_ && !it->second.response) continue;  // owned by tomb heap
+      if (heap == &dedup_expiry_ && !it->second.response && !it->second.delivered) {
+        continue;  // evicted: owned by the tomb heap
+      }
       DedupEntry& e = it->second;
       if (e.transfer) loop_.cancel(e.transfer->timer);
       if (e.response) stats_.dedup_bytes -= e.response->size();

@@ -141,7 +141,19 @@ void Engine::handle_fragment_ack(const Endpoint& from, const Header& h, std::spa
       ++stats_.drops_unexpected;
       return;
     }
-    apply_ack(*it->second.transfer, ack);
+    DedupEntry& e = it->second;
+    apply_ack(*e.transfer, ack);
+    if (e.transfer->done && e.response) {
+      // Every fragment acknowledged: the caller holds the whole response,
+      // so the cached body has no further use. Freeing it now, not when
+      // the record expires, keeps a stream of large responses from holding
+      // dedupMaxBytes of memory (and the allocator from walking through
+      // fresh pages for every one).
+      stats_.dedup_bytes -= e.response->size();
+      e.response.reset();
+      e.transfer->data.reset();
+      e.delivered = true;
+    }
     return;
   }
   auto it = calls_.find(h.message_id);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +16,17 @@ namespace broach {
 namespace {
 
 constexpr std::size_t kBufSize = 65536;
+// Datagrams per sendmmsg call, and the kernel's limits on one GSO send: at
+// most 64 segments (UDP_MAX_SEGMENTS) and one IPv4 datagram's worth of bytes.
+constexpr std::size_t kMaxBatch = 64;
+constexpr std::size_t kMaxGsoSegments = 64;
+constexpr std::size_t kMaxGsoBytes = 65507;
+constexpr std::size_t kSendCtrl = CMSG_SPACE(sizeof(std::uint16_t));
+constexpr std::size_t kRecvCtrl = CMSG_SPACE(sizeof(int));
+
+void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {  // single writer
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 
 sockaddr_in to_sockaddr(const Endpoint& e) {
   sockaddr_in sa{};
@@ -49,8 +61,19 @@ UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptio
   local_ = Endpoint{ntohl(sa.sin_addr.s_addr), ntohs(sa.sin_port)};
   if (local_.ip == 0) local_.ip = bind.ip;
 
+  if (options.gso) {
+    // Probing the options is the runtime check: a kernel without them
+    // (before 4.18 / 5.0) refuses, and batches leave one datagram each.
+    int segment = 0;
+    socklen_t seg_len = sizeof(segment);
+    gso_.store(::getsockopt(fd_, SOL_UDP, UDP_SEGMENT, &segment, &seg_len) == 0, std::memory_order_relaxed);
+    const int on = 1;
+    gro_ = ::setsockopt(fd_, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+  }
+
   if (batch_ < 1) batch_ = 1;
   buffers_.resize(kBufSize * static_cast<std::size_t>(batch_));
+  controls_.resize(kRecvCtrl * static_cast<std::size_t>(batch_));
   hdrs_.resize(static_cast<std::size_t>(batch_));
   iovs_.resize(static_cast<std::size_t>(batch_));
   addrs_.resize(static_cast<std::size_t>(batch_));
@@ -68,7 +91,7 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
     const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&sa),
                             sizeof(sa));
     if (n >= 0) {
-      sent_.fetch_add(1, std::memory_order_relaxed);
+      sent_.fetch_add(1, std::memory_order_relaxed);  // any thread
       return true;
     }
     if (errno == EINTR) continue;
@@ -80,28 +103,96 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
   }
 }
 
+UdpTransport::Stats UdpTransport::stats() const {
+  Stats s;
+  s.sent = sent_.load(std::memory_order_relaxed);
+  s.received = received_.load(std::memory_order_relaxed);
+  s.send_errors = send_errors_.load(std::memory_order_relaxed);
+  s.recv_calls = recv_calls_.load(std::memory_order_relaxed);
+  s.gso_sends = gso_sends_.load(std::memory_order_relaxed);
+  s.gso_datagrams = gso_datagrams_.load(std::memory_order_relaxed);
+  s.gso_fallbacks = gso_fallbacks_.load(std::memory_order_relaxed);
+  s.gro_receives = gro_receives_.load(std::memory_order_relaxed);
+  return s;
+}
+
+long UdpTransport::send_chunk(const sockaddr_in& sa, std::span<const std::span<const std::byte>> datagrams,
+                              bool gso) {
+  mmsghdr msgs[kMaxBatch];
+  iovec iov[kMaxBatch];
+  std::size_t runs[kMaxBatch];  // datagrams carried by each message
+  alignas(cmsghdr) std::byte ctrl[kMaxBatch][kSendCtrl];
+  const std::size_t n = datagrams.size();
+  std::size_t m = 0;
+  std::uint64_t gso_msgs = 0, gso_dgrams = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    iov[i].iov_base = const_cast<std::byte*>(datagrams[i].data());
+    iov[i].iov_len = datagrams[i].size();
+  }
+  for (std::size_t i = 0; i < n; ++m) {
+    // A GSO run: datagrams of one size, the last one possibly shorter.
+    const std::size_t seg = datagrams[i].size();
+    std::size_t run = 1, bytes = seg;
+    if (gso && seg > 0) {
+      while (i + run < n && run < kMaxGsoSegments && datagrams[i + run].size() <= seg && !datagrams[i + run].empty() &&
+             bytes + datagrams[i + run].size() <= kMaxGsoBytes) {
+        bytes += datagrams[i + run].size();
+        if (datagrams[i + run++].size() < seg) break;
+      }
+    }
+    std::memset(&msgs[m], 0, sizeof(mmsghdr));
+    auto& h = msgs[m].msg_hdr;
+    h.msg_name = const_cast<sockaddr_in*>(&sa);
+    h.msg_namelen = sizeof(sa);
+    h.msg_iov = &iov[i];
+    h.msg_iovlen = run;
+    if (run > 1) {
+      h.msg_control = ctrl[m];
+      h.msg_controllen = kSendCtrl;
+      cmsghdr* c = CMSG_FIRSTHDR(&h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+      const auto seg16 = static_cast<std::uint16_t>(seg);
+      std::memcpy(CMSG_DATA(c), &seg16, sizeof(seg16));
+      ++gso_msgs;
+      gso_dgrams += run;
+    }
+    runs[m] = run;
+    i += run;
+  }
+  const int r = ::sendmmsg(fd_, msgs, static_cast<unsigned>(m), 0);
+  if (r < 0) return -1;
+  std::size_t taken = 0;
+  for (int k = 0; k < r; ++k) taken += runs[k];
+  if (static_cast<std::size_t>(r) == m) {
+    gso_sends_.fetch_add(gso_msgs, std::memory_order_relaxed);
+    gso_datagrams_.fetch_add(gso_dgrams, std::memory_order_relaxed);
+  }
+  return static_cast<long>(taken);
+}
+
 std::size_t UdpTransport::send_batch(const Endpoint& to,
                                      std::span<const std::span<const std::byte>> datagrams) {
-  constexpr std::size_t kMax = 64;
   auto sa = to_sockaddr(to);
   std::size_t sent = 0;
   while (sent < datagrams.size()) {
-    mmsghdr msgs[kMax];
-    iovec iov[kMax];
-    const std::size_t n = std::min(kMax, datagrams.size() - sent);
-    for (std::size_t i = 0; i < n; ++i) {
-      const auto& d = datagrams[sent + i];
-      iov[i].iov_base = const_cast<std::byte*>(d.data());
-      iov[i].iov_len = d.size();
-      std::memset(&msgs[i], 0, sizeof(mmsghdr));
-      msgs[i].msg_hdr.msg_name = &sa;
-      msgs[i].msg_hdr.msg_namelen = sizeof(sa);
-      msgs[i].msg_hdr.msg_iov = &iov[i];
-      msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    const int r = ::sendmmsg(fd_, msgs, static_cast<unsigned>(n), 0);
+    const auto chunk = datagrams.subspan(sent, std::min(kMaxBatch, datagrams.size() - sent));
+    const bool gso = gso_.load(std::memory_order_relaxed);
+    const long r = send_chunk(sa, chunk, gso);
     if (r < 0) {
-      if (errno == EINTR) continue;
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (gso && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP || err == EMSGSIZE)) {
+        // The kernel refused a GSO send (a device without checksum offload,
+        // a segment above the route's MTU): turn GSO off for good and send
+        // this chunk again one datagram per message.
+        gso_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+        if (gso_.exchange(false, std::memory_order_relaxed)) {
+          BROACH_LOG_INFO("UDP GSO send refused ({}); sending datagrams one by one", std::strerror(err));
+        }
+        continue;
+      }
       // The rest are lost, as a full socket buffer loses single sends; the
       // reliable layer retransmits them.
       send_errors_.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
@@ -109,12 +200,27 @@ std::size_t UdpTransport::send_batch(const Endpoint& to,
     }
     sent += static_cast<std::size_t>(r);
     sent_.fetch_add(static_cast<std::uint64_t>(r), std::memory_order_relaxed);
-    if (static_cast<std::size_t>(r) < n) {
+    if (static_cast<std::size_t>(r) < chunk.size()) {
       send_errors_.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
       return sent;
     }
   }
   return sent;
+}
+
+void UdpTransport::deliver(const Endpoint& from, std::span<const std::byte> data, int segment) {
+  if (segment <= 0 || data.size() <= static_cast<std::size_t>(segment)) {
+    bump(received_);
+    receiver_->on_datagram(from, data);
+    return;
+  }
+  // GRO: datagrams of `segment` bytes back to back, the last maybe shorter.
+  bump(gro_receives_);
+  const auto seg = static_cast<std::size_t>(segment);
+  for (std::size_t off = 0; off < data.size(); off += seg) {
+    bump(received_);
+    receiver_->on_datagram(from, data.subspan(off, std::min(seg, data.size() - off)));
+  }
 }
 
 void UdpTransport::on_readable() {
@@ -128,19 +234,32 @@ void UdpTransport::on_readable() {
       hdrs_[i].msg_hdr.msg_iovlen = 1;
       hdrs_[i].msg_hdr.msg_name = &addrs_[i];
       hdrs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      if (gro_) {
+        hdrs_[i].msg_hdr.msg_control = controls_.data() + kRecvCtrl * static_cast<std::size_t>(i);
+        hdrs_[i].msg_hdr.msg_controllen = kRecvCtrl;
+      }
     }
     const int n = ::recvmmsg(fd_, hdrs_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
-    ++recv_calls_;
+    bump(recv_calls_);
     if (n <= 0) return;
     for (int i = 0; i < n; ++i) {
       const auto& sa = addrs_[i];
       Endpoint from{ntohl(sa.sin_addr.s_addr), ntohs(sa.sin_port)};
-      ++received_;
-      if (receiver_ != nullptr && !(hdrs_[i].msg_hdr.msg_flags & MSG_TRUNC)) {
-        receiver_->on_datagram(from, std::span<const std::byte>(
-                                         buffers_.data() + kBufSize * static_cast<std::size_t>(i),
-                                         hdrs_[i].msg_len));
+      if (receiver_ == nullptr || (hdrs_[i].msg_hdr.msg_flags & MSG_TRUNC)) {
+        bump(received_);
+        continue;
       }
+      int segment = 0;
+      if (gro_) {
+        for (cmsghdr* c = CMSG_FIRSTHDR(&hdrs_[i].msg_hdr); c != nullptr; c = CMSG_NXTHDR(&hdrs_[i].msg_hdr, c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            std::memcpy(&segment, CMSG_DATA(c), sizeof(segment));
+          }
+        }
+      }
+      deliver(from,
+              std::span<const std::byte>(buffers_.data() + kBufSize * static_cast<std::size_t>(i), hdrs_[i].msg_len),
+              segment);
     }
     if (n < batch_) return;
   }

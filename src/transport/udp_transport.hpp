@@ -1,5 +1,11 @@
 // Internal header. The real transport: one non-blocking IPv4 UDP socket
-// registered with an EpollLoop; receives in batches with recvmmsg.
+// registered with an EpollLoop; receives in batches with recvmmsg, sends
+// batches with one sendmmsg. Where the kernel has them, a batch of
+// equal-size datagrams to one peer leaves as one UDP GSO send (UDP_SEGMENT:
+// the kernel cuts it into datagrams, or loopback carries it whole) and the
+// socket accepts GRO (UDP_GRO: several datagrams of one flow arrive in one
+// buffer, which on_readable() cuts apart again). Neither changes a byte on
+// the wire: each datagram is still one protocol datagram.
 //
 // Layer: transport. Thread contract: owned by the loop thread; construct and
 // destroy it on (or before starting) that loop. It owns the socket.
@@ -22,6 +28,7 @@ namespace broach {
 struct UdpOptions {
   int socket_buffer_bytes = 4 << 20;  ///< SO_RCVBUF/SO_SNDBUF (forced when root)
   int batch = 32;                      ///< datagrams per recvmmsg call
+  bool gso = true;                     ///< use UDP GSO/GRO where the kernel has them
 };
 
 class UdpTransport final : public Transport {
@@ -40,14 +47,25 @@ class UdpTransport final : public Transport {
 
   struct Stats {
     std::uint64_t sent = 0, received = 0, send_errors = 0, recv_calls = 0;
+    std::uint64_t gso_sends = 0;      ///< GSO sends (each carries >= 2 datagrams)
+    std::uint64_t gso_datagrams = 0;  ///< datagrams that left in GSO sends
+    std::uint64_t gso_fallbacks = 0;  ///< GSO sends refused by the kernel, resent one by one
+    std::uint64_t gro_receives = 0;   ///< received buffers that held >= 2 datagrams
   };
-  Stats stats() const {
-    return Stats{sent_.load(std::memory_order_relaxed), received_, send_errors_.load(std::memory_order_relaxed),
-                 recv_calls_};
-  }
+  /// Any thread (the loop-thread counters may be a moment stale).
+  Stats stats() const;
+  /// True while GSO sends are in use: asked for, accepted by the kernel at
+  /// construction, and not turned off by a refused send since.
+  bool gso_active() const { return gso_.load(std::memory_order_relaxed); }
+  /// True when the socket accepts GRO (asked for and the kernel has it).
+  bool gro_active() const { return gro_; }
 
  private:
   void on_readable();
+  void deliver(const Endpoint& from, std::span<const std::byte> data, int segment);
+  /// One sendmmsg of `datagrams` (at most kMaxBatch); GSO runs when `gso`.
+  /// Returns how many datagrams the kernel took, or -1 with errno set.
+  long send_chunk(const sockaddr_in& sa, std::span<const std::span<const std::byte>> datagrams, bool gso);
 
   EpollLoop& loop_;  // outlives this
   int fd_ = -1;
@@ -58,8 +76,12 @@ class UdpTransport final : public Transport {
   std::vector<mmsghdr> hdrs_;
   std::vector<iovec> iovs_;
   std::vector<sockaddr_in> addrs_;
+  std::vector<std::byte> controls_;  // one cmsg slot per receive buffer (GRO)
+  std::atomic<bool> gso_{false};     // any thread reads; cleared on a refused send
+  bool gro_ = false;
   std::atomic<std::uint64_t> sent_{0}, send_errors_{0};  // any thread (send)
-  std::uint64_t received_ = 0, recv_calls_ = 0;          // loop thread
+  std::atomic<std::uint64_t> gso_sends_{0}, gso_datagrams_{0}, gso_fallbacks_{0};
+  std::atomic<std::uint64_t> received_{0}, recv_calls_{0}, gro_receives_{0};  // written on the loop thread
 };
 
 }  // namespace broach

@@ -133,33 +133,44 @@ std::vector<std::byte> status_query(std::uint64_t node_id, std::uint64_t id) {
   return d;
 }
 
-// A status query for a finished call with a large cached response: from
-// another address it gets nothing at all; from the caller's own address it
-// gets at most one window, never a transfer retransmitted to nobody.
+// A status query for a finished call with a large cached response (its
+// acknowledgements never reached the provider, so it keeps the response):
+// from another address it gets nothing at all; from the caller's own address
+// it gets at most one window, never a transfer retransmitted to nobody.
 TEST(AmplificationSim, StatusQueryForACachedResponse) {
   for (auto seed : testing::sim_seeds()) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     sim::SimNetwork net(seed);
-    auto a = make_node(net, kA, 1, tight());
+    auto a_options = tight();
+    a_options.coalesce = false;  // its acknowledgements leave as plain datagrams, to be dropped
+    auto a = make_node(net, kA, 1, a_options);
     auto b = make_node(net, kB, 2, tight());
     auto* attacker = net.add_node(Endpoint{0x0b000001, 9000}).transport;
     std::uint64_t request_id = 0, bytes_from_b = 0;
+    bool drop_acks_from_a = true;
     net.set_on_send([&](const Endpoint& from, const Endpoint&, std::span<const std::byte> d) {
       wire::Header h;
       std::span<const std::byte> p;
-      if (from == kA && wire::decode_datagram(d, ~0ull, h, p) == wire::DecodeError::kOk &&
-          h.type == wire::MsgType::kRequest) {
-        request_id = h.message_id;
-      }
+      const bool ok = wire::decode_datagram(d, ~0ull, h, p) == wire::DecodeError::kOk;
+      if (from == kA && ok && h.type == wire::MsgType::kRequest) request_id = h.message_id;
       if (from == kB) bytes_from_b += d.size();
+      // The caller gets the whole response, but the provider never hears
+      // so: it keeps the response cached.
+      if (from == kA && drop_acks_from_a && ok && h.type == wire::MsgType::kFragmentAck &&
+          (h.flags & wire::kFlagForResponse)) {
+        return sim::Verdict::kDrop;
+      }
       return sim::Verdict::kDeliver;
     });
     std::optional<reliable::CallResult> got;
-    a.engine->call(kB, request_body("echo", std::string(400000, 'z')), net.now() + seconds(5),
+    // 150 KB: one window of fragments, so it arrives whole without acks.
+    a.engine->call(kB, request_body("echo", std::string(150000, 'z')), net.now() + seconds(5),
                    [&](reliable::CallResult&& r) { got = std::move(r); });
     ASSERT_TRUE(net.run_until([&] { return got.has_value(); }, seconds(6)));
     ASSERT_EQ(got->code, Errc::kOk);
-    net.run_for(seconds(1));
+    net.run_for(seconds(1));  // the provider's transfer gives up (deliveryTimeout 500 ms)
+    drop_acks_from_a = false;
+    ASSERT_GT(b.engine->stats().dedup_bytes, 150000u);
     // From elsewhere: nothing back, counted.
     bytes_from_b = 0;
     attacker->send(kB, status_query(1, request_id));
@@ -175,6 +186,54 @@ TEST(AmplificationSim, StatusQueryForACachedResponse) {
     net.run_for(milliseconds(600));
     EXPECT_GT(bytes_from_b, 0u);
     EXPECT_LE(bytes_from_b, 128u * 1472u);  // one window: sendWindow (128) datagrams of <= 1472 B
+  }
+}
+
+// A fragmented response whose every fragment the caller acknowledged is
+// dropped from the at-most-once cache at once (the record stays): memory
+// is not held for responses the caller already has, and a late status query
+// or duplicate request for it gets nothing back.
+TEST(AmplificationSim, ADeliveredResponseIsForgottenButItsRecordIsKept) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    sim::SimNetwork net(seed);
+    auto a = make_node(net, kA, 1, tight());
+    auto b = make_node(net, kB, 2, tight());
+    std::uint64_t request_id = 0, bytes_from_b = 0;
+    std::optional<wire::Bytes> first_fragment;
+    net.set_on_send([&](const Endpoint& from, const Endpoint&, std::span<const std::byte> d) {
+      wire::Header h;
+      std::span<const std::byte> p;
+      if (from == kA && wire::decode_datagram(d, ~0ull, h, p) == wire::DecodeError::kOk &&
+          h.type == wire::MsgType::kRequest) {
+        request_id = h.message_id;
+        if (h.fragment_index == 0 && !first_fragment) first_fragment = wire::Bytes(d.begin(), d.end());
+      }
+      if (from == kB) bytes_from_b += d.size();
+      return sim::Verdict::kDeliver;
+    });
+    for (int i = 0; i < 3; ++i) {
+      std::optional<reliable::CallResult> got;
+      a.engine->call(kB, request_body("echo", std::string(300000, static_cast<char>('a' + i))),
+                     net.now() + seconds(5), [&](reliable::CallResult&& r) { got = std::move(r); });
+      ASSERT_TRUE(net.run_until([&] { return got.has_value(); }, seconds(6)));
+      ASSERT_EQ(got->code, Errc::kOk);
+    }
+    // The last acknowledgements may still be on their way.
+    ASSERT_TRUE(net.run_until([&] { return b.engine->stats().dedup_bytes == 0; }, seconds(1)));
+    EXPECT_EQ(b.engine->stats().dedup_entries, 3u);  // at-most-once records kept
+    const auto runs = b.engine->stats().requests_received;
+    bytes_from_b = 0;
+    a.n.transport->send(kB, status_query(1, request_id));
+    net.run_for(milliseconds(600));
+    EXPECT_EQ(bytes_from_b, 0u);
+    // A stale duplicate of the last request's first fragment: one small
+    // "have it all" acknowledgement, and the handler does not run again.
+    ASSERT_TRUE(first_fragment.has_value());
+    a.n.transport->send(kB, *first_fragment);
+    net.run_for(milliseconds(600));
+    EXPECT_LT(bytes_from_b, 200u);
+    EXPECT_EQ(b.engine->stats().requests_received, runs);
   }
 }
 
