@@ -26,11 +26,13 @@ Engine::Engine(Loop& loop, Transport& transport, const EngineOptions& options,
   if (opt_.send_window < 8) opt_.send_window = 8;
   path_.set_sink(this);
   if (opt_.coalesce) path_.set_coalescing(opt_.max_datagram);
+  fragment_hook_ = loop_.add_idle_hook([this] { flush_fragments(); });
   schedule_housekeeping();
 }
 
 Engine::~Engine() {
   path_.set_sink(nullptr);
+  loop_.remove_idle_hook(fragment_hook_);
   loop_.cancel(housekeeping_);
   for (auto& [id, c] : calls_) {
     loop_.cancel(c.timer);

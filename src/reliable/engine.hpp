@@ -21,6 +21,7 @@
 // docs/protocol.md describes the exchange in full.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -404,13 +405,16 @@ class Engine final : public PacketSink {
   ExtensionReceiver* extension_ = nullptr;
   EngineStats stats_;
   std::atomic<std::uint64_t> next_id_{1};
-  // Fragments encoded back to back for one send_batch (sendmmsg) call.
-  static constexpr std::size_t kBatchMax = 32;
-  static constexpr std::size_t kBatchSlot = 65536;  // any datagram fits
-  Bytes batch_;  // kBatchMax slots of kBatchSlot bytes, grown on first use
+  // Fragments encoded back to back for one send_batch (sendmmsg) call: at
+  // most 64 (one GSO send of 44 segments of 1472 bytes and some), at most
+  // 2 MiB (32 fragments of 64 KB).
+  static constexpr std::size_t kBatchMax = 64;
+  static constexpr std::size_t kBatchBytes = std::size_t{2} << 20;
+  Bytes batch_;  // kBatchBytes, allocated on first use
   Dest batch_to_;
-  std::vector<std::size_t> batch_lens_;
-  std::size_t batch_count_ = 0;
+  std::array<std::span<const std::byte>, kBatchMax> batch_views_{};
+  std::size_t batch_count_ = 0, batch_used_ = 0;
+  std::uint64_t fragment_hook_ = 0;  // idle hook: flush_fragments() once per loop iteration
 
   std::unordered_map<std::uint64_t, Call> calls_;
   // Per-peer timing, forgotten after kPeerIdle without use so that a

@@ -14,11 +14,18 @@ using wire::Header;
 using wire::MsgType;
 
 namespace {
-// The receiver acknowledges every kAckEvery fragments, and more often once
-// it has seen a hole, so the sender's window keeps moving and losses are
-// repaired about one RTT after they happen.
+// The receiver acknowledges every 8 fragments, or every ~48 KB of small
+// fragments (at most every 32: a quarter of the default window of 1472-byte
+// fragments, so the window keeps moving), and every 2 once it has seen a
+// hole, so losses are repaired about one RTT after they happen.
 constexpr std::uint32_t kAckEvery = 8;
+constexpr std::uint32_t kAckEveryMax = 32;
+constexpr std::uint32_t kAckBytes = 48u << 10;
 constexpr std::uint32_t kAckEveryWithHole = 2;
+
+std::uint32_t ack_every(std::uint32_t frag_size) {
+  return std::clamp(kAckBytes / std::max<std::uint32_t>(frag_size, 1), kAckEvery, kAckEveryMax);
+}
 // Fragments resent at once when the retransmission timer fires.
 constexpr std::uint32_t kTimeoutBurst = 32;
 }  // namespace
@@ -71,33 +78,36 @@ void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   if (t.sent_at[i] != TimePoint{}) ++stats_.fragments_resent;
   t.sent_at[i] = loop_.now();
   ++stats_.fragments_sent;
-  if (batch_count_ > 0 && batch_to_ != t.dest) flush_fragments();
+  // Encoded back to back: the largest datagram fits the room left, or the
+  // batch leaves first.
+  constexpr std::size_t kRoom = 65536;
+  if (batch_count_ > 0 && (batch_to_ != t.dest || batch_used_ + kRoom > kBatchBytes)) flush_fragments();
   batch_to_ = t.dest;
-  const std::size_t slot_size = kBatchSlot;
-  const std::size_t slot = batch_count_++ * slot_size;
-  if (batch_.size() < slot + slot_size) batch_.resize(slot + slot_size);
-  batch_lens_.push_back(path_.encode_into(h, std::span<const std::byte>(t.data->data() + off, len),
-                                          std::span<std::byte>(batch_.data() + slot, slot_size)));
+  if (batch_.size() < kBatchBytes) batch_.resize(kBatchBytes);
+  const std::size_t n = path_.encode_into(h, std::span<const std::byte>(t.data->data() + off, len),
+                                          std::span<std::byte>(batch_.data() + batch_used_, kRoom));
+  batch_views_[batch_count_++] = std::span<const std::byte>(batch_.data() + batch_used_, n);
+  batch_used_ += n;
   if (batch_count_ == kBatchMax) flush_fragments();
 }
 
 void Engine::flush_fragments() {
   if (batch_count_ == 0) return;
-  std::span<const std::byte> views[kBatchMax];
-  for (std::size_t i = 0; i < batch_count_; ++i) {
-    views[i] = std::span<const std::byte>(batch_.data() + i * kBatchSlot, batch_lens_[i]);
-  }
   // A response to an unproven address: what exceeds its allowance stays
   // unsent (the transfer treats it as lost).
-  stats_.amplification_limited += path_.send_batch(batch_to_, std::span(views, batch_count_));
+  stats_.amplification_limited +=
+      path_.send_batch(batch_to_, std::span<const std::span<const std::byte>>(batch_views_.data(), batch_count_));
   batch_count_ = 0;
-  batch_lens_.clear();
+  batch_used_ = 0;
 }
 
 void Engine::pump(Transfer& t) {
   const std::uint32_t window = window_for(t.frag_size);
+  // Queued, not sent: the batch leaves when full or when the loop finishes
+  // this iteration (the idle hook), so the fragments that several acks of
+  // one receive batch release leave together, in one GSO send where the
+  // kernel has it. No timer: nothing waits past the current iteration.
   while (t.next_new < t.count && t.next_new < t.cum + window) queue_fragment(t, t.next_new++);
-  flush_fragments();
   if (t.timer == kNoTimer && !t.done) {
     Transfer* tp = &t;  // owned by a Call or DedupEntry, which cancel this timer
     t.timer = loop_.run_after(t.rto, [this, tp] { on_transfer_timer(*tp); });
@@ -202,7 +212,6 @@ void Engine::apply_ack(Transfer& t, const FragmentAck& ack) {
   for (std::uint32_t i = t.cum; i + 1 < highest && i < t.next_new; ++i) {
     if (!t.acked[i] && now - t.sent_at[i] >= fresh) queue_fragment(t, i);
   }
-  flush_fragments();
   if (progress) {
     loop_.cancel(t.timer);
     t.timer = kNoTimer;
@@ -351,7 +360,7 @@ bool Engine::accept_fragment(const Endpoint& from, const Header& h, std::span<co
     return true;
   }
   const bool hole = i > part.cum;
-  if (part.since_ack >= kAckEvery || (hole && part.since_ack >= kAckEveryWithHole)) {
+  if (part.since_ack >= ack_every(part.frag_size) || (hole && part.since_ack >= kAckEveryWithHole)) {
     send_ack(ack_dest, h.type, h.message_id, part);
   }
   return false;
