@@ -1,0 +1,139 @@
+"""broach.Node: calls, errors, asyncio, the GIL, fork, and C++ interop."""
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+import broach
+
+from conftest import broach_bin, wait_for
+
+LOOPBACK = '{"logLevel":"warn","params":{"rpcIp":"127.0.0.1","rpcPort":0,"rpcTimeOut":5}}'
+
+
+@pytest.fixture
+def pair():
+    server, client = broach.Node(json=LOOPBACK), broach.Node(json=LOOPBACK)
+    yield server, client
+    client.close()
+    server.close()
+
+
+def test_values_cross_as_msgpack(pair):
+    server, client = pair
+    server.provide("echo", lambda v: v)
+    for v in [None, True, False, 0, -1, 2**63 - 1, 2**64 - 1, -2**63, 1.5, "", "héllo", b"\x00\xff",
+              [1, [2, "x"]], {"a": 1, "b": [None, {"c": b"d"}]}]:
+        assert client.call("echo", v, to=server.address) == v
+    assert client.call("echo", (1, 2), to=server.address) == [1, 2]  # tuples arrive as lists
+    with pytest.raises(TypeError):
+        client.call("echo", object(), to=server.address)
+
+
+def test_errors_are_typed(pair):
+    server, client = pair
+
+    @server.provide()
+    def boom():
+        raise KeyError("missing")
+
+    with pytest.raises(broach.RemoteError) as e:
+        client.call("boom", to=server.address)
+    assert e.value.code == 7 and "KeyError" in str(e.value)
+    with pytest.raises(broach.NotFound):
+        client.call("nope", to=server.address)
+    server.provide("slow", lambda: time.sleep(2))
+    t0 = time.monotonic()
+    with pytest.raises(broach.CallTimeout):
+        client.call("slow", to=server.address, timeout=0.3)
+    assert time.monotonic() - t0 < 1.5
+    with pytest.raises(broach.BadConfig):
+        broach.Node(json='{"params":{"rpcPort":"x"}}')
+
+
+def test_blocking_call_releases_the_gil(pair):
+    server, client = pair
+    server.provide("sleep", lambda s: time.sleep(s) or "ok")
+    ticks = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(1)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    before = len(ticks)
+    assert client.call("sleep", 0.5, to=server.address) == "ok"
+    stop.set()
+    t.join()
+    assert len(ticks) - before > 50  # the other thread ran during the call
+
+
+def test_asyncio_calls_and_async_handlers(pair):
+    server, client = pair
+
+    @server.provide()
+    async def slow_add(x, y):
+        await asyncio.sleep(0.2)
+        return x + y
+
+    async def main():
+        t0 = time.monotonic()
+        results = await asyncio.gather(*[client.call_async("slow_add", i, 1, to=server.address)
+                                         for i in range(10)])
+        elapsed = time.monotonic() - t0
+        with pytest.raises(broach.NotFound):
+            await client.call_async("nope", to=server.address)
+        return results, elapsed
+
+    results, elapsed = asyncio.run(main())
+    assert results == [i + 1 for i in range(10)]
+    assert elapsed < 1.5  # ten 0.2 s handlers overlapped
+
+
+def test_fork_child_refuses_the_parents_node(pair):
+    server, client = pair
+    server.provide("add", lambda a, b: a + b)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            client.call("add", 1, 2, to=server.address)
+            msg = b"called"
+        except broach.BroachError as e:
+            msg = b"refused" if "forked child" in str(e) else b"other"
+        os.write(w, msg)
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 100)
+    os.waitpid(pid, 0)
+    assert got == b"refused"
+    assert client.call("add", 1, 2, to=server.address) == 3  # the parent's node still works
+
+
+def test_interop_with_a_cpp_node(procs, pair):
+    _, client = pair
+    exe = broach_bin()
+    if not os.path.exists(exe):
+        pytest.skip("the broach CLI is not built")
+    p = procs.start(exe, "node", "--ip", "127.0.0.1", "--port", "0", "--log-level", "warn")
+    line = wait_for(lambda: p.stdout.readline(), what="the C++ node's first line")
+    assert line.startswith("listening on "), line
+    addr = line.split()[2]
+    # Python -> C++
+    assert client.call("add", 40, 2, to=addr) == 42
+    assert client.call("echo", {"k": [1, "two", None]}, to=addr) == {"k": [1, "two", None]}
+    # C++ -> Python (the CLI calls a Python provider)
+    server = broach.Node(json=LOOPBACK)
+    server.provide("py_concat", lambda a, b: f"{a}{b}")
+    import subprocess
+    out = subprocess.run([exe, "call", "--to", server.address, "py_concat", '"x"', "7"],
+                         capture_output=True, text=True, timeout=30)
+    server.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '"x7"'
