@@ -140,27 +140,19 @@ class Node:
     async def call_async(self, service, *args, timeout=None, routing_key="", version="", retry="default",
                          to=None, **kwargs):
         """``await node.call_async(...)``: the call runs on the node's
-        threads; its completion is handed to the running event loop with
-        ``call_soon_threadsafe`` (the loop's own wake-up pipe), so no thread
-        waits for it."""
+        threads; its completion is queued in C++ and announced on an eventfd
+        that the running event loop watches (``loop.add_reader``), so no
+        thread waits for it and no node thread takes the GIL."""
         loop = asyncio.get_running_loop()
+        waiters = _loop_waiters(loop)
         fut = loop.create_future()
-
-        def done(outcome):
-            def settle():
-                if fut.cancelled():
-                    return
-                code, payload = outcome
-                if code == 0:
-                    fut.set_result(payload)
-                else:
-                    fut.set_exception(errors_error(code, payload[1]))
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:
-                pass  # the event loop is closed: nobody awaits this any more
-
-        self._check().call_then(to, service, args, kwargs, timeout, routing_key, version, retry, done)
+        call_id = waiters.add(fut)
+        try:
+            self._check().call_queued(to, service, args, kwargs, timeout, routing_key, version, retry,
+                                      waiters.queue, call_id)
+        except BaseException:
+            waiters.futures.pop(call_id, None)
+            raise
         return await fut
 
     # -- the cluster ----------------------------------------------------
@@ -180,6 +172,43 @@ class Node:
     def thread_pool(self):
         """The config's threadPool section (the seed's keys)."""
         return self._check().thread_pool
+
+
+class _LoopWaiters:
+    """The calls one event loop awaits, and the C++ queue their outcomes
+    arrive in (its eventfd is watched by the loop)."""
+
+    def __init__(self, loop):
+        self.queue = _broach.CompletionQueue()
+        self.futures = {}
+        self.next_id = 0
+        loop.add_reader(self.queue.fd, self.drain)
+
+    def add(self, fut):
+        self.next_id += 1
+        self.futures[self.next_id] = fut
+        return self.next_id
+
+    def drain(self):
+        for call_id, (code, payload) in self.queue.drain():
+            fut = self.futures.pop(call_id, None)
+            if fut is None or fut.done():
+                continue  # cancelled meanwhile
+            if code == 0:
+                fut.set_result(payload)
+            else:
+                fut.set_exception(errors_error(code, payload[1]))
+
+
+_waiters_by_loop = weakref.WeakKeyDictionary()
+
+
+def _loop_waiters(loop):
+    w = _waiters_by_loop.get(loop)
+    if w is None:
+        w = _LoopWaiters(loop)
+        _waiters_by_loop[loop] = w
+    return w
 
 
 def errors_error(code, message):

@@ -17,7 +17,13 @@
 
 #include <msgpack.hpp>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <deque>
+#include <mutex>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -225,6 +231,51 @@ py::tuple outcome(RawResult r) {
   return py::make_tuple(static_cast<int>(e.code()), py::make_tuple(errc_name(e.code()), std::string(e.what())));
 }
 
+/// Completions of calls started from asyncio, handed to the event loop
+/// without the GIL: a node thread appends the raw result and bumps an
+/// eventfd; the event loop watches the fd (loop.add_reader) and drains the
+/// queue on its own thread, where Python objects are made.
+class CompletionQueue {
+ public:
+  CompletionQueue() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw Error(Errc::kIoError, std::string("eventfd: ") + std::strerror(errno));
+  }
+  ~CompletionQueue() { ::close(fd_); }
+  CompletionQueue(const CompletionQueue&) = delete;
+  CompletionQueue& operator=(const CompletionQueue&) = delete;
+
+  int fd() const { return fd_; }
+
+  /// Any thread; never takes the GIL.
+  void push(std::uint64_t id, RawResult r) {
+    {
+      std::lock_guard lock(mu_);
+      items_.emplace_back(id, std::move(r));
+    }
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(fd_, &one, sizeof(one));
+  }
+
+  /// The event loop's thread, with the GIL: [(id, outcome), ...].
+  py::list drain() {
+    std::uint64_t count = 0;
+    [[maybe_unused]] const auto n = ::read(fd_, &count, sizeof(count));
+    std::deque<std::pair<std::uint64_t, RawResult>> items;
+    {
+      std::lock_guard lock(mu_);
+      items.swap(items_);
+    }
+    py::list out;
+    for (auto& [id, r] : items) out.append(py::make_tuple(id, outcome(std::move(r))));
+    return out;
+  }
+
+ private:
+  int fd_;
+  std::mutex mu_;
+  std::deque<std::pair<std::uint64_t, RawResult>> items_;
+};
+
 class PyNode {
  public:
   explicit PyNode(Config c) {
@@ -283,23 +334,14 @@ class PyNode {
     return outcome(future.get());
   }
 
-  /// Starts a call; `done(outcome)` runs later with the GIL, on a node
-  /// thread (the asyncio layer hands it to its loop thread-safely).
-  void call_then(const std::optional<std::string>& to, const std::string& service, const py::tuple& args,
-                 const py::dict& kwargs, std::optional<double> timeout, const std::string& routing_key,
-                 const std::string& version, const std::string& retry, py::function done) {
+  /// Starts a call whose outcome goes to `queue` under `id`.
+  void call_queued(const std::optional<std::string>& to, const std::string& service, const py::tuple& args,
+                   const py::dict& kwargs, std::optional<double> timeout, const std::string& routing_key,
+                   const std::string& version, const std::string& retry,
+                   const std::shared_ptr<CompletionQueue>& queue, std::uint64_t id) {
     Bytes packed = pack_args(args, kwargs);
     const CallOptions opts = call_options(timeout, routing_key, version, retry);
-    auto cb = hold(std::move(done));
-    auto completion = [cb](RawResult r) {
-      if (Py_IsInitialized() == 0 || _Py_IsFinalizing()) return;
-      py::gil_scoped_acquire gil;
-      try {
-        (*cb)(outcome(std::move(r)));
-      } catch (py::error_already_set& e) {
-        e.discard_as_unraisable("broach: call completion");
-      }
-    };
+    auto completion = [queue, id](RawResult r) { queue->push(id, std::move(r)); };
     py::gil_scoped_release nogil;
     if (to) {
       Endpoint e;
@@ -417,6 +459,11 @@ PYBIND11_MODULE(_broach, m) {
     }
   });
 
+  py::class_<CompletionQueue, std::shared_ptr<CompletionQueue>>(m, "CompletionQueue")
+      .def(py::init<>())
+      .def_property_readonly("fd", &CompletionQueue::fd)
+      .def("drain", &CompletionQueue::drain);
+
   py::class_<PyNode>(m, "Node")
       .def(py::init([](std::optional<std::string> path, std::optional<std::string> json) {
              return std::make_unique<PyNode>(config_from(path, json));
@@ -444,9 +491,9 @@ PYBIND11_MODULE(_broach, m) {
       .def("withdraw", [](PyNode& n, const std::string& name) { return n.node().withdraw(name); })
       .def("call", &PyNode::call, py::arg("to"), py::arg("service"), py::arg("args"), py::arg("kwargs"),
            py::arg("timeout"), py::arg("routing_key"), py::arg("version"), py::arg("retry"))
-      .def("call_then", &PyNode::call_then, py::arg("to"), py::arg("service"), py::arg("args"),
+      .def("call_queued", &PyNode::call_queued, py::arg("to"), py::arg("service"), py::arg("args"),
            py::arg("kwargs"), py::arg("timeout"), py::arg("routing_key"), py::arg("version"), py::arg("retry"),
-           py::arg("done"))
+           py::arg("queue"), py::arg("id"))
       .def("members",
            [](PyNode& n) {
              std::vector<MemberInfo> ms;

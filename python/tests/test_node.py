@@ -137,3 +137,27 @@ def test_interop_with_a_cpp_node(procs, pair):
     server.close()
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '"x7"'
+
+
+def test_many_async_calls_and_a_cancelled_one(pair):
+    server, client = pair
+    server.provide("add", lambda a, b: a + b, run_on_loop=True)
+    server.provide("sleep", lambda s: time.sleep(s) or "ok")
+
+    async def main():
+        results = await asyncio.gather(*[client.call_async("add", i, i, to=server.address) for i in range(500)])
+        # A cancelled await: its completion arrives later and is dropped.
+        task = asyncio.ensure_future(client.call_async("sleep", 0.2, to=server.address))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)
+        after = await client.call_async("add", 1, 1, to=server.address)
+        return results, after
+
+    results, after = asyncio.run(main())
+    assert results == [2 * i for i in range(500)]
+    assert after == 2
+    # A second event loop gets its own completion queue.
+    assert asyncio.run(client.call_async("add", 2, 2, to=server.address)) == 4
