@@ -91,7 +91,7 @@ class BroachApply:
         def register(fn):
             service = name or fn.__name__
             with _lock:
-                GlobalVariable.FuncRouteRpc[service] = fn
+                GlobalVariable.LocalRoutes[service] = fn
                 node = GlobalVariable.node
                 if node is None:
                     _pending[service] = fn

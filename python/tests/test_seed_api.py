@@ -64,7 +64,10 @@ def test_seed_example_two_providers_one_caller(procs, tmp_path):
         def local_double(x):
             return 2 * x
 
-        assert GlobalVariable.FuncRouteRpc["local_double"] is local_double
+        assert GlobalVariable.LocalRoutes["local_double"] is local_double
+        assert node.address in GlobalVariable.FuncRouteRpc["local_double"]
+        assert sorted(GlobalVariable.FuncRouteRpc["work01"]) == sorted([a1, a2])
+        assert "work01" in str(GlobalVariable.FuncRouteRpc)
 
         @BroachApply.rpcCall(name="local_double")
         def d(*args, **kwargs):
