@@ -30,7 +30,9 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME broach)
 set(CPACK_PACKAGE_VENDOR "BroachRpc")
 set(CPACK_PACKAGE_CONTACT "BroachRpc <broach@localhost>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "BroachRpc: a registry-free RPC framework over UDP (library, headers, CLI)")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "BroachRpc: a registry-free RPC framework over UDP (library, headers, CLI, Python package)")
+# The Python extension module is built for Debian 12's python3 (3.11).
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3 (>= 3.11), python3 (<< 3.12)")
 set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS

@@ -15,4 +15,18 @@ cmake -S "$SRC/tests/install/consumer" -B "$work/build" -G Ninja -DCMAKE_BUILD_T
 cmake --build "$work/build" >/dev/null
 "$work/build/consumer"
 "$work/prefix/bin/broach" --help >/dev/null
+# The Python package, when it was built: installed where Debian's python3
+# looks (for the prefix /usr: /usr/lib/python3/dist-packages).
+pydir="$work/prefix/lib/python3/dist-packages"
+if compgen -G "$BUILD/python/_broach*.so" >/dev/null; then
+  compgen -G "$pydir/_broach*.so" >/dev/null
+  PYTHONPATH="$pydir" /usr/bin/python3 -c '
+import broach, BroachRpc, threadPool.BroachPool
+from BroachRpc.common import GlobalVariable
+with broach.Node(json="{\"logLevel\":\"warn\",\"params\":{\"rpcIp\":\"127.0.0.1\",\"rpcPort\":0}}") as n:
+    n.provide("add", lambda a, b: a + b)
+    assert n.call("add", 1, 2, to=n.address) == 3
+'
+  echo "installed Python package imports and calls"
+fi
 echo "installed package builds and runs"
