@@ -161,3 +161,49 @@ def test_many_async_calls_and_a_cancelled_one(pair):
     assert after == 2
     # A second event loop gets its own completion queue.
     assert asyncio.run(client.call_async("add", 2, 2, to=server.address)) == 4
+
+
+SCRIPT_CTRL_C = r"""
+import sys, time, broach
+cfg = '{"logLevel":"warn","params":{"rpcIp":"127.0.0.1","rpcPort":0,"rpcTimeOut":60}}'
+server, client = broach.Node(json=cfg), broach.Node(json=cfg)
+def sleep(s):
+    print("started", flush=True)  # the caller is now blocked in the call
+    time.sleep(s)
+server.provide("sleep", sleep)
+try:
+    client.call("sleep", 30, to=server.address)
+    print("returned", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+SCRIPT_EXIT = r"""
+import broach
+cfg = '{"logLevel":"warn","params":{"rpcIp":"127.0.0.1","rpcPort":0}}'
+a, b = broach.Node(json=cfg), broach.Node(json=cfg)
+a.provide("add", lambda x, y: x + y)
+assert b.call("add", 1, 2, to=a.address) == 3
+print("ready", flush=True)
+# exits with both nodes running: atexit stops them
+"""
+
+
+def test_ctrl_c_interrupts_a_blocking_call(procs):
+    import signal
+    import sys
+    p = procs.start(sys.executable, "-c", SCRIPT_CTRL_C)
+    assert p.stdout.readline().strip() == "started"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    assert p.stdout.readline().strip() == "interrupted"
+    assert time.monotonic() - t0 < 5
+    p.wait(timeout=30)
+
+
+def test_interpreter_exit_with_running_nodes_is_clean(procs):
+    import sys
+    p = procs.start(sys.executable, "-c", SCRIPT_EXIT)
+    assert p.stdout.readline().strip() == "ready"
+    assert p.wait(timeout=30) == 0
+    assert p.stdout.read() == ""  # no traceback, no warning
