@@ -3,7 +3,8 @@
 //
 // "sticky_lowest_latency": the provider with the lowest latency average,
 // except that it only switches when another is at least 20% faster, so that
-// calls do not flap between providers of nearly equal speed.
+// calls do not flap between providers of nearly equal speed, and that every
+// 16th call re-measures another provider.
 #include <broach/broach.hpp>
 #include <broach/lb.hpp>
 
@@ -18,6 +19,11 @@ namespace {
 class StickyLowestLatency final : public broach::lb::Policy {
  public:
   std::size_t pick(std::span<const broach::lb::Candidate> c, const broach::lb::PickContext&) override {
+    // Every 16th call goes to the next provider in turn, so that a provider
+    // whose one measurement was unlucky (a first call is slow) is measured
+    // again instead of being avoided for ever.
+    const auto n = picks_.fetch_add(1);
+    if (n % 16 == 15) return (n / 16) % c.size();
     std::size_t best = 0;
     for (std::size_t i = 1; i < c.size(); ++i) {
       if (c[i].latency_ewma_us < c[best].latency_ewma_us) best = i;
@@ -33,6 +39,7 @@ class StickyLowestLatency final : public broach::lb::Policy {
 
  private:
   std::atomic<std::uint64_t> current_{0};
+  std::atomic<std::uint64_t> picks_{0};
 };
 
 broach::Config local_config() {

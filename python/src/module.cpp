@@ -247,11 +247,17 @@ class CompletionQueue {
   int fd() const { return fd_; }
 
   /// Any thread; never takes the GIL.
+  /// Wakes the loop only when the queue was empty: drain() reads the fd
+  /// before it takes the items, so an item pushed meanwhile is either taken
+  /// by this drain or announced for the next.
   void push(std::uint64_t id, RawResult r) {
+    bool was_empty = false;
     {
       std::lock_guard lock(mu_);
+      was_empty = items_.empty();
       items_.emplace_back(id, std::move(r));
     }
+    if (!was_empty) return;
     const std::uint64_t one = 1;
     [[maybe_unused]] const auto n = ::write(fd_, &one, sizeof(one));
   }
@@ -304,32 +310,32 @@ class PyNode {
                  const std::string& version, const std::string& retry) {
     Bytes packed = pack_args(args, kwargs);
     const CallOptions opts = call_options(timeout, routing_key, version, retry);
+    Endpoint dest;
+    if (to) {
+      std::string why;
+      if (!Endpoint::parse(*to, dest, &why, false)) {
+        return outcome(RawResult{Error(Errc::kInvalidArgument, "address " + *to + ": " + why)});
+      }
+    }
+    Node& n = node();
     auto promise = std::make_shared<std::promise<RawResult>>();
     auto future = promise->get_future();
     auto done = [promise](RawResult r) { promise->set_value(std::move(r)); };
+    bool ready = false;
     {
+      // One GIL release for starting the call and the first wait.
       py::gil_scoped_release nogil;
       if (to) {
-        Endpoint e;
-        std::string why;
-        if (!Endpoint::parse(*to, e, &why, false)) {
-          RawResult bad{Error(Errc::kInvalidArgument, "address " + *to + ": " + why)};
-          py::gil_scoped_acquire gil;
-          return outcome(std::move(bad));
-        }
-        node().call_raw_async(e, service, std::move(packed), opts, done);
+        n.call_raw_async(dest, service, std::move(packed), opts, std::move(done));
       } else {
-        node().call_raw_async(service, std::move(packed), opts, done);
+        n.call_raw_async(service, std::move(packed), opts, std::move(done));
       }
+      ready = future.wait_for(std::chrono::milliseconds(50)) == std::future_status::ready;
     }
-    for (;;) {
-      std::future_status st;
-      {
-        py::gil_scoped_release nogil;
-        st = future.wait_for(std::chrono::milliseconds(50));
-      }
-      if (st == std::future_status::ready) break;
+    while (!ready) {
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      py::gil_scoped_release nogil;
+      ready = future.wait_for(std::chrono::milliseconds(50)) == std::future_status::ready;
     }
     return outcome(future.get());
   }
