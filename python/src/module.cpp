@@ -164,6 +164,25 @@ std::shared_ptr<py::object> hold(py::object o) {
   });
 }
 
+/// Keeps this (non-Python) thread's Python thread state alive between GIL
+/// acquisitions, until the thread exits. Without it every acquisition from
+/// a worker thread makes and deletes a thread state, and in 3.11 each new
+/// thread state maps (and then unmaps) its frame stack: an munmap per call,
+/// whose TLB shootdown across CPUs cost more than the call itself. Call with
+/// the GIL held.
+void keep_thread_state() {
+  struct Keeper {
+    Keeper() { PyGILState_Ensure(); }  // GIL held: only counts one more user
+    ~Keeper() {
+      if (Py_IsInitialized() == 0 || _Py_IsFinalizing()) return;  // the state goes with the process
+      PyGILState_Ensure();                      // takes the GIL: two users now
+      PyGILState_Release(PyGILState_LOCKED);    // one user, the GIL still held
+      PyGILState_Release(PyGILState_UNLOCKED);  // none: deletes the state, drops the GIL
+    }
+  };
+  thread_local Keeper keeper;
+}
+
 /// The handler for a Python function: unpacks the arguments (and keyword
 /// arguments), calls it with the GIL, packs its result. A Python exception
 /// reaches the caller as remote_error "Type: message".
@@ -171,6 +190,7 @@ RawHandler python_handler(py::function fn) {
   auto f = hold(std::move(fn));
   return [f](std::span<const std::byte> packed) -> Bytes {
     py::gil_scoped_acquire gil;
+    keep_thread_state();
     try {
       auto oh = msgpack::unpack(reinterpret_cast<const char*>(packed.data()), packed.size());
       const msgpack::object& o = oh.get();
@@ -403,6 +423,7 @@ class PyPool {
     const Errc e = pool_->try_submit([f, s] {
       if (Py_IsInitialized() == 0 || _Py_IsFinalizing()) return;
       py::gil_scoped_acquire gil;
+      keep_thread_state();
       try {
         py::object r = (*f)();
         (*s)(true, r);
