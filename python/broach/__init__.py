@@ -35,6 +35,16 @@ from .errors import BroachError, raise_error
 __all__ = ["Node", "BroachError"] + [n for n in dir() if n[:1].isupper() and n != "Node"]
 
 _live_nodes = weakref.WeakSet()
+# Set in a forked child: only then is getpid() worth a system call per use.
+_forked = False
+
+
+def _after_fork_in_child():
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _live_lock = threading.Lock()
 
 
@@ -70,12 +80,13 @@ class Node:
 
     # -- lifetime -------------------------------------------------------
     def _check(self):
-        if self._core is None:
+        core = self._core
+        if core is None:
             raise BroachError("the node is closed")
-        if os.getpid() != self._pid:
+        if _forked and os.getpid() != self._pid:
             raise BroachError("this node belongs to the parent process: a forked child must "
                               "make its own broach.Node (the node's threads do not survive fork)")
-        return self._core
+        return core
 
     def close(self):
         """Stops the node: finishes running handlers, fails pending calls."""
@@ -200,14 +211,13 @@ class _LoopWaiters:
                 fut.set_exception(errors_error(code, payload[1]))
 
 
-_waiters_by_loop = weakref.WeakKeyDictionary()
-
-
 def _loop_waiters(loop):
-    w = _waiters_by_loop.get(loop)
+    # Kept on the loop itself: it lives and dies with the loop, and a lookup
+    # costs an attribute read (a WeakKeyDictionary made a weakref per call).
+    w = getattr(loop, "_broach_waiters", None)
     if w is None:
         w = _LoopWaiters(loop)
-        _waiters_by_loop[loop] = w
+        loop._broach_waiters = w
     return w
 
 
