@@ -89,7 +89,7 @@ def run_client(args):
     node.close()
     us = sorted(x * 1e6 for x in lat)
     calls = len(us)
-    print(json.dumps({
+    print(json.dumps(separators=(",", ":"), obj={
         "bench": "py", "workload": f"echo{args.size}_inflight{args.inflight}_{args.label}",
         "size": args.size, "inflight": args.inflight, "seconds": round(elapsed, 3),
         "calls": calls, "calls_total": calls, "errors": errors, "calls_per_s": round(calls / elapsed, 1),
