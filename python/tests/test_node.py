@@ -207,3 +207,33 @@ def test_interpreter_exit_with_running_nodes_is_clean(procs):
     assert p.stdout.readline().strip() == "ready"
     assert p.wait(timeout=30) == 0
     assert p.stdout.read() == ""  # no traceback, no warning
+
+
+def test_a_busy_python_handler_does_not_stall_the_nodes_loop(pair):
+    # While a CPU-bound Python handler runs on the provider, its loop (which
+    # never takes the GIL) still answers at once: here, "not found" for a
+    # service it does not have.
+    server, client = pair
+    started = threading.Event()
+
+    @server.provide()
+    def spin(seconds):
+        started.set()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+        return "done"
+
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", client.call("spin", 2.0, to=server.address)))
+    t.start()
+    assert started.wait(10)
+    worst = 0.0
+    for _ in range(5):
+        t0 = time.monotonic()
+        with pytest.raises(broach.NotFound):
+            client.call("nothing_here", to=server.address)
+        worst = max(worst, time.monotonic() - t0)
+    t.join()
+    assert result["r"] == "done"
+    assert worst < 0.5, worst
