@@ -145,10 +145,16 @@ void Membership::schedule_push_pull() {
   push_pull_timer_ = loop_.run_after(opt_.push_pull_interval * static_cast<int>(scale), [this] {
     push_pull_timer_ = kNoTimer;
     if (!running_) return;
-    // Only with a member that proved its address: the request carries our
-    // whole state.
-    const auto peers = random_members(1, {}, false);
-    if (!peers.empty() && proven(peers.front())) push_pull(peers.front(), false, [](bool) {});
+    // Only with a member that proved its address (the request carries our
+    // whole state): the first proven one of a few drawn at random. Drawing
+    // one and skipping the round when it was unproven halved the repair
+    // rate while a new cluster was still proving its members, and a member
+    // that missed an update's gossip could wait tens of seconds for it.
+    for (const auto& peer : random_members(8, {}, false)) {
+      if (!proven(peer)) continue;
+      push_pull(peer, false, [](bool) {});
+      break;
+    }
     schedule_push_pull();
   });
 }

@@ -75,10 +75,31 @@ TEST(NodeSim, ClusterJoinsByGossipAndServesCallsByName) {
     });
     std::vector<std::size_t> providers;
     for (std::size_t i = 1; i < n; i += 2) providers.push_back(i);
-    ASSERT_TRUE(s.net.run_until([&] {
+    const bool routed = s.net.run_until([&] {
       for (std::size_t i = 0; i < n; ++i) if (!s.routes_to(i, "work", providers)) return false;
       return true;
-    }, seconds(10)));
+    }, seconds(10));
+    if (!routed) {
+      for (std::size_t i = 0; i < n; ++i) {
+        for (auto p : providers) {
+          if (s.routes_to(i, "work", {p})) continue;
+          std::string have;
+          for (const auto& mi : s.core(i).members()) {
+            if (mi.address == s.address(p)) {
+              have = std::string(member_state_name(mi.state)) + " inc " + std::to_string(mi.incarnation) +
+                     " life " + std::to_string(mi.life) + " services " + std::to_string(mi.meta.services.size());
+            }
+          }
+          std::string self;
+          for (const auto& mi : s.core(p).members()) {
+            if (mi.self) self = "inc " + std::to_string(mi.incarnation) + " life " + std::to_string(mi.life) +
+                                " services " + std::to_string(mi.meta.services.size());
+          }
+          ADD_FAILURE() << "node " << i << " lacks provider " << p << ": holds [" << have << "], provider says [" << self << "]";
+        }
+      }
+    }
+    ASSERT_TRUE(routed);
     // Every node calls by name; then node 0 alone makes two rounds, which
     // round robin spreads over every provider.
     std::vector<std::shared_ptr<SimNodes::Outcome>> calls;

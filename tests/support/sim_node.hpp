@@ -41,12 +41,21 @@ class SimExecutor final : public Executor {
   int waiting_ = 0;
 };
 
-/// Seeds for a scenario: 1..N, N = 20 or $BROACH_SIM_SEEDS.
+/// Seeds for a scenario: 1..N, N = 20 or $BROACH_SIM_SEEDS; or A..B when
+/// $BROACH_SIM_SEEDS is "A-B" (to replay one failing seed: "179-179").
 inline std::vector<std::uint64_t> sim_seeds(std::uint64_t fallback = 20) {
   const char* env = std::getenv("BROACH_SIM_SEEDS");
-  const std::uint64_t n = env ? std::strtoull(env, nullptr, 10) : fallback;
+  std::uint64_t first = 1, last = fallback;
+  if (env != nullptr) {
+    char* end = nullptr;
+    last = std::strtoull(env, &end, 10);
+    if (end != nullptr && *end == '-') {
+      first = last;
+      last = std::strtoull(end + 1, nullptr, 10);
+    }
+  }
   std::vector<std::uint64_t> out;
-  for (std::uint64_t s = 1; s <= n; ++s) out.push_back(s);
+  for (std::uint64_t s = first; s <= last; ++s) out.push_back(s);
   return out;
 }
 
