@@ -132,6 +132,9 @@ struct Config {
   BreakerConfig breaker;                ///< params.broach.breaker
   RetryConfig retry;                    ///< params.broach.retry
   std::string http;                     ///< params.broach.http: "ip:port" of the status/metrics endpoint; "" = off
+  /// params.broach.drainMs: how long stop() may keep serving after it has
+  /// announced the leave, waiting for callers to stop sending (0 = stop at once).
+  double drain_ms = 5000;
   SecurityConfig security;              ///< params.broach.security
 
   std::string source = "<default>";     ///< where this config came from (file path)

@@ -26,7 +26,7 @@ enum class Errc : std::uint16_t {
   kCircuitOpen = 6,        ///< every candidate provider is fused (circuit open)
   kRemoteError = 7,        ///< the remote handler threw; message is its what()
   kNoProvider = 8,         ///< no live member offers the service
-  kOverloaded = 9,         ///< the provider refused the work at once (pool full)
+  kOverloaded = 9,         ///< the provider refused the work at once, unrun (pool full, or stopping)
   kBadConfig = 10,         ///< configuration file or flag is invalid
   kInvalidArgument = 11,   ///< API misuse by the caller (bad address, bad value)
   kMessageTooLarge = 12,   ///< message exceeds maxMessageBytes on either side

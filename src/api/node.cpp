@@ -9,6 +9,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "api/http_endpoint.hpp"
 #include "api/node_core.hpp"
@@ -135,10 +136,16 @@ struct Node::Impl {
   }
   const std::atomic<bool>& stopping_flag() { return stopping; }
 
+  // Runs on the thread that called stop() (never the loop).
   void stop() {
     // Announce a graceful leave first, so the cluster does not take the
     // silence that follows for a failure.
-    on_loop([this] { core.leave(); });
+    std::size_t members = 0;
+    on_loop([&] {
+      members = core.membership().alive_count();
+      core.leave();
+    });
+    if (members > 1) drain();
     stopping.store(true);
     core.set_stopping();
     if (http) http->stop();
@@ -148,6 +155,35 @@ struct Node::Impl {
     on_loop([this] { core.fail_pending(Errc::kShutdown, "node is stopping"); });
     loop.stop();
     BROACH_LOG_INFO("node {} stopped", core.address().to_string());
+  }
+
+  // Keeps serving after the leave until callers have stopped sending: no
+  // new request for a quiet period (three gossip intervals, at least 300 ms:
+  // time for the leave to reach the members and for their route tables to
+  // drop this node), or params.broach.drainMs at most. Requests that arrive
+  // afterwards are refused with `overloaded` (not run: callers retry on
+  // another provider); requests already running finish.
+  void drain() {
+    const auto& c = core.config();
+    if (c.drain_ms <= 0) return;
+    BROACH_ASSERT(!loop.in_loop_thread());
+    const auto bound = std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(c.drain_ms));
+    const auto quiet = std::max<Duration>(
+        std::chrono::milliseconds(300),
+        std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(3 * c.membership.gossip_interval_ms)));
+    const TimePoint start = steady_now();
+    TimePoint last_change = start;
+    std::uint64_t seen = core.counters().requests_received.load(std::memory_order_relaxed);
+    for (TimePoint now = start; now - start < bound && now - last_change < quiet; now = steady_now()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      const std::uint64_t v = core.counters().requests_received.load(std::memory_order_relaxed);
+      if (v != seen) {
+        seen = v;
+        last_change = steady_now();
+      }
+    }
+    BROACH_LOG_INFO("node {} drained in {} ms", core.address().to_string(),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(steady_now() - start).count());
   }
 
   EpollLoop loop;

@@ -4,6 +4,11 @@
 #include "routing/route_table.hpp"
 
 namespace broach::api {
+namespace {
+// A stopping provider refuses work it has not started with `overloaded`:
+// the caller knows it did not run and retries on another provider.
+constexpr const char* kStoppingMessage = "provider is stopping (draining): not run, retry elsewhere";
+}  // namespace
 
 Server::Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal)
     : d_(deps), engine_(engine), internal_(internal) {
@@ -67,7 +72,7 @@ void Server::hand_off() {
       refuse(handoff_tokens_[i], Errc::kOverloaded,
              "provider " + engine_.options().advertised.to_string() + " has its queue and threads full");
     } else if (rc != Errc::kOk) {
-      refuse(handoff_tokens_[i], Errc::kShutdown, "provider is stopping");
+      refuse(handoff_tokens_[i], Errc::kOverloaded, kStoppingMessage);
     }
   }
   handoff_.clear();
@@ -106,7 +111,7 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
                           std::function<void(RawResult)> done) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
   if (d_.stopping.load(std::memory_order_relaxed)) {
-    done(Error(Errc::kShutdown, "provider is stopping"));
+    done(Error(Errc::kOverloaded, kStoppingMessage));
     return;
   }
   if (d_.clock.now() >= deadline) {
@@ -142,7 +147,7 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
 
 RawResult Server::invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args,
                                     TimePoint deadline) {
-  if (d_.stopping.load(std::memory_order_relaxed)) return Error(Errc::kShutdown, "provider is stopping");
+  if (d_.stopping.load(std::memory_order_relaxed)) return Error(Errc::kOverloaded, kStoppingMessage);
   if (d_.clock.now() >= deadline) {
     // The caller has given up: running the work now would only waste it.
     d_.counters.expired_in_queue.fetch_add(1, std::memory_order_relaxed);

@@ -74,6 +74,7 @@ constexpr Range kBudgetRange{1024, kTiB};  // memory budgets, bytes
 constexpr Range kSocketBufferRange{4096, kGiB};
 constexpr Range kBusyPollRange{0, 1000000};  // microseconds; 0 = off
 constexpr Range kIntervalMsRange{0, 3600000, true};  // milliseconds, > 0
+constexpr Range kDrainMsRange{0, 600000};             // milliseconds, 0 = no drain
 constexpr Range kSmallCountRange{1, 64};
 constexpr Range kWeightRange{0, 1000000};
 constexpr std::size_t kMaxNameBytes = 255;  // name and version travel in membership messages
@@ -418,6 +419,7 @@ const Key<Config> kBroachKeys[] = {
        w.section<RetryConfig>(v, p, kRetryKeys, c.retry);
      }}},
     {"http", &Config::http},
+    {"drainMs", &Config::drain_ms, kDrainMsRange},
     {"security", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<SecurityConfig>(v, p, kSecurityKeys, c.security);
      }}},
@@ -570,6 +572,7 @@ constexpr std::string_view kDefaultJson = R"({
         "hedgeDelayMs": 0
       },
       "http": "",
+      "drainMs": 5000,
       "security": {
         "keyring": "",
         "keys": [],
@@ -641,6 +644,7 @@ void check_balancing(const Checker& k, const Config& c) {
                                      c.breaker.open_ms));
   }
   if (!c.http.empty()) k.bind_address("params.broach.http", c.http);
+  k.number("params.broach.drainMs", c.drain_ms, kDrainMsRange);
   const std::string r = "params.broach.retry.";
   k.integer(r + "maxRetries", c.retry.max_retries, kRetriesRange);
   k.number(r + "budgetRatio", c.retry.budget_ratio, kRatioRange);

@@ -2,9 +2,12 @@
 // service name, route-table updates, joining latency, leave.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "broach/node.hpp"
 
@@ -121,6 +124,56 @@ TEST(Cluster, GracefulStopIsSeenAsLeftNotDead) {
 }
 
 int twice(int x) { return 2 * x; }
+
+TEST(Cluster, AProviderStoppedUnderLoadDrainsWithoutAFailedCall) {
+  // Three providers, four threads calling by name without pause; one
+  // provider stops. stop() keeps serving until callers stopped sending
+  // (the leave reached them), then refuses what still arrives with a
+  // retryable "not run": no call fails, and stop() ends within drainMs.
+  Node seed(member_config());
+  const std::string s = seed.address().to_string();
+  auto add = [](int a, int b) { return a + b; };
+  seed.provide("add", add);
+  Node b(member_config({s}));
+  b.provide("add", add);
+  Config leaving_config = member_config({s});
+  leaving_config.drain_ms = 3000;
+  auto leaving = std::make_unique<Node>(leaving_config);
+  leaving->provide("add", add);
+  Node caller(member_config({s}));
+  ASSERT_TRUE(eventually([&] { return providers_of(caller, "add") == 3; }));
+  std::atomic<bool> run{true};
+  std::atomic<int> ok{0}, failed{0};
+  std::atomic<int> first_error_code{-1};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; run.load(); ++i) {
+        try {
+          if (caller.call<int>("add", i, t) == i + t) ++ok; else ++failed;
+        } catch (const Error& e) {
+          int expected = -1;
+          first_error_code.compare_exchange_strong(expected, static_cast<int>(e.code()));
+          ++failed;
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return ok.load() > 2000; }));
+  const auto t0 = Clock::now();
+  leaving->stop();
+  const auto stop_took = Clock::now() - t0;
+  const int at_stop = ok.load();
+  ASSERT_TRUE(eventually([&] { return ok.load() > at_stop + 2000; }));  // the others carry on
+  run = false;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed.load(), 0) << "first error: " << errc_name(static_cast<Errc>(first_error_code.load()));
+  EXPECT_LT(stop_took, std::chrono::milliseconds(3000 + 1500));
+  // Drained, not refused: callers had stopped sending before the provider
+  // began to refuse, so nothing needed a retry elsewhere.
+  EXPECT_EQ(caller.stats().retries, 0u);
+  EXPECT_EQ(providers_of(caller, "add"), 2u);
+}
 
 TEST(Cluster, TypedStubAndProvideByFunctionName) {
   Node seed(member_config());
