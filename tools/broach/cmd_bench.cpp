@@ -34,7 +34,10 @@ struct BenchFlags {
 
 struct BenchState {
   Node* node = nullptr;
-  std::vector<Endpoint> targets;
+  // Replaced while chains run (--seed refreshes it): read under targets_mu.
+  std::shared_ptr<const std::vector<Endpoint>> targets;
+  std::mutex targets_mu;
+  std::atomic<std::uint64_t> retried{0};
   std::string service;
   Bytes args;
   Clock::time_point end;
@@ -55,14 +58,34 @@ struct BenchState {
     std::lock_guard lock(mu);
     if (--running == 0) cv.notify_all();
   }
+  std::shared_ptr<const std::vector<Endpoint>> current_targets() {
+    std::lock_guard lock(targets_mu);
+    return targets;
+  }
+  void set_targets(std::vector<Endpoint> t) {
+    if (t.empty()) return;  // keep calling the last known providers
+    std::lock_guard lock(targets_mu);
+    targets = std::make_shared<const std::vector<Endpoint>>(std::move(t));
+  }
   void issue() {
     if (!may_issue()) {
       chain_done();
       return;
     }
-    const auto& to = targets[next_target.fetch_add(1) % targets.size()];
-    const auto t0 = Clock::now();
-    node->call_raw_async(to, service, args, CallOptions{}, [this, t0](RawResult r) {
+    attempt(Clock::now(), 0);
+  }
+  // One attempt of a call; a provider's "not run" answer (overloaded: its
+  // pool is full, or it is stopping) is retried once on the next provider,
+  // as a call by name would be.
+  void attempt(Clock::time_point t0, int tries) {
+    const auto t = current_targets();
+    const Endpoint to = (*t)[next_target.fetch_add(1) % t->size()];
+    node->call_raw_async(to, service, args, CallOptions{}, [this, t0, tries](RawResult r) {
+      if (!r.ok() && r.error().code() == Errc::kOverloaded && tries == 0 && current_targets()->size() > 1) {
+        retried.fetch_add(1, std::memory_order_relaxed);
+        attempt(t0, tries + 1);
+        return;
+      }
       latency.record(Clock::now() - t0);
       if (r.ok()) {
         ok.fetch_add(1, std::memory_order_relaxed);
@@ -75,6 +98,26 @@ struct BenchState {
     });
   }
 };
+
+/// The providers of `service` as the member at `seed` sees them, asked with
+/// `node` (any thread but its loop's). Empty on any failure.
+std::vector<Endpoint> providers_from(Node& node, const Endpoint& seed, const std::string& service) {
+  std::vector<Endpoint> out;
+  CallOptions o;
+  o.timeout = std::chrono::milliseconds(500);
+  auto r = node.call_raw(seed, "__broach.routes", detail::pack_args(), o);
+  if (!r.ok()) return out;
+  const auto* p = reinterpret_cast<const std::uint8_t*>(r.value().data());
+  const auto routes = nlohmann::json::from_msgpack(p, p + r.value().size(), true, false);
+  if (!routes.is_object() || !routes.contains(service)) return out;
+  for (const auto& x : routes[service]) {
+    Endpoint e;
+    if (x.contains("address") && Endpoint::parse(x["address"].get<std::string>(), e, nullptr, false)) {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
 
 int targets_from_seed(const BenchFlags& f, std::vector<Endpoint>& out) {
   Endpoint s;
@@ -158,7 +201,7 @@ int run_bench(const BenchFlags& f) {
   Node node(c);
   BenchState st;
   st.node = &node;
-  st.targets = targets;
+  st.set_targets(targets);
   st.service = f.service;
   st.args.assign(reinterpret_cast<const std::byte*>(packed.data()),
                  reinterpret_cast<const std::byte*>(packed.data()) + packed.size());
@@ -171,8 +214,22 @@ int run_bench(const BenchFlags& f) {
   std::unique_lock lock(st.mu);
   std::uint64_t last = 0;
   auto last_t = start;
-  while (!st.cv.wait_for(lock, std::chrono::seconds(1), [&] { return st.running == 0; })) {
+  // With --seed, the providers are asked for again every 250 ms, so that
+  // the load follows the cluster: a provider that left (a drain) stops
+  // getting calls, a new one starts getting them.
+  Endpoint seed;
+  const bool follow = !f.seed.empty() && Endpoint::parse(f.seed, seed, nullptr, false);
+  auto next_report = start + std::chrono::seconds(1);
+  while (!st.cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return st.running == 0; })) {
+    if (follow) {
+      lock.unlock();
+      st.set_targets(providers_from(node, seed, f.service));
+      lock.lock();
+      if (st.running == 0) break;
+    }
     const auto now = Clock::now();
+    if (now < next_report) continue;
+    next_report = now + std::chrono::seconds(1);
     const auto done = st.ok.load() + st.failed.load();
     std::fprintf(stderr, "\r  %6.1f s  %10.0f calls/s  %llu calls  %llu errors   ",
                  std::chrono::duration<double>(now - start).count(),
@@ -194,6 +251,7 @@ int run_bench(const BenchFlags& f) {
   out["calls"] = st.ok.load() + st.failed.load();
   out["ok"] = st.ok.load();
   out["errors"] = st.failed.load();
+  out["retried_elsewhere"] = st.retried.load();
   nlohmann::json kinds = nlohmann::json::object();
   for (std::size_t i = 1; i < st.errors.size(); ++i) {
     const auto n = st.errors[i].load();
