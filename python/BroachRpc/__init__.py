@@ -36,13 +36,17 @@ _stopped = threading.Event()
 
 
 def _keep_alive():
-    # A non-daemon thread: Python waits for it before it exits.
+    # A non-daemon thread: Python waits for it before it exits. A SIGTERM
+    # only sets the event (a signal handler must not take _lock, which the
+    # main thread may hold); the node is stopped here.
     _stopped.wait()
+    BroachFramework.stop()
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
-    BroachFramework.stop()
-    raise SystemExit(0)
+    # Only the event: the keeper thread stops the node, then the process
+    # exits once the main script has ended (as a provider script has).
+    _stopped.set()
 
 
 class BroachFramework:

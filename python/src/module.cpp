@@ -75,10 +75,13 @@ void pack_py(Packer& pk, py::handle o, int depth) {
     pk.pack_str(static_cast<std::uint32_t>(n));
     pk.pack_str_body(s, static_cast<std::uint32_t>(n));
   } else if (PyBytes_Check(o.ptr()) || PyByteArray_Check(o.ptr()) || PyMemoryView_Check(o.ptr())) {
-    py::buffer_info b = py::reinterpret_borrow<py::buffer>(o).request();
-    const auto n = static_cast<std::uint32_t>(b.size * b.itemsize);
+    Py_buffer v;
+    // PyBUF_SIMPLE: contiguous bytes only (a strided memoryview raises BufferError).
+    if (PyObject_GetBuffer(o.ptr(), &v, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+    const auto n = static_cast<std::uint32_t>(v.len);
     pk.pack_bin(n);
-    pk.pack_bin_body(static_cast<const char*>(b.ptr), n);
+    pk.pack_bin_body(static_cast<const char*>(v.buf), n);
+    PyBuffer_Release(&v);
   } else if (PyList_Check(o.ptr()) || PyTuple_Check(o.ptr())) {
     auto seq = py::reinterpret_borrow<py::sequence>(o);
     pk.pack_array(static_cast<std::uint32_t>(seq.size()));
@@ -130,8 +133,16 @@ py::object to_py(const msgpack::object& o) {
   return py::none();
 }
 
+/// msgpack from a peer: no container may claim more elements than there are
+/// bytes, and nesting stops at kMaxDepth (to_py recurses once per level).
+msgpack::object_handle unpack_limited(std::span<const std::byte> data) {
+  const std::size_t n = data.size();
+  return msgpack::unpack(reinterpret_cast<const char*>(data.data()), n, nullptr, nullptr,
+                         msgpack::unpack_limit(n, n, n, n, n, kMaxDepth));
+}
+
 py::object unpack_py(std::span<const std::byte> data) {
-  auto oh = msgpack::unpack(reinterpret_cast<const char*>(data.data()), data.size());
+  auto oh = unpack_limited(data);
   return to_py(oh.get());
 }
 
@@ -164,12 +175,14 @@ std::shared_ptr<py::object> hold(py::object o) {
   });
 }
 
-/// Keeps this (non-Python) thread's Python thread state alive between GIL
+/// Keeps this thread's Python thread state alive between GIL
 /// acquisitions, until the thread exits. Without it every acquisition from
 /// a worker thread makes and deletes a thread state, and in 3.11 each new
 /// thread state maps (and then unmaps) its frame stack: an munmap per call,
 /// whose TLB shootdown across CPUs cost more than the call itself. Call with
-/// the GIL held.
+/// the GIL held, only on a thread that had no Python thread state (a C++
+/// thread): a Python thread's own state is deleted by Python before this
+/// thread_local's destructor would run.
 void keep_thread_state() {
   struct Keeper {
     Keeper() { PyGILState_Ensure(); }  // GIL held: only counts one more user
@@ -189,10 +202,11 @@ void keep_thread_state() {
 RawHandler python_handler(py::function fn) {
   auto f = hold(std::move(fn));
   return [f](std::span<const std::byte> packed) -> Bytes {
+    const bool fresh = PyGILState_GetThisThreadState() == nullptr;
     py::gil_scoped_acquire gil;
-    keep_thread_state();
+    if (fresh) keep_thread_state();
     try {
-      auto oh = msgpack::unpack(reinterpret_cast<const char*>(packed.data()), packed.size());
+      auto oh = unpack_limited(packed);
       const msgpack::object& o = oh.get();
       if (o.type != msgpack::type::ARRAY) throw Error(Errc::kBadArguments, "arguments are not an array");
       std::uint32_t n = o.via.array.size;
@@ -216,6 +230,8 @@ RawHandler python_handler(py::function fn) {
                                py::str(e.value()).cast<std::string>();
       throw Error(Errc::kRemoteError, what);
     } catch (const msgpack::unpack_error& e) {
+      throw Error(Errc::kBadArguments, std::string("cannot unpack arguments: ") + e.what());
+    } catch (const msgpack::type_error& e) {
       throw Error(Errc::kBadArguments, std::string("cannot unpack arguments: ") + e.what());
     }
   };
@@ -242,7 +258,7 @@ py::tuple outcome(RawResult r) {
   if (r.ok()) {
     try {
       return py::make_tuple(0, unpack_py(r.value()));
-    } catch (const msgpack::unpack_error& e) {
+    } catch (const std::exception& e) {  // msgpack limits, invalid UTF-8, an unhashable key
       return py::make_tuple(static_cast<int>(Errc::kBadArguments),
                             py::make_tuple(errc_name(Errc::kBadArguments), std::string("cannot unpack the result: ") + e.what()));
     }
@@ -411,7 +427,10 @@ Config config_from(const std::optional<std::string>& path, const std::optional<s
 class PyPool {
  public:
   PyPool(const ThreadPoolConfig& c, const std::string& name) : pool_(std::make_unique<ThreadPool>(c, name)) {}
-  ~PyPool() { shutdown(); }
+  ~PyPool() {
+    py::gil_scoped_release nogil;
+    pool_.reset();
+  }
 
   /// Runs fn() on the pool; `settle(ok, value_or_exception)` gets the
   /// outcome. A refusal raises (queue full with isExcInfo, or shut down);
@@ -420,10 +439,11 @@ class PyPool {
     if (!pool_) throw Error(Errc::kPoolShutdown, "the pool is shut down");
     auto f = hold(std::move(fn));
     auto s = hold(std::move(settle));
-    const Errc e = pool_->try_submit([f, s] {
+    Task task = [f, s] {
       if (Py_IsInitialized() == 0 || _Py_IsFinalizing()) return;
+      const bool fresh = PyGILState_GetThisThreadState() == nullptr;
       py::gil_scoped_acquire gil;
-      keep_thread_state();
+      if (fresh) keep_thread_state();
       try {
         py::object r = (*f)();
         (*s)(true, r);
@@ -435,15 +455,24 @@ class PyPool {
           e2.discard_as_unraisable("broach: pool task");
         }
       }
-    });
+    };
+    Errc e;
+    {
+      // A submit may join a retired worker whose thread-state keeper needs
+      // the GIL on its way out; caller-runs takes the GIL itself.
+      py::gil_scoped_release nogil;
+      e = pool_->try_submit(std::move(task));
+    }
     if (e == Errc::kQueueFull) throw Error(e, "the pool's queue (queueMax) and threads (threadMax) are full");
     if (e == Errc::kPoolShutdown) throw Error(e, "the pool is shut down");
   }
 
+  /// Runs what is queued, then stops the threads; the object stays (a later
+  /// submit is refused). Safe from one of the pool's own tasks.
   void shutdown() {
     if (!pool_) return;
     py::gil_scoped_release nogil;  // queued tasks still run and need the GIL
-    pool_.reset();
+    pool_->shutdown();
   }
 
   py::dict stats() const {

@@ -14,13 +14,27 @@ tasks wait; when queue and threads are full, ``isExcInfo`` true refuses the
 task (``broach.QueueFull``), false runs it on the submitting thread.
 ``submit`` returns a ``concurrent.futures.Future`` with fn's result.
 """
+import atexit
 import concurrent.futures
+import weakref
 
 import _broach
 
 from broach.errors import raise_error
 
 __all__ = ["ArrayQueue", "Pool"]
+
+_pools = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all():
+    # Before the interpreter finalizes: queued tasks run, threads stop.
+    for p in list(_pools):
+        try:
+            p.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
 
 
 def _flag(v, key):
@@ -52,6 +66,7 @@ class Pool:
         except _broach.CoreError as e:
             code, _kind, message = e.args
             raise_error(code, message)
+        _pools.add(self)
 
     def submit(self, fn, *args, **kwargs):
         """Runs ``fn(*args, **kwargs)`` on the pool; returns a Future."""
@@ -63,8 +78,18 @@ class Pool:
             else:
                 future.set_exception(value)
 
+        def run():
+            # A future cancelled before its turn does not run.
+            if future.set_running_or_notify_cancel():
+                return fn(*args, **kwargs)
+            return None
+
+        def settle_unless_cancelled(ok, value):
+            if not future.cancelled():
+                settle(ok, value)
+
         try:
-            self._pool.submit(lambda: fn(*args, **kwargs), settle)
+            self._pool.submit(run, settle_unless_cancelled)
         except _broach.CoreError as e:
             code, _kind, message = e.args
             raise_error(code, message)
