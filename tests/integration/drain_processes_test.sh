@@ -58,6 +58,9 @@ done
 [[ $served == 1 ]] || fail "the provider never got the load"
 t0=$(date +%s%N)
 kill -TERM "$leaving"
+# Bounded: a provider that never exits fails the test instead of hanging it.
+for _ in $(seq 1 3000); do kill -0 "$leaving" 2>/dev/null || break; sleep 0.01; done
+kill -0 "$leaving" 2>/dev/null && fail "the stopped provider did not exit within 30 s"
 wait "$leaving"
 rc=$?
 took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))

@@ -324,7 +324,13 @@ TEST(ThreadPool, WhatATaskDefersRunsWhenTheWorkerRunsOutOfWork) {
   gate.open();  // the ten run back to back (they are short: nothing is due before the end)
   EXPECT_TRUE(wait_for([&] { return counter.flushes.load() >= 1 && counter.deferred.load() == 10; }));
   EXPECT_TRUE(wait_for([&] { return pool.stats().idle == 1; }));
-  EXPECT_LE(counter.flushes.load(), 2);  // once, or twice if the blocker's end made the first one due
+#if !defined(__SANITIZE_THREAD__)
+  // Once, or twice if the blocker's end made the first one due. (Under
+  // ThreadSanitizer each task takes longer than the 20 us hold, so every
+  // task may end the burst: only the bound below holds there.)
+  EXPECT_LE(counter.flushes.load(), 2);
+#endif
+  EXPECT_LE(counter.flushes.load(), 10);
   EXPECT_FALSE(burst::active()) << "only pool workers run in bursts";
 }
 
