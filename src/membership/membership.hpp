@@ -41,9 +41,25 @@ struct MembershipOptions {
   int retransmit_mult = 4;                      ///< each update sent mult * log10(N+1) times
   Duration push_pull_interval = seconds(15);    ///< full-state exchange with one member
   Duration reconnect_interval = seconds(3);     ///< retry seeds when alone; a dead member, to heal partitions
-  Duration dead_reclaim = seconds(30);          ///< how long dead/left records are kept
+  Duration dead_reclaim = seconds(30);          ///< how long dead/left records are kept whole
+  /// Then kept as a tombstone (address, life, incarnation; no metadata) for
+  /// this long: a stale "alive" from a member that missed the death cannot
+  /// bring it back, push-pull still reports it dead (so a member on the far
+  /// side of a long partition refutes), and reconnect still tries it.
+  Duration tombstone_keep = std::chrono::hours(1);
+  std::size_t max_tombstones = 8192;            ///< beyond this, records are forgotten at once
   Duration join_retry_max = seconds(10);        ///< join backoff cap
   int awareness_max = 8;                        ///< Lifeguard local health score ceiling
+  /// false: plain SWIM, for measuring what Lifeguard buys (docs/membership.md):
+  /// no local health (timeouts never stretched), a fixed suspicion timeout
+  /// (the minimum, no confirmations), no buddy system (pings do not carry
+  /// the suspicion to the suspect).
+  bool lifeguard = true;
+  /// Our extension to Lifeguard (needs `lifeguard`): a verdict (suspect,
+  /// dead) whose timer fired long after it was due, or a death that falls
+  /// due, is put off briefly so that what arrived while this node could not
+  /// run is read first. false: measure without it.
+  bool read_before_judging = true;
   Duration call_timeout = seconds(3);           ///< push-pull call deadline
 };
 
@@ -123,15 +139,26 @@ class Membership final : public reliable::ExtensionReceiver {
     /// stays small (the 3x rule: pings without piggyback, no gossip, no
     /// push-pull). 0: not proven.
     std::uint64_t proven_life = 0;
+    /// Reclaimed (dead or left for dead_reclaim): only its identity is
+    /// kept; invisible to members()/find(); reported dead in push-pull.
+    bool tombstone = false;
   };
+  /// True when `addr` has a record that is not a tombstone.
+  bool known(const Endpoint& addr) const;
   /// True when datagrams to member `addr` need not be kept small: it proved
   /// its address, or every datagram this node accepts is sealed.
   bool proven(const Endpoint& addr) const;
   struct AckWait {
     Endpoint target;
     std::function<void(bool nack)> on_ack;
+    std::function<void()> on_timeout;
+    TimePoint due{};
+    bool deferred = false;  // the timeout was put off once (this node had stalled)
     TimerId timer = kNoTimer;
   };
+  /// A timer that fires this much after its due time means this node's loop
+  /// was stalled (stopped, starved of CPU, a paused VM).
+  static constexpr Duration kStalledLateness = milliseconds(100);
 
   // membership_state.cpp: applying updates
   /// `source`: the datagram's sender when the update came by gossip.
@@ -161,6 +188,7 @@ class Membership final : public reliable::ExtensionReceiver {
                   const std::optional<Endpoint>& target = std::nullopt);
   std::uint32_t expect_ack(const Endpoint& target, Duration timeout,
                            std::function<void(bool)> on_ack, std::function<void()> on_timeout);
+  void ack_timed_out(std::uint32_t seq);
   void gossip();
   std::vector<Endpoint> random_members(std::size_t k, const std::vector<Endpoint>& exclude,
                                        bool include_suspect);
@@ -174,6 +202,8 @@ class Membership final : public reliable::ExtensionReceiver {
   void gossip_tick();
   void reclaim_tick();
   void schedule_push_pull();
+  /// Push-pull with the last of `peers`; on failure, the next.
+  void push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers);
   void reconnect();
 
   Loop& loop_;
@@ -189,6 +219,7 @@ class Membership final : public reliable::ExtensionReceiver {
   bool members_dirty_ = true;           // candidates_ needs rebuilding
   mutable bool counts_dirty_ = true;    // alive_others_ / gone_ need recounting
   mutable std::size_t alive_others_ = 0, gone_ = 0;
+  std::size_t tombstones_ = 0;
   std::vector<Endpoint> candidates_;    // alive + suspect others, for random picks
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;

@@ -91,6 +91,26 @@ void Membership::probe_node(const Endpoint& target) {
   });
 }
 
+void Membership::ack_timed_out(std::uint32_t seq) {
+  auto it = acks_.find(seq);
+  if (it == acks_.end()) return;
+  AckWait& w = it->second;
+  // Lifeguard extension: a timeout that fires long after it was due means
+  // this node was stalled; the ack may be waiting unread in the socket
+  // (the loop runs due timers before it has read everything). Read first:
+  // wait one more probe timeout, once, and count the stall against our
+  // own health (longer timeouts while it lasts).
+  if (opt_.lifeguard && opt_.read_before_judging && !w.deferred && loop_.now() - w.due > kStalledLateness) {
+    w.deferred = true;
+    adjust_awareness(+1);
+    w.timer = loop_.run_after(scaled(opt_.probe_timeout), [this, seq] { ack_timed_out(seq); });
+    return;
+  }
+  auto on_timeout = std::move(w.on_timeout);
+  acks_.erase(it);
+  on_timeout();
+}
+
 std::uint32_t Membership::expect_ack(const Endpoint& target, Duration timeout,
                                      std::function<void(bool)> on_ack,
                                      std::function<void()> on_timeout) {
@@ -102,10 +122,9 @@ std::uint32_t Membership::expect_ack(const Endpoint& target, Duration timeout,
   AckWait w;
   w.target = target;
   w.on_ack = std::move(on_ack);
-  w.timer = loop_.run_after(timeout, [this, seq, on_timeout = std::move(on_timeout)] {
-    acks_.erase(seq);
-    on_timeout();
-  });
+  w.on_timeout = std::move(on_timeout);
+  w.due = loop_.now() + timeout;
+  w.timer = loop_.run_after(timeout, [this, seq] { ack_timed_out(seq); });
   acks_.emplace(seq, std::move(w));
   return seq;
 }
@@ -122,7 +141,7 @@ void Membership::send_probe(Kind kind, std::uint32_t seq, const reliable::Dest& 
   // A reply (ack, nack) to an unproven address carries no more than 3x what
   // that address sent: fewer piggybacked updates.
   const std::size_t limit = dest.reply ? engine_.extension_allowance(dest) : engine_.max_extension_payload();
-  if (kind == Kind::kPing) {
+  if (kind == Kind::kPing && opt_.lifeguard) {
     // Lifeguard's buddy system: a ping to a member we suspect always carries
     // that suspicion, so the member learns of it and can refute in time even
     // when gossip happened to miss it.
@@ -160,7 +179,7 @@ void Membership::on_extension(const Endpoint& from, const wire::Header& h,
 void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
   const Endpoint& from = reply.addr;
   for (const auto& u : msg.updates) apply(u, false, &from);
-  if (from != self_.address && !members_.count(from) && !syncing_.count(from)) {
+  if (from != self_.address && !known(from) && !syncing_.count(from)) {
     // A member we have never heard of is talking to us: gossip about its
     // join missed us. One full-state exchange with it repairs that now
     // instead of at the next periodic push-pull. The request carries our

@@ -133,8 +133,20 @@ wire::Bytes Membership::local_state(bool join) const {
   std::vector<Update> all;
   all.reserve(members_.size() + 1);
   all.push_back(to_update(self_, true));
-  for (const auto& [addr, r] : members_) all.push_back(to_update(r.info, true));
+  // Tombstones go as bare "dead" records: the receiver cannot revive them
+  // from stale news, and one alive across a healed partition refutes.
+  for (const auto& [addr, r] : members_) all.push_back(to_update(r.info, !r.tombstone));
   return encode_push_pull(join, all);
+}
+
+void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {
+  if (peers->empty() || !running_) return;
+  const Endpoint peer = peers->back();
+  peers->pop_back();
+  // (push_pull calls back only while this Membership lives.)
+  push_pull(peer, false, [this, peers](bool ok) {
+    if (!ok) push_pull_next(peers);
+  });
 }
 
 void Membership::schedule_push_pull() {
@@ -150,11 +162,16 @@ void Membership::schedule_push_pull() {
     // one and skipping the round when it was unproven halved the repair
     // rate while a new cluster was still proving its members, and a member
     // that missed an update's gossip could wait tens of seconds for it.
+    // A failed exchange (the peer is gone, or behind a partition: on the
+    // small side of one most members are) tries the next one at once, up to
+    // three in all, so that anti-entropy keeps working where it is needed most.
+    auto peers = std::make_shared<std::vector<Endpoint>>();
     for (const auto& peer : random_members(8, {}, false)) {
-      if (!proven(peer)) continue;
-      push_pull(peer, false, [](bool) {});
-      break;
+      if (proven(peer)) peers->push_back(peer);
+      if (peers->size() == 3) break;
     }
+    std::reverse(peers->begin(), peers->end());  // taken from the back
+    push_pull_next(std::move(peers));
     schedule_push_pull();
   });
 }

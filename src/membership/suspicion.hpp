@@ -27,6 +27,9 @@ class Suspicion {
     if (static_cast<int>(confirmers_.size()) - 1 >= k_) return false;
     return confirmers_.insert(from).second;
   }
+  /// Lifeguard extension: the expiry was put off once so that what arrived
+  /// while this node could not run is read first (Membership::suspicion_expired).
+  bool deferred = false;
   int confirmations() const { return static_cast<int>(confirmers_.size()) - 1; }
   TimePoint deadline() const {
     if (k_ == 0) return start_ + min_;

@@ -83,10 +83,10 @@ void Engine::queue_fragment(Transfer& t, std::uint32_t i) {
   constexpr std::size_t kRoom = 65536;
   if (batch_count_ > 0 && (batch_to_ != t.dest || batch_used_ + kRoom > kBatchBytes)) flush_fragments();
   batch_to_ = t.dest;
-  if (batch_.size() < kBatchBytes) batch_.resize(kBatchBytes);
+  if (!batch_) batch_.reset(new std::byte[kBatchBytes]);  // default-initialised: untouched
   const std::size_t n = path_.encode_into(h, std::span<const std::byte>(t.data->data() + off, len),
-                                          std::span<std::byte>(batch_.data() + batch_used_, kRoom));
-  batch_views_[batch_count_++] = std::span<const std::byte>(batch_.data() + batch_used_, n);
+                                          std::span<std::byte>(batch_.get() + batch_used_, kRoom));
+  batch_views_[batch_count_++] = std::span<const std::byte>(batch_.get() + batch_used_, n);
   batch_used_ += n;
   if (batch_count_ == kBatchMax) flush_fragments();
 }

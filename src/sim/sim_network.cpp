@@ -1,5 +1,6 @@
 #include "sim/sim_network.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "base/assert.hpp"
@@ -100,6 +101,16 @@ void SimNetwork::restart(const Endpoint& addr) {
   trace("restart " + addr.to_string());
 }
 
+void SimNetwork::stall(const Endpoint& addr, Duration d) {
+  auto& n = *nodes_.at(by_addr_.at(addr));
+  n.stalled_until = std::max(n.stalled_until, now_ + d);
+  trace("stall " + addr.to_string());
+}
+
+bool SimNetwork::stalled(const Endpoint& addr) const {
+  return nodes_.at(by_addr_.at(addr))->stalled_until > now_;
+}
+
 const LinkPolicy& SimNetwork::policy(const Endpoint& from, const Endpoint& to) const {
   if (links_.empty()) return default_policy_;
   auto it = links_.find({from.key(), to.key()});
@@ -183,6 +194,14 @@ bool SimNetwork::step_one() {
     now_ = ev.when;
     auto& n = *nodes_[p.node];
     if (p.epoch != n.epoch) continue;  // belongs to a crashed life
+    if (n.stalled_until > now_) {
+      // Stalled: timers and tasks run when the stall ends, datagrams just
+      // after them (see stall()).
+      ++stats_.deferred;
+      const bool datagram = p.timer == kNoTimer && !p.task;
+      schedule(n.stalled_until + (datagram ? Duration(1) : Duration(0)), std::move(p));
+      continue;
+    }
     if (p.timer != kNoTimer) {
       if (!n.live_timers.erase(p.timer)) continue;  // cancelled
       p.task();

@@ -109,6 +109,14 @@ class SimNetwork {
   /// restart() revives it (its old timers stay dead: a new life).
   void crash(const Endpoint& addr);
   void restart(const Endpoint& addr);
+  /// Stalls node `addr` for `d` (a process stopped or starved of CPU): it
+  /// runs nothing meanwhile; datagrams sent to it wait as in a socket
+  /// buffer. When the stall ends, every timer that came due during it fires
+  /// first, then the waiting datagrams are delivered in arrival order (the
+  /// worst order for the stalled node: its probes time out before it reads
+  /// the acks that did arrive).
+  void stall(const Endpoint& addr, Duration d);
+  bool stalled(const Endpoint& addr) const;
   /// Test hook consulted for every datagram before the link policy.
   void set_on_send(std::function<Verdict(const Endpoint&, const Endpoint&,
                                          std::span<const std::byte>)> hook) {
@@ -136,7 +144,7 @@ class SimNetwork {
   struct Stats {
     std::uint64_t bytes_sent = 0;
     std::uint64_t sent = 0, lost = 0, duplicated = 0, reordered = 0, partitioned = 0,
-                  delivered = 0, to_crashed = 0;
+                  delivered = 0, to_crashed = 0, deferred = 0;
   };
   const Stats& stats() const { return stats_; }
   /// The last trace lines (bounded ring), oldest first, with the seed.
@@ -152,6 +160,7 @@ class SimNetwork {
     std::uint32_t epoch = 0;
     bool crashed = false;
     int group = 0;  // partition group; 0 = reaches everyone
+    TimePoint stalled_until{};  // events before this are deferred to it
     std::unordered_set<TimerId> live_timers;
   };
   struct Event {

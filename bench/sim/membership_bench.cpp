@@ -1,0 +1,308 @@
+// bench_membership: membership at scale and under CPU starvation, on the
+// simulated network (virtual time; the real Membership and Engine code).
+//
+//   bench_membership scale [N ...]        default: 100 1000 3000 10000
+//   bench_membership starvation [HOURS]   default: 1 hour of virtual time per row
+//
+// scale: N members join through one seed (2 ms apart), then: convergence
+// (every member sees every member alive, counted from the last join);
+// steady-state bytes and datagrams per member per second; 1% crash, and
+// when each survivor marks each crashed member dead (p50/p99 against the
+// theory: one probe interval plus the minimum suspicion timeout); a 10%
+// partition, held until both sides have declared the other dead, then
+// healed, and the time until one cluster again; route-table entries and
+// member records per member; the simulator's own wall time and peak RSS.
+// One JSON line per size on stdout after the table (BENCH_JSON=0 turns them off).
+//
+// starvation: Lifeguard's case: members stall (a loop stopped 2 s of every
+// 10), with and without the Lifeguard features; false "dead" verdicts and
+// false suspicions of healthy members, per hour.
+//
+// Figures in docs/membership.md. Not a ctest: 10,000 members take minutes.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "support/sim_cluster.hpp"
+#include "support/sim_starvation.hpp"
+
+namespace broach {
+namespace {
+
+using testing::SimCluster;
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+// Index of the member at `a` (SimCluster::address is 10.0.x.y, 250 per /24).
+std::size_t index_of(const Endpoint& a) {
+  return ((a.ip >> 8) & 0xffff) * 250 + (a.ip & 0xff) - 1;
+}
+
+struct ScaleRow {
+  std::size_t n = 0;
+  double join_s = 0, converge_s = 0;
+  double bytes_per_member_s = 0, datagrams_per_member_s = 0;
+  double detect_p50 = 0, detect_p99 = 0, detect_max = 0, theory_s = 0;
+  std::size_t undetected = 0;
+  double partition_major_s = 0, partition_minor_s = 0, heal_s = 0;
+  bool healed = false;
+  std::uint64_t false_deaths = 0;
+  double records_per_member = 0;
+  double wall_s = 0, rss_mib = 0;
+};
+
+ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
+  const auto wall0 = std::chrono::steady_clock::now();
+  ScaleRow row;
+  row.n = n;
+  membership::MembershipOptions opt;
+  SimCluster c(seed, n, opt);
+  c.net.set_tracing(false);
+
+  // Per viewer: when it first marked each member dead (virtual seconds).
+  struct DeathLog : membership::Listener {
+    std::vector<std::pair<std::size_t, TimePoint>> dead;
+    sim::SimNetwork* net = nullptr;
+    void on_member_event(membership::EventKind kind, const MemberInfo& m) override {
+      if (kind == membership::EventKind::kDead) dead.emplace_back(index_of(m.address), net->now());
+    }
+  };
+  std::vector<std::unique_ptr<DeathLog>> logs(n);
+  c.listener_factory = [&](std::size_t i) -> membership::Listener* {
+    logs[i] = std::make_unique<DeathLog>();
+    logs[i]->net = &c.net;
+    return logs[i].get();
+  };
+
+  c.start(0, {});
+  for (std::size_t i = 1; i < n; ++i) {
+    c.net.run_for(milliseconds(2));
+    c.start(i, {SimCluster::address(0)});
+  }
+  const TimePoint joined = c.net.now();
+  row.join_s = to_seconds(joined.time_since_epoch());
+  auto counts_full = [&](std::size_t want, const std::vector<bool>* skip) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (skip && (*skip)[i]) continue;
+      if (c.nodes[i]->membership->alive_count() != want) return false;
+    }
+    return true;
+  };
+  // alive_count counts suspects too: a full count is then confirmed by
+  // looking at every record (O(N^2), so only when the counts agree).
+  auto all_see_all = [&] { return counts_full(n, nullptr) && c.converged(c.all()); };
+  const TimePoint limit = joined + seconds(300);
+  while (!all_see_all() && c.net.now() < limit) c.net.run_for(milliseconds(100));
+  row.converge_s = to_seconds(c.net.now() - joined);
+  if (!all_see_all()) row.converge_s = -1;
+
+  // Steady state: after the join news has died down.
+  c.net.run_for(seconds(20));
+  const auto s0 = c.net.stats();
+  c.net.run_for(seconds(30));
+  const auto s1 = c.net.stats();
+  row.bytes_per_member_s = static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(n) / 30.0;
+  row.datagrams_per_member_s = static_cast<double>(s1.sent - s0.sent) / static_cast<double>(n) / 30.0;
+  {
+    std::size_t records = 0;
+    for (auto& node : c.nodes) records += node->membership->members().size();
+    row.records_per_member = static_cast<double>(records) / static_cast<double>(n);
+  }
+
+  // 1% crash (at least one).
+  for (auto& l : logs) l->dead.clear();
+  const std::size_t k = std::max<std::size_t>(1, n / 100);
+  std::vector<bool> crashed(n, false);
+  for (std::size_t j = 0; j < k; ++j) crashed[1 + j * (n - 1) / k] = true;
+  const TimePoint t0 = c.net.now();
+  for (std::size_t i = 0; i < n; ++i) if (crashed[i]) c.crash(i);
+  {
+    const double log_n = std::max(1.0, std::log10(static_cast<double>(n)));
+    const double min_s = opt.suspicion_mult * log_n * to_seconds(opt.probe_interval);
+    row.theory_s = to_seconds(opt.probe_interval) + min_s;
+  }
+  auto detected_all = [&] {
+    for (std::size_t v = 0; v < n; ++v) {
+      if (crashed[v]) continue;
+      std::size_t got = 0;
+      for (auto& [who, when] : logs[v]->dead) got += crashed[who] ? 1 : 0;
+      if (got < k) return false;
+    }
+    return true;
+  };
+  const TimePoint dlimit = t0 + seconds(120);
+  while (!detected_all() && c.net.now() < dlimit) c.net.run_for(milliseconds(500));
+  std::vector<double> detect;
+  for (std::size_t v = 0; v < n; ++v) {
+    if (crashed[v]) continue;
+    std::size_t got = 0;
+    for (auto& [who, when] : logs[v]->dead) {
+      if (crashed[who]) {
+        detect.push_back(to_seconds(when - t0));
+        ++got;
+      } else {
+        ++row.false_deaths;
+      }
+    }
+    row.undetected += k - std::min(k, got);
+  }
+  row.detect_p50 = pct(detect, 0.5);
+  row.detect_p99 = pct(detect, 0.99);
+  row.detect_max = detect.empty() ? 0 : *std::max_element(detect.begin(), detect.end());
+
+  // 10% partition (of the survivors), held until both sides see the other
+  // dead (bounded), then healed.
+  std::vector<Endpoint> side_a, side_b;
+  std::vector<std::size_t> a_idx, b_idx;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (crashed[i]) continue;
+    if (i % 10 == 5) {
+      side_a.push_back(SimCluster::address(i));
+      a_idx.push_back(i);
+    } else {
+      side_b.push_back(SimCluster::address(i));
+      b_idx.push_back(i);
+    }
+  }
+  const TimePoint p0 = c.net.now();
+  c.net.partition(side_a, side_b);
+  const std::size_t alive_total = n - k;
+  auto side_done = [&](const std::vector<std::size_t>& side) {
+    for (auto i : side) if (c.nodes[i]->membership->alive_count() != side.size()) return false;
+    return true;
+  };
+  const TimePoint plimit = p0 + seconds(180);
+  row.partition_major_s = row.partition_minor_s = -1;
+  while (c.net.now() < plimit) {
+    if (row.partition_major_s < 0 && side_done(b_idx)) row.partition_major_s = to_seconds(c.net.now() - p0);
+    if (row.partition_minor_s < 0 && side_done(a_idx)) row.partition_minor_s = to_seconds(c.net.now() - p0);
+    if (row.partition_major_s >= 0 && row.partition_minor_s >= 0) break;
+    c.net.run_for(milliseconds(500));
+  }
+  const TimePoint h0 = c.net.now();
+  c.net.heal();
+  std::vector<std::size_t> survivors;
+  for (std::size_t i = 0; i < n; ++i) if (!crashed[i]) survivors.push_back(i);
+  auto one_cluster = [&] { return counts_full(alive_total, &crashed) && c.converged(survivors); };
+  const TimePoint hlimit = h0 + seconds(300);
+  while (!one_cluster() && c.net.now() < hlimit) c.net.run_for(milliseconds(500));
+  row.healed = one_cluster();
+  row.heal_s = to_seconds(c.net.now() - h0);
+
+  row.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  row.rss_mib = peak_rss_mib();
+  return row;
+}
+
+int scale(const std::vector<std::size_t>& sizes) {
+  const membership::MembershipOptions opt;
+  std::printf("membership scale on the simulator: probe %.0f ms, gossip %.0f ms, push-pull %.0f s\n",
+              to_seconds(opt.probe_interval) * 1e3, to_seconds(opt.gossip_interval) * 1e3,
+              to_seconds(opt.push_pull_interval));
+  std::printf("%7s %9s %10s %10s %9s %8s %8s %8s %8s %8s %9s %9s %8s %8s %9s %9s\n", "members", "conv_s",
+              "B/memb/s", "dgr/memb/s", "theory_s", "det_p50", "det_p99", "det_max", "missed",
+              "false_d", "part_90%", "part_10%", "heal_s", "records", "wall_s", "rss_MiB");
+  std::vector<ScaleRow> rows;
+  for (auto n : sizes) {
+    const auto r = run_scale(n, 4242 + n);
+    rows.push_back(r);
+    std::printf("%7zu %9.2f %10.0f %10.1f %9.2f %8.2f %8.2f %8.2f %8zu %8llu %9.1f %9.1f %7.1f%s %8.0f %9.1f %9.0f\n",
+                r.n, r.converge_s, r.bytes_per_member_s, r.datagrams_per_member_s, r.theory_s,
+                r.detect_p50, r.detect_p99, r.detect_max, r.undetected,
+                static_cast<unsigned long long>(r.false_deaths), r.partition_major_s, r.partition_minor_s, r.heal_s,
+                r.healed ? " " : "!", r.records_per_member, r.wall_s, r.rss_mib);
+    std::fflush(stdout);
+  }
+  const char* json = std::getenv("BENCH_JSON");
+  if (json == nullptr || std::strcmp(json, "0") != 0) {
+    for (auto& r : rows) {
+      std::printf(
+          "{\"bench\":\"membership_scale\",\"members\":%zu,\"converge_s\":%.3f,\"bytes_per_member_s\":%.1f,"
+          "\"datagrams_per_member_s\":%.2f,\"detect_theory_s\":%.3f,\"detect_p50_s\":%.3f,"
+          "\"detect_p99_s\":%.3f,\"detect_max_s\":%.3f,\"undetected\":%zu,\"false_deaths\":%llu,"
+          "\"partition_major_s\":%.2f,\"partition_minor_s\":%.2f,\"heal_s\":%.2f,\"healed\":%s,\"records_per_member\":%.0f,"
+          "\"wall_s\":%.1f,\"peak_rss_mib\":%.0f}\n",
+          r.n, r.converge_s, r.bytes_per_member_s, r.datagrams_per_member_s, r.theory_s, r.detect_p50,
+          r.detect_p99, r.detect_max, r.undetected, static_cast<unsigned long long>(r.false_deaths),
+          r.partition_major_s, r.partition_minor_s, r.heal_s, r.healed ? "true" : "false", r.records_per_member, r.wall_s,
+          r.rss_mib);
+    }
+  }
+  bool ok = true;
+  for (auto& r : rows) {
+    ok = ok && r.converge_s >= 0 && r.undetected == 0 && r.healed && r.false_deaths == 0 &&
+         r.partition_major_s >= 0 && r.partition_minor_s >= 0;
+  }
+  return ok ? 0 : 1;
+}
+
+int starvation(double hours) {
+  std::printf("Lifeguard's case on the simulator: members stall 2 s of every 10 s; %.1f h of virtual time per row\n",
+              hours);
+  std::printf("%8s %8s %10s %16s %16s %18s %18s %10s\n", "members", "starved", "features",
+              "dead(healthy)/h", "dead(starved)/h", "suspect(healthy)/h", "suspect(starved)/h", "refutes/h");
+  static const char* const kMode[] = {"SWIM", "Lifeguard", "LG+read"};
+  struct Case {
+    std::size_t members, starved;
+  };
+  for (Case cs : {Case{20, 1}, Case{20, 4}, Case{100, 10}}) {
+    for (int mode : {0, 1, 2}) {  // SWIM, Lifeguard, Lifeguard + read before judging
+      const bool lg = mode > 0;
+      testing::StarvationScenario sc;
+      sc.members = cs.members;
+      sc.starved = cs.starved;
+      sc.lifeguard = lg;
+      sc.read_before_judging = mode == 2;
+      sc.duration = seconds_f(hours * 3600.0);
+      sc.seed = 77 + cs.members + cs.starved;
+      const auto r = testing::run_starvation(sc);
+      if (!r.converged) {
+        std::printf("%8zu %8zu %10s did not converge\n", cs.members, cs.starved, kMode[mode]);
+        continue;
+      }
+      const double h = r.hours;
+      std::printf("%8zu %8zu %10s %16.1f %16.1f %18.1f %18.1f %10.1f\n", cs.members, cs.starved, kMode[mode],
+                  static_cast<double>(r.dead_healthy) / h, static_cast<double>(r.dead_starved) / h,
+                  static_cast<double>(r.suspect_healthy) / h, static_cast<double>(r.suspect_starved) / h,
+                  static_cast<double>(r.refutes) / h);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace broach
+
+int main(int argc, char** argv) {
+  const std::string mode = argc > 1 ? argv[1] : "scale";
+  if (mode == "scale") {
+    std::vector<std::size_t> sizes;
+    for (int i = 2; i < argc; ++i) sizes.push_back(std::strtoull(argv[i], nullptr, 10));
+    if (sizes.empty()) sizes = {100, 1000, 3000, 10000};
+    return broach::scale(sizes);
+  }
+  if (mode == "starvation") {
+    const double hours = argc > 2 ? std::strtod(argv[2], nullptr) : 1.0;
+    return broach::starvation(hours);
+  }
+  std::fprintf(stderr, "usage: bench_membership scale [N ...] | starvation [HOURS]\n");
+  return 2;
+}
