@@ -4,7 +4,7 @@
 // "sticky_lowest_latency": the provider with the lowest latency average,
 // except that it only switches when another is at least 20% faster, so that
 // calls do not flap between providers of nearly equal speed, and that every
-// 16th call re-measures another provider.
+// 8th call re-measures another provider.
 #include <broach/broach.hpp>
 #include <broach/lb.hpp>
 
@@ -19,11 +19,11 @@ namespace {
 class StickyLowestLatency final : public broach::lb::Policy {
  public:
   std::size_t pick(std::span<const broach::lb::Candidate> c, const broach::lb::PickContext&) override {
-    // Every 16th call goes to the next provider in turn, so that a provider
+    // Every 8th call goes to the next provider in turn, so that a provider
     // whose one measurement was unlucky (a first call is slow) is measured
     // again instead of being avoided for ever.
     const auto n = picks_.fetch_add(1);
-    if (n % 16 == 15) return (n / 16) % c.size();
+    if (n % 8 == 7) return (n / 8) % c.size();
     std::size_t best = 0;
     for (std::size_t i = 1; i < c.size(); ++i) {
       if (c[i].latency_ewma_us < c[best].latency_ewma_us) best = i;
@@ -62,7 +62,8 @@ int main() {
   slow_config.cluster_address = {fast.address().to_string()};
   broach::Node slow(slow_config);
   slow.provide("whoami", [] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // Clearly slower than any first call, even in an instrumented build.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return std::string("slow");
   });
 

@@ -174,7 +174,9 @@ class Membership final : public reliable::ExtensionReceiver {
   void broadcast(const MemberInfo& m, const Endpoint& from = {});
   void emit(EventKind kind, const MemberInfo& m);
   void reclaim();
-  void recount() const;
+  void set_live(const Endpoint& addr);  // alive or suspect
+  void set_gone(const Endpoint& addr);  // dead or left
+  void forget(const Endpoint& addr);    // record erased
   Update to_update(const MemberInfo& m, bool with_meta) const;
   // membership_probe.cpp: failure detection and gossip
   void schedule_probe();
@@ -216,11 +218,13 @@ class Membership final : public reliable::ExtensionReceiver {
   BroadcastQueue queue_;
   std::unordered_map<std::uint32_t, AckWait> acks_;
   std::vector<Endpoint> probe_order_;
-  bool members_dirty_ = true;           // candidates_ needs rebuilding
-  mutable bool counts_dirty_ = true;    // alive_others_ / gone_ need recounting
-  mutable std::size_t alive_others_ = 0, gone_ = 0;
+  // Kept in step with every state change (set_live/set_gone/forget), so
+  // counting members and drawing random ones is O(1) whatever the cluster
+  // size: recounting on each change made a 10,000-member join O(N^2).
+  std::vector<Endpoint> candidates_;                        // alive + suspect others
+  std::unordered_map<Endpoint, std::size_t> candidate_pos_;  // index in candidates_
+  std::unordered_set<Endpoint> gone_set_;                   // dead or left (tombstones too)
   std::size_t tombstones_ = 0;
-  std::vector<Endpoint> candidates_;    // alive + suspect others, for random picks
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;
   std::unordered_map<Endpoint, TimePoint> last_correction_;  // rate limit per accuser

@@ -272,16 +272,6 @@ void Membership::gossip() {
 
 std::vector<Endpoint> Membership::random_members(std::size_t k, const std::vector<Endpoint>& exclude,
                                                  bool include_suspect) {
-  if (members_dirty_) {
-    candidates_.clear();
-    for (const auto& [addr, r] : members_) {
-      if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
-        candidates_.push_back(addr);
-      }
-    }
-    std::sort(candidates_.begin(), candidates_.end());  // deterministic order for replay
-    members_dirty_ = false;
-  }
   std::vector<Endpoint> out;
   const std::size_t n = candidates_.size();
   // Sample without replacement by rejection: k is small next to n.

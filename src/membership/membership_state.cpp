@@ -51,12 +51,6 @@ void Membership::broadcast(const MemberInfo& m, const Endpoint& from) {
 }
 
 void Membership::emit(EventKind kind, const MemberInfo& m) {
-  // Suspicion and metadata updates keep a member routable and probeable:
-  // only the other events change the candidate set and the counts.
-  if (kind != EventKind::kSuspect && kind != EventKind::kUpdate) {
-    members_dirty_ = true;
-    counts_dirty_ = true;
-  }
   if (listener_ != nullptr) listener_->on_member_event(kind, m);
 }
 
@@ -118,6 +112,7 @@ void Membership::on_alive(const Update& u) {
     r.info = MemberInfo{u.addr, MemberState::kAlive, u.life, u.incarnation,
                         u.meta.value_or(MemberMeta{}), false};
     r.since = loop_.now();
+    set_live(u.addr);
     ++stats_.joins;
     BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta.name,
                     rejoin ? "rejoined (new life)" : "joined");
@@ -138,6 +133,7 @@ void Membership::on_alive(const Update& u) {
   r.info.state = MemberState::kAlive;
   r.info.incarnation = u.incarnation;
   if (u.meta) r.info.meta = *u.meta;
+  set_live(u.addr);
   loop_.cancel(r.suspicion_timer);
   r.suspicion_timer = kNoTimer;
   r.suspicion.reset();
@@ -256,6 +252,7 @@ void Membership::on_dead(const Update& u) {
   r.info.life = u.life;
   r.info.state = u.state;
   r.info.incarnation = u.incarnation;
+  set_gone(u.addr);
   loop_.cancel(r.suspicion_timer);
   r.suspicion_timer = kNoTimer;
   r.suspicion.reset();
@@ -307,21 +304,18 @@ void Membership::refute(std::uint32_t seen_incarnation) {
 void Membership::reclaim() {
   const TimePoint now = loop_.now();
   if (last_correction_.size() > 4 * (members_.size() + 1)) last_correction_.clear();
-  recount();
-  if (gone_ == 0) return;  // nothing dead or left to forget
-  for (auto it = members_.begin(); it != members_.end();) {
+  if (gone_set_.empty()) return;  // nothing dead or left to forget
+  std::vector<Endpoint> erase;
+  for (const auto& addr : gone_set_) {
+    auto it = members_.find(addr);
+    BROACH_ASSERT(it != members_.end());
     Record& r = it->second;
-    const auto st = r.info.state;
     if (r.tombstone) {
-      if (now - r.since >= opt_.tombstone_keep) {
-        --tombstones_;
-        it = members_.erase(it);
-        continue;
-      }
-    } else if ((st == MemberState::kDead || st == MemberState::kLeft) && now - r.since >= opt_.dead_reclaim) {
+      if (now - r.since >= opt_.tombstone_keep) erase.push_back(addr);
+    } else if (now - r.since >= opt_.dead_reclaim) {
       emit(EventKind::kReclaim, r.info);
       if (tombstones_ >= opt_.max_tombstones) {
-        it = members_.erase(it);
+        erase.push_back(addr);
         continue;
       }
       r.tombstone = true;
@@ -329,8 +323,37 @@ void Membership::reclaim() {
       r.since = now;
       ++tombstones_;
     }
-    ++it;
   }
+  for (const auto& addr : erase) {
+    auto it = members_.find(addr);
+    if (it->second.tombstone) --tombstones_;
+    members_.erase(it);
+    forget(addr);
+  }
+}
+
+void Membership::set_live(const Endpoint& addr) {
+  gone_set_.erase(addr);
+  if (candidate_pos_.emplace(addr, candidates_.size()).second) candidates_.push_back(addr);
+}
+
+void Membership::set_gone(const Endpoint& addr) {
+  gone_set_.insert(addr);
+  auto it = candidate_pos_.find(addr);
+  if (it == candidate_pos_.end()) return;
+  // Swap-remove: the last candidate takes the leaver's place.
+  const std::size_t i = it->second;
+  candidate_pos_.erase(it);
+  if (i + 1 != candidates_.size()) {
+    candidates_[i] = candidates_.back();
+    candidate_pos_[candidates_[i]] = i;
+  }
+  candidates_.pop_back();
+}
+
+void Membership::forget(const Endpoint& addr) {
+  set_gone(addr);
+  gone_set_.erase(addr);
 }
 
 void Membership::set_meta(MemberMeta meta) {
@@ -354,24 +377,8 @@ std::vector<MemberInfo> Membership::members() const {
   return out;
 }
 
-void Membership::recount() const {
-  if (!counts_dirty_) return;
-  std::size_t alive = 0, gone = 0;
-  for (const auto& [addr, r] : members_) {
-    if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
-      ++alive;
-    } else {
-      ++gone;
-    }
-  }
-  alive_others_ = alive;
-  gone_ = gone;
-  counts_dirty_ = false;
-}
-
 std::size_t Membership::alive_count() const {
-  recount();
-  return alive_others_ + (left_ ? 0 : 1);
+  return candidates_.size() + (left_ ? 0 : 1);
 }
 
 const MemberInfo* Membership::find(const Endpoint& addr) const {

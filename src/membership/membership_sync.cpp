@@ -187,8 +187,8 @@ void Membership::reconnect() {
     // other side of a healed partition, the exchange merges both views and it
     // refutes its death.
     std::vector<Endpoint> dead;
-    for (const auto& [addr, r] : members_) {
-      if (r.info.state == MemberState::kDead) dead.push_back(addr);
+    for (const auto& addr : gone_set_) {
+      if (members_.at(addr).info.state == MemberState::kDead) dead.push_back(addr);
     }
     std::sort(dead.begin(), dead.end());
     if (!dead.empty()) push_pull(dead[rng_.below(dead.size())], false, [](bool) {});

@@ -15,19 +15,20 @@ constexpr std::size_t kTraceLines = 2000;
 TimePoint SimLoop::now() const { return net_.now_; }
 
 TimerId SimLoop::run_at(TimePoint when, Task task) {
-  auto& n = *net_.nodes_[node_];
-  const TimerId id = net_.next_timer_++;
-  n.live_timers.insert(id);
+  // The timer's id is its event's sequence number: cancelling erases the
+  // pending event, and an event whose entry is gone is skipped when popped.
   SimNetwork::Pending p;
   p.node = node_;
-  p.epoch = n.epoch;
-  p.timer = id;
+  p.epoch = net_.nodes_[node_]->epoch;
+  p.timer = true;
   p.task = std::move(task);
-  net_.schedule(when < net_.now_ ? net_.now_ : when, std::move(p));
-  return id;
+  return net_.schedule(when < net_.now_ ? net_.now_ : when, std::move(p));
 }
 
-void SimLoop::cancel(TimerId id) { net_.nodes_[node_]->live_timers.erase(id); }
+void SimLoop::cancel(TimerId id) {
+  auto it = net_.pending_.find(id);
+  if (it != net_.pending_.end() && it->second.timer && it->second.node == node_) net_.pending_.erase(it);
+}
 
 void SimLoop::post(Task task) {
   SimNetwork::Pending p;
@@ -89,7 +90,6 @@ void SimNetwork::crash(const Endpoint& addr) {
   auto& n = *nodes_.at(by_addr_.at(addr));
   n.crashed = true;
   ++n.epoch;
-  n.live_timers.clear();
   trace("crash " + addr.to_string());
 }
 
@@ -97,7 +97,6 @@ void SimNetwork::restart(const Endpoint& addr) {
   auto& n = *nodes_.at(by_addr_.at(addr));
   n.crashed = false;
   ++n.epoch;
-  n.live_timers.clear();
   trace("restart " + addr.to_string());
 }
 
@@ -117,10 +116,11 @@ const LinkPolicy& SimNetwork::policy(const Endpoint& from, const Endpoint& to) c
   return it == links_.end() ? default_policy_ : it->second;
 }
 
-void SimNetwork::schedule(TimePoint when, Pending p) {
+std::uint64_t SimNetwork::schedule(TimePoint when, Pending p) {
   const auto seq = seq_++;
   pending_.emplace(seq, std::move(p));
   queue_.push(Event{when, seq});
+  return seq;
 }
 
 bool SimNetwork::send_from(std::uint32_t node, const Endpoint& to, std::span<const std::byte> data) {
@@ -189,26 +189,25 @@ bool SimNetwork::step_one() {
     const Event ev = queue_.top();
     queue_.pop();
     auto it = pending_.find(ev.seq);
-    Pending p = std::move(it->second);
-    pending_.erase(it);
+    if (it == pending_.end()) continue;  // a cancelled timer
     now_ = ev.when;
-    auto& n = *nodes_[p.node];
-    if (p.epoch != n.epoch) continue;  // belongs to a crashed life
-    if (n.stalled_until > now_) {
-      // Stalled: timers and tasks run when the stall ends, datagrams just
-      // after them (see stall()).
-      ++stats_.deferred;
-      const bool datagram = p.timer == kNoTimer && !p.task;
-      schedule(n.stalled_until + (datagram ? Duration(1) : Duration(0)), std::move(p));
+    auto& n = *nodes_[it->second.node];
+    if (it->second.epoch != n.epoch) {  // belongs to a crashed life
+      pending_.erase(it);
       continue;
     }
-    if (p.timer != kNoTimer) {
-      if (!n.live_timers.erase(p.timer)) continue;  // cancelled
-      p.task();
-      end_of_event(p.node);
-      return true;
+    if (n.stalled_until > now_) {
+      // Stalled: timers and tasks run when the stall ends, datagrams just
+      // after them (see stall()). The same sequence number, so a timer's
+      // id stays valid.
+      ++stats_.deferred;
+      const bool datagram = !it->second.timer && !it->second.task;
+      queue_.push(Event{n.stalled_until + (datagram ? Duration(1) : Duration(0)), ev.seq});
+      continue;
     }
-    if (p.task) {
+    Pending p = std::move(it->second);
+    pending_.erase(it);
+    if (p.timer || p.task) {
       p.task();
       end_of_event(p.node);
       return true;

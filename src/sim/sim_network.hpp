@@ -161,7 +161,6 @@ class SimNetwork {
     bool crashed = false;
     int group = 0;  // partition group; 0 = reaches everyone
     TimePoint stalled_until{};  // events before this are deferred to it
-    std::unordered_set<TimerId> live_timers;
   };
   struct Event {
     TimePoint when;
@@ -171,13 +170,13 @@ class SimNetwork {
   struct Pending {
     std::uint32_t node;
     std::uint32_t epoch;
-    TimerId timer = kNoTimer;        // timer event when != 0
+    bool timer = false;              // a timer (cancellable: its id is the event's seq)
     Task task;                       // timer or posted task
     Endpoint from;                   // datagram event otherwise
     std::vector<std::byte> data;
   };
 
-  void schedule(TimePoint when, Pending p);
+  std::uint64_t schedule(TimePoint when, Pending p);  // returns the event's seq
   bool send_from(std::uint32_t node, const Endpoint& to, std::span<const std::byte> data);
   const LinkPolicy& policy(const Endpoint& from, const Endpoint& to) const;
   void trace(std::string line);
@@ -188,8 +187,7 @@ class SimNetwork {
   std::uint64_t seed_;
   Rng rng_;
   TimePoint now_{};
-  std::uint64_t seq_ = 0;
-  TimerId next_timer_ = 1;
+  std::uint64_t seq_ = 1;  // 0 is kNoTimer
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::vector<std::unique_ptr<NodeState>> nodes_;

@@ -47,12 +47,14 @@ done
   >"$work/bench.json" 2>/dev/null &
 bench=$!
 pids+=($bench)
-# Stop the provider once it has served a good share of the load.
+# Stop the provider once it has served a good share of the load (1,000
+# requests: ~0.2 s of the 6 s run here, ~1.5 s under ThreadSanitizer).
 served=0
-for _ in $(seq 1 1000); do
+deadline=$(( $(date +%s) + 20 ))
+while (( $(date +%s) < deadline )); do
   n=$("$BIN/broach" stats --seed "$leaving_addr" --json 2>/dev/null |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["calls"]["requests_received"])' 2>/dev/null)
-  [[ -n $n ]] && (( n > 5000 )) && { served=1; break; }
+  [[ -n $n ]] && (( n > 1000 )) && { served=1; break; }
   sleep 0.01
 done
 [[ $served == 1 ]] || fail "the provider never got the load"
