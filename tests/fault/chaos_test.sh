@@ -5,9 +5,9 @@
 # and records every execution's id, "get" is idempotent) and a load host (h6,
 # `chaos_node load`: 4 calls by name always in flight, each with a unique id
 # and a 3 s deadline) while this runs, in order:
-#   A. 30% loss on h2 (both ways), 15 s
-#   B. duplication 5% + reordering 25% + 20 ms +- 20 ms delay on h3 (both ways), 15 s
-#   C. partition {h1,h2} / {h3,h4,h5,h6} for 12 s, then heal
+#   A. 30% loss on h2 (both ways), 10 s
+#   B. duplication 5% + reordering 25% + 20 ms +- 20 ms delay on h3 (both ways), 10 s
+#   C. partition {h1,h2} / {h3,h4,h5,h6} for 10 s, then heal
 #   D. kill -9 of h4's provider, restarted 8 s later
 #   E. SIGSTOP of h5 for 3 s, then SIGCONT
 #   F. a rolling restart: each provider in turn gets SIGTERM (graceful drain),
@@ -89,19 +89,19 @@ echo "converged; load running"
 
 phase A start
 "$NETLAB" impair h2 dir both loss 30% >/dev/null || fail "impair h2"
-sleep 15
+sleep 10
 "$NETLAB" clear h2 >/dev/null
 phase A end
 
 phase B start
 "$NETLAB" impair h3 dir both delay 20ms 20ms reorder 25% duplicate 5% >/dev/null || fail "impair h3"
-sleep 15
+sleep 10
 "$NETLAB" clear h3 >/dev/null
 phase B end
 
 phase C start
 "$NETLAB" partition h1,h2 / h3,h4,h5,h6 >/dev/null || fail "partition"
-sleep 12
+sleep 10
 "$NETLAB" heal >/dev/null
 phase C end
 wait_until 30 all_see 6 || fail "no single cluster 30 s after the partition healed"

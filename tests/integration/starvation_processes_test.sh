@@ -2,7 +2,7 @@
 # Lifeguard's case with real processes: 20 `broach node` processes on
 # loopback; one of them is starved — SIGSTOP for 2 s out of every 10 (its
 # loop stalls; the datagrams sent to it wait in its socket buffer) — for
-# DURATION seconds (default 60; docs/membership.md quotes a 600 s run).
+# DURATION seconds (default 40; docs/membership.md quotes a 600 s run).
 # 2 s is less than the suspicion timeout at 20 members (2.6 s at least), so:
 #   - no other member is ever declared dead (by anyone, the starved one
 #     included, although it wakes up to find all its probes timed out);
@@ -11,13 +11,15 @@
 # usage: starvation_processes_test.sh BIN_DIR [DURATION]
 set -u
 BIN=$1
-DURATION=${2:-60}
+DURATION=${2:-40}
 N=20
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
+  {
+    for p in "${pids[@]}"; do kill -CONT "$p"; kill -KILL "$p"; done
+    wait
+  } 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -29,15 +31,15 @@ wait_line() {  # wait_line FILE PATTERN: 10 s at most
 
 "$BIN/broach" node --port 0 --name n1 --log-level info >"$work/n1.out" 2>&1 &
 pids+=($!)
-wait_line "$work/n1.out" "listening on" || fail "node 1 did not start"
-seed=$(awk '/listening on/ {print $3; exit}' "$work/n1.out")
+wait_line "$work/n1.out" "^listening on" || fail "node 1 did not start"
+seed=$(awk '/^listening on/ {print $3; exit}' "$work/n1.out")
 for i in $(seq 2 $N); do
   "$BIN/broach" node --port 0 --seed "$seed" --name "n$i" --log-level info >"$work/n$i.out" 2>&1 &
   pids+=($!)
 done
-for i in $(seq 2 $N); do wait_line "$work/n$i.out" "listening on" || fail "node $i did not start"; done
+for i in $(seq 2 $N); do wait_line "$work/n$i.out" "^listening on" || fail "node $i did not start"; done
 starved_pid=${pids[4]}
-starved_addr=$(awk '/listening on/ {print $3; exit}' "$work/n5.out")
+starved_addr=$(awk '/^listening on/ {print $3; exit}' "$work/n5.out")
 all_alive() {
   local n
   n=$("$BIN/broach" members --seed "$seed" --json --timeout 2 2>/dev/null |
