@@ -34,7 +34,8 @@ sanitize: deps
 
 # ThreadSanitizer: the same tests as `make test` except the Python module
 # (it would need a TSan python), the memory/latency flood test and the
-# largest membership simulation (BROACH_SCALE_MAX=100). A report fails the
+# largest membership simulation (BROACH_SCALE_MAX=100); the many-seed
+# simulations run on 5 seeds. A report fails the
 # test (halt_on_error); tests/tsan.supp holds the one suppression, explained.
 tsan: deps
 	@cmake -S . -B $(TSAN) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DBROACH_TSAN=ON \

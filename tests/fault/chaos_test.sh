@@ -68,9 +68,15 @@ all_see() {  # all_see N: every host sees N alive (the six asked at once)
   local h
   for h in h1 h2 h3 h4 h5 h6; do view "$h" >"$work/view.$h" & done
   wait
+  local ok=0 line=""
   for h in h1 h2 h3 h4 h5 h6; do
-    [ "$(awk '$2 == "alive"' "$work/view.$h" | wc -l)" -eq "$1" ] || return 1
+    local n
+    n=$(awk '$2 == "alive"' "$work/view.$h" | wc -l)
+    line+=" $h:$n$(awk '$2 != "alive" {printf ",%s=%s", $1, $2}' "$work/view.$h")"
+    [ "$n" -eq "$1" ] || ok=1
   done
+  echo "$(now_ms)$line" >>"$work/views"  # what each host saw, for the summary
+  return $ok
 }
 providers_routed() {  # the load host routes "put" to five providers
   local n
@@ -140,7 +146,8 @@ t_last=$(now_ms)
 wait_until 30 all_see 6 || fail "no single cluster within 30 s of the last fault"
 took=$(( $(now_ms) - t_last ))
 (( took <= 30000 )) || fail "one cluster again only $took ms after the last fault (bound: 2 push-pull periods, 30 s)"
-echo "one cluster again within $took ms of the last fault (bound 30 s)"
+echo "one cluster again within $took ms of the last fault (bound 30 s); the views until then:"
+awk -v t="$t_last" '$1 >= t {printf "  +%d ms:", $1 - t; for (i = 2; i <= NF; i++) printf " %s", $i; print ""}' "$work/views" | tail -8
 sleep 1
 phase load end
 touch "$work/stop"

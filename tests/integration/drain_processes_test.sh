@@ -43,18 +43,19 @@ for _ in $(seq 1 1000); do
   sleep 0.01
 done
 [[ $routed == 1 ]] || fail "the seed never routed add to 3 providers"
-"$BIN/broach" bench --seed "$seed" --service add --args '[1,2]' --concurrency 4 --duration 6 --json \
+"$BIN/broach" bench --seed "$seed" --service add --args '[1,2]' --concurrency 4 --duration 10 --json \
   >"$work/bench.json" 2>/dev/null &
 bench=$!
 pids+=($bench)
-# Stop the provider once it has served a good share of the load (1,000
-# requests: ~0.2 s of the 6 s run here, ~1.5 s under ThreadSanitizer).
+# Stop the provider once it has served a share of the load (300 requests:
+# a moment in a release build, a few seconds of the 10 s run under
+# ThreadSanitizer on a busy machine).
 served=0
 deadline=$(( $(date +%s) + 20 ))
 while (( $(date +%s) < deadline )); do
   n=$("$BIN/broach" stats --seed "$leaving_addr" --json 2>/dev/null |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["calls"]["requests_received"])' 2>/dev/null)
-  [[ -n $n ]] && (( n > 1000 )) && { served=1; break; }
+  [[ -n $n ]] && (( n > 300 )) && { served=1; break; }
   sleep 0.01
 done
 [[ $served == 1 ]] || fail "the provider never got the load"
@@ -73,6 +74,6 @@ python3 - "$work/bench.json" <<'PY' || fail "calls failed"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"calls {r['calls']}, errors {r['errors']} {r['errors_by_kind']}, retried elsewhere {r['retried_elsewhere']}")
-sys.exit(0 if r["errors"] == 0 and r["calls"] > 1000 else 1)
+sys.exit(0 if r["errors"] == 0 and r["calls"] > 300 else 1)
 PY
 echo "provider drained in ${took_ms} ms; no call failed"
