@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fault test on real network namespaces (../shared/netlab): five `broach node`
 # processes on five hosts with their own addresses.
-#  1. 10% loss on every link for 60 s: no member is ever declared dead.
+#  1. 10% loss on every link for 30 s: no member is ever declared dead.
 #  2. partition {h1,h2} / {h3,h4,h5}: each side declares the other dead;
 #     heal: one cluster of five again.
 # Exits 77 (skipped) where netlab cannot run (not root, no netns, no nft).
@@ -9,7 +9,7 @@
 set -u
 CLI=$1
 NETLAB=$2
-LOSS_SECONDS=${3:-60}
+LOSS_SECONDS=${3:-30}
 export NETLAB_PREFIX=bm$$
 "$NETLAB" check partition >/dev/null 2>&1 || { echo "netlab unavailable: skipping"; exit 77; }
 "$NETLAB" check loss >/dev/null 2>&1 || { echo "netlab loss unavailable: skipping"; exit 77; }
