@@ -76,6 +76,17 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   membership::MembershipOptions opt;
   SimCluster c(seed, n + 1, opt);  // the last one joins alone, later
   c.net.set_tracing(false);
+  // Progress on stderr: what each phase cost in virtual and wall time.
+  auto phase_wall = wall0;
+  auto phase_virtual = c.net.now();
+  auto phase = [&](const char* name) {
+    const auto w = std::chrono::steady_clock::now();
+    std::fprintf(stderr, "[%zu] %-10s virtual %7.1f s  wall %7.1f s  rss %6.0f MiB\n", n, name,
+                 to_seconds(c.net.now() - phase_virtual), std::chrono::duration<double>(w - phase_wall).count(),
+                 peak_rss_mib());
+    phase_wall = w;
+    phase_virtual = c.net.now();
+  };
 
   // Per viewer: when it first marked each member dead (virtual seconds).
   struct DeathLog : membership::Listener {
@@ -115,6 +126,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   while (!all_see_all() && c.net.now() < limit) c.net.run_for(milliseconds(100));
   row.converge_s = to_seconds(c.net.now() - joined);
   if (!all_see_all()) row.converge_s = -1;
+  phase("form");
 
   // Steady state: after the join news has died down.
   c.net.run_for(seconds(20));
@@ -125,9 +137,10 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   row.datagrams_per_member_s = static_cast<double>(s1.sent - s0.sent) / static_cast<double>(n) / 30.0;
   {
     std::size_t records = 0;
-    for (std::size_t i = 0; i < n; ++i) records += c.nodes[i]->membership->members().size();
+    for (std::size_t i = 0; i < n; ++i) records += c.nodes[i]->membership->record_count() + 1;
     row.records_per_member = static_cast<double>(records) / static_cast<double>(n);
   }
+  phase("steady");
 
   // 1% crash (at least one).
   for (auto& l : logs) {
@@ -171,6 +184,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   row.detect_p50 = pct(detect, 0.5);
   row.detect_p99 = pct(detect, 0.99);
   row.detect_max = detect.empty() ? 0 : *std::max_element(detect.begin(), detect.end());
+  phase("crash 1%");
 
   // 10% partition (of the survivors), held until both sides see the other
   // dead (bounded), then healed.
@@ -215,6 +229,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     }
     row.minor_fraction = seen_dead / static_cast<double>(a_idx.size());
   }
+  phase("partition");
   const TimePoint h0 = c.net.now();
   c.net.heal();
   std::vector<std::size_t> survivors;
@@ -224,6 +239,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   while (!one_cluster() && c.net.now() < hlimit) c.net.run_for(milliseconds(500));
   row.healed = one_cluster();
   row.heal_s = to_seconds(c.net.now() - h0);
+  phase("heal");
 
   // One more member joins the settled cluster: how long until every
   // member knows it (the dissemination time of one piece of news, what
@@ -239,6 +255,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   };
   c.net.run_until(all_know, seconds(60));
   row.one_join_s = all_know() ? to_seconds(c.net.now() - j0) : -1;
+  phase("one join");
 
   row.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   row.rss_mib = peak_rss_mib();

@@ -91,8 +91,8 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
   routes_.store(routing::RouteTable::build(membership_->members()));
   // Under reassembly memory pressure, members' transfers outlive strangers'.
   engine_.set_known_peer_check([this](const Endpoint& from) {
-    const auto* m = membership_ ? membership_->find(from) : nullptr;
-    return m != nullptr && (m->state == MemberState::kAlive || m->state == MemberState::kSuspect);
+    const auto s = membership_ ? membership_->state_of(from) : std::nullopt;
+    return s == MemberState::kAlive || s == MemberState::kSuspect;
   });
   status_ = std::make_unique<Status>(*this);
 }

@@ -1,7 +1,9 @@
 // Internal header. The transmit-limited queue of membership updates that are
 // piggybacked on probe traffic (SWIM dissemination): each update is sent
 // about retransmit_mult * log10(N+1) times, the least-sent first; a newer
-// update about the same member replaces the older one.
+// update about the same member replaces the older one. Bounded: past `max`
+// entries the most-sent (oldest among equals) is dropped; push-pull
+// anti-entropy repairs what a dropped update did not reach.
 // Layer: membership. Thread contract: loop thread only.
 #pragma once
 
@@ -18,12 +20,23 @@ namespace broach::membership {
 
 class BroadcastQueue {
  public:
-  /// Queues `encoded` as the latest news about `about`.
-  void push(const Endpoint& about, wire::Bytes encoded) {
+  explicit BroadcastQueue(std::size_t max = 1024) : max_(max == 0 ? 1 : max) {}
+  /// Queues `encoded` as the latest news about `about`. Returns false when
+  /// another update had to be dropped to make room.
+  bool push(const Endpoint& about, wire::Bytes encoded) {
     remove(about);
+    bool dropped = false;
+    if (order_.size() >= max_) {
+      Entry* last = *std::prev(order_.end());  // most transmitted, oldest among equals
+      order_.erase(std::prev(order_.end()));
+      by_member_.erase(last->about);
+      delete last;
+      dropped = true;
+    }
     auto* e = new Entry{about, std::move(encoded), 0, next_id_++};
     by_member_[about] = e;
     order_.insert(e);
+    return !dropped;
   }
   /// Picks updates that fit in `budget` bytes (each costs its size), least
   /// transmitted first; counts a transmission for each and drops those that
@@ -60,7 +73,6 @@ class BroadcastQueue {
   ~BroadcastQueue() {
     for (auto* e : order_) delete e;
   }
-  BroadcastQueue() = default;
   BroadcastQueue(const BroadcastQueue&) = delete;
   BroadcastQueue& operator=(const BroadcastQueue&) = delete;
 
@@ -92,6 +104,7 @@ class BroadcastQueue {
   std::set<Entry*, Less> order_;
   std::unordered_map<Endpoint, Entry*> by_member_;
   std::uint64_t next_id_ = 0;
+  std::size_t max_;
 };
 
 }  // namespace broach::membership

@@ -39,6 +39,13 @@ struct MembershipOptions {
   Duration gossip_interval = milliseconds(200);
   int gossip_nodes = 3;                         ///< members gossiped to per interval
   int retransmit_mult = 4;                      ///< each update sent mult * log10(N+1) times
+  /// Updates waiting to be piggybacked, at most (one per member at most
+  /// too). Past it the most-sent is dropped (counted: updates_dropped);
+  /// push-pull repairs. Reached only by mass events in clusters of more
+  /// members than this (thousands joining or dying at once), where it
+  /// bounds each node's memory: N nodes x N queued updates is what made a
+  /// 10,000-member simulation need 20 GB.
+  std::size_t max_queued_updates = 1024;
   Duration push_pull_interval = seconds(15);    ///< full-state exchange with one member
   Duration reconnect_interval = seconds(3);     ///< retry seeds when alone; a dead member, to heal partitions
   Duration dead_reclaim = seconds(30);          ///< how long dead/left records are kept whole
@@ -87,7 +94,8 @@ class Listener {
   X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
   X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
-  X(gossip_messages_sent, "Probe and gossip datagrams sent.")
+  X(gossip_messages_sent, "Probe and gossip datagrams sent.")                          \
+  X(updates_dropped, "Queued gossip updates dropped because the queue was full.")
 
 struct MembershipStats {
 #define BROACH_X(field, help) std::uint64_t field = 0;
@@ -121,7 +129,12 @@ class Membership final : public reliable::ExtensionReceiver {
 
   std::vector<MemberInfo> members() const;
   std::size_t alive_count() const;  ///< alive + suspect, self included
-  const MemberInfo* find(const Endpoint& addr) const;
+  /// A copy of what this node knows of `addr` (nullopt: unknown or
+  /// forgotten). state_of is the cheap form for hot paths.
+  std::optional<MemberInfo> find(const Endpoint& addr) const;
+  std::optional<MemberState> state_of(const Endpoint& addr) const;
+  /// Records held, tombstones included, self excluded (memory accounting).
+  std::size_t record_count() const { return members_.size(); }
   /// True when a live (alive or suspect) member, self included, has IP `ip`.
   bool live_member_at(std::uint32_t ip) const;
   const MembershipStats& stats() const { return stats_; }
@@ -129,8 +142,22 @@ class Membership final : public reliable::ExtensionReceiver {
   const Endpoint& self() const { return self_.address; }
 
  private:
+  /// A member as this node holds it. Compact, because every node holds one
+  /// for every member (a simulation of N members holds N^2 of them): the
+  /// metadata is shared (meta_pool.hpp), MemberInfo is built on demand.
+  struct Member {
+    Endpoint address;
+    MemberState state = MemberState::kAlive;
+    std::uint32_t incarnation = 0;
+    std::uint64_t life = 0;
+    std::shared_ptr<const MemberMeta> meta;  // never null
+    MemberInfo snapshot(bool self = false) const {
+      return MemberInfo{address, state, life, incarnation, *meta, self};
+    }
+  };
+  static constexpr std::uint32_t kNotCandidate = 0xffffffffu;
   struct Record {
-    MemberInfo info;
+    Member info;
     TimePoint since{};
     std::unique_ptr<Suspicion> suspicion;
     TimerId suspicion_timer = kNoTimer;
@@ -142,6 +169,7 @@ class Membership final : public reliable::ExtensionReceiver {
     /// Reclaimed (dead or left for dead_reclaim): only its identity is
     /// kept; invisible to members()/find(); reported dead in push-pull.
     bool tombstone = false;
+    std::uint32_t candidate = kNotCandidate;  // index in candidates_ while alive or suspect
   };
   /// True when `addr` has a record that is not a tombstone.
   bool known(const Endpoint& addr) const;
@@ -167,17 +195,17 @@ class Membership final : public reliable::ExtensionReceiver {
   void on_suspect(const Update& u);
   void on_dead(const Update& u);
   void refute(std::uint32_t seen_incarnation);
-  void send_correction(const Endpoint& to, const MemberInfo& m);
+  void send_correction(const Endpoint& to, const Member& m);
   void start_suspicion(Record& r, const Endpoint& from);
   void schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc, Duration every);
   void suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
-  void broadcast(const MemberInfo& m, const Endpoint& from = {});
-  void emit(EventKind kind, const MemberInfo& m);
+  void broadcast(const Member& m, const Endpoint& from = {});
+  void emit(EventKind kind, const Member& m, bool self = false);
   void reclaim();
   void set_live(const Endpoint& addr);  // alive or suspect
   void set_gone(const Endpoint& addr);  // dead or left
   void forget(const Endpoint& addr);    // record erased
-  Update to_update(const MemberInfo& m, bool with_meta) const;
+  Update to_update(const Member& m, bool with_meta) const;
   // membership_probe.cpp: failure detection and gossip
   void schedule_probe();
   void probe();
@@ -213,7 +241,7 @@ class Membership final : public reliable::ExtensionReceiver {
   MembershipOptions opt_;
   Rng rng_;
   Listener* listener_;
-  MemberInfo self_;
+  Member self_;
   std::unordered_map<Endpoint, Record> members_;  // others only
   BroadcastQueue queue_;
   std::unordered_map<std::uint32_t, AckWait> acks_;
@@ -221,8 +249,7 @@ class Membership final : public reliable::ExtensionReceiver {
   // Kept in step with every state change (set_live/set_gone/forget), so
   // counting members and drawing random ones is O(1) whatever the cluster
   // size: recounting on each change made a 10,000-member join O(N^2).
-  std::vector<Endpoint> candidates_;                        // alive + suspect others
-  std::unordered_map<Endpoint, std::size_t> candidate_pos_;  // index in candidates_
+  std::vector<Endpoint> candidates_;       // alive + suspect others (Record::candidate: index)
   std::unordered_set<Endpoint> gone_set_;                   // dead or left (tombstones too)
   std::size_t tombstones_ = 0;
   std::size_t probe_index_ = 0;

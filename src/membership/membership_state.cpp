@@ -10,17 +10,18 @@
 
 #include "base/log.hpp"
 #include "membership/membership.hpp"
+#include "membership/meta_pool.hpp"
 
 namespace broach::membership {
 
 Membership::Membership(Loop& loop, reliable::Engine& engine, const MembershipOptions& options,
                        std::uint64_t life, MemberMeta meta, std::uint64_t rng_seed,
                        Listener* listener)
-    : loop_(loop), engine_(engine), opt_(options), rng_(rng_seed), listener_(listener) {
+    : loop_(loop), engine_(engine), opt_(options), rng_(rng_seed), listener_(listener),
+      queue_(options.max_queued_updates) {
   self_.address = engine.options().advertised;
   self_.life = life;
-  self_.meta = std::move(meta);
-  self_.self = true;
+  self_.meta = intern_meta(meta);
   engine_.set_extension_receiver(this);
 }
 
@@ -34,7 +35,7 @@ Membership::~Membership() {
   for (auto& [addr, r] : members_) loop_.cancel(r.suspicion_timer);
 }
 
-Update Membership::to_update(const MemberInfo& m, bool with_meta) const {
+Update Membership::to_update(const Member& m, bool with_meta) const {
   Update u;
   u.state = m.state;
   u.addr = m.address;
@@ -44,14 +45,14 @@ Update Membership::to_update(const MemberInfo& m, bool with_meta) const {
   return u;
 }
 
-void Membership::broadcast(const MemberInfo& m, const Endpoint& from) {
+void Membership::broadcast(const Member& m, const Endpoint& from) {
   Update u = to_update(m, m.state == MemberState::kAlive);
   u.from = from;
-  queue_.push(m.address, encode_update(u));
+  if (!queue_.push(m.address, encode_update(u))) ++stats_.updates_dropped;
 }
 
-void Membership::emit(EventKind kind, const MemberInfo& m) {
-  if (listener_ != nullptr) listener_->on_member_event(kind, m);
+void Membership::emit(EventKind kind, const Member& m, bool self) {
+  if (listener_ != nullptr) listener_->on_member_event(kind, m.snapshot(self));
 }
 
 void Membership::apply(const Update& u, bool from_push_pull, const Endpoint* source) {
@@ -109,12 +110,12 @@ void Membership::on_alive(const Update& u) {
     r.tombstone = false;
     r.suspicion.reset();
     r.suspicion_timer = kNoTimer;
-    r.info = MemberInfo{u.addr, MemberState::kAlive, u.life, u.incarnation,
-                        u.meta.value_or(MemberMeta{}), false};
+    r.info = Member{u.addr, MemberState::kAlive, u.incarnation, u.life,
+                    intern_meta(u.meta ? *u.meta : MemberMeta{})};
     r.since = loop_.now();
     set_live(u.addr);
     ++stats_.joins;
-    BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta.name,
+    BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta->name,
                     rejoin ? "rejoined (new life)" : "joined");
     emit(EventKind::kJoin, r.info);
     broadcast(r.info);
@@ -132,7 +133,7 @@ void Membership::on_alive(const Update& u) {
   }
   r.info.state = MemberState::kAlive;
   r.info.incarnation = u.incarnation;
-  if (u.meta) r.info.meta = *u.meta;
+  if (u.meta && *u.meta != *r.info.meta) r.info.meta = intern_meta(*u.meta);
   set_live(u.addr);
   loop_.cancel(r.suspicion_timer);
   r.suspicion_timer = kNoTimer;
@@ -274,7 +275,7 @@ void Membership::on_dead(const Update& u) {
   broadcast(r.info);
 }
 
-void Membership::send_correction(const Endpoint& to, const MemberInfo& m) {
+void Membership::send_correction(const Endpoint& to, const Member& m) {
   const TimePoint now = loop_.now();
   auto& last = last_correction_[to];
   if (last != TimePoint{} && now - last < opt_.gossip_interval) return;  // rate limit
@@ -319,58 +320,62 @@ void Membership::reclaim() {
         continue;
       }
       r.tombstone = true;
-      r.info.meta = MemberMeta{};
+      r.info.meta = intern_meta(MemberMeta{});
       r.since = now;
       ++tombstones_;
     }
   }
   for (const auto& addr : erase) {
+    forget(addr);
     auto it = members_.find(addr);
     if (it->second.tombstone) --tombstones_;
     members_.erase(it);
-    forget(addr);
   }
 }
 
 void Membership::set_live(const Endpoint& addr) {
   gone_set_.erase(addr);
-  if (candidate_pos_.emplace(addr, candidates_.size()).second) candidates_.push_back(addr);
+  Record& r = members_.at(addr);
+  if (r.candidate != kNotCandidate) return;
+  r.candidate = static_cast<std::uint32_t>(candidates_.size());
+  candidates_.push_back(addr);
 }
 
 void Membership::set_gone(const Endpoint& addr) {
   gone_set_.insert(addr);
-  auto it = candidate_pos_.find(addr);
-  if (it == candidate_pos_.end()) return;
+  Record& r = members_.at(addr);
+  if (r.candidate == kNotCandidate) return;
   // Swap-remove: the last candidate takes the leaver's place.
-  const std::size_t i = it->second;
-  candidate_pos_.erase(it);
+  const std::uint32_t i = r.candidate;
+  r.candidate = kNotCandidate;
   if (i + 1 != candidates_.size()) {
     candidates_[i] = candidates_.back();
-    candidate_pos_[candidates_[i]] = i;
+    members_.at(candidates_[i]).candidate = i;
   }
   candidates_.pop_back();
 }
 
 void Membership::forget(const Endpoint& addr) {
+  // Called before the record is erased.
   set_gone(addr);
   gone_set_.erase(addr);
 }
 
 void Membership::set_meta(MemberMeta meta) {
   BROACH_ASSERT_IN_LOOP(loop_);
-  if (meta == self_.meta) return;
-  self_.meta = std::move(meta);
+  if (meta == *self_.meta) return;
+  self_.meta = intern_meta(meta);
   ++self_.incarnation;
   broadcast(self_);
-  emit(EventKind::kUpdate, self_);  // our own route-table entry changed too
+  emit(EventKind::kUpdate, self_, true);  // our own route-table entry changed too
 }
 
 std::vector<MemberInfo> Membership::members() const {
   std::vector<MemberInfo> out;
   out.reserve(members_.size() + 1);
-  out.push_back(self_);
+  out.push_back(self_.snapshot(true));
   for (const auto& [addr, r] : members_) {
-    if (!r.tombstone) out.push_back(r.info);
+    if (!r.tombstone) out.push_back(r.info.snapshot());
   }
   std::sort(out.begin(), out.end(),
             [](const MemberInfo& a, const MemberInfo& b) { return a.address < b.address; });
@@ -381,10 +386,18 @@ std::size_t Membership::alive_count() const {
   return candidates_.size() + (left_ ? 0 : 1);
 }
 
-const MemberInfo* Membership::find(const Endpoint& addr) const {
-  if (addr == self_.address) return &self_;
+std::optional<MemberInfo> Membership::find(const Endpoint& addr) const {
+  if (addr == self_.address) return self_.snapshot(true);
   auto it = members_.find(addr);
-  return it == members_.end() || it->second.tombstone ? nullptr : &it->second.info;
+  if (it == members_.end() || it->second.tombstone) return std::nullopt;
+  return it->second.info.snapshot();
+}
+
+std::optional<MemberState> Membership::state_of(const Endpoint& addr) const {
+  if (addr == self_.address) return self_.state;
+  auto it = members_.find(addr);
+  if (it == members_.end() || it->second.tombstone) return std::nullopt;
+  return it->second.info.state;
 }
 
 bool Membership::known(const Endpoint& addr) const {

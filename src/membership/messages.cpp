@@ -64,7 +64,7 @@ bool read_update(const msgpack::object& o, Update& u) {
   } else {
     MemberMeta m;
     if (!read_meta(a[7], m)) return false;
-    u.meta = std::move(m);
+    u.meta = std::make_shared<const MemberMeta>(std::move(m));
   }
   return true;
 }

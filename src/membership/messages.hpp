@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -35,7 +36,9 @@ struct Update {
   std::uint64_t life = 0;
   std::uint32_t incarnation = 0;
   Endpoint from;  ///< the suspecting member (suspect updates)
-  std::optional<MemberMeta> meta;
+  /// On alive updates (null: none). Decoded updates hold their own copy;
+  /// records keep an interned one (meta_pool.hpp).
+  std::shared_ptr<const MemberMeta> meta;
 };
 
 struct ProbeMessage {

@@ -47,8 +47,8 @@ TEST(MembershipSim, TenNodesJoinThroughOneSeedAndConverge) {
     EXPECT_TRUE(n->membership->joined());
     EXPECT_EQ(n->membership->alive_count(), 10u);
     // Metadata travelled too.
-    const auto* m = n->membership->find(SimCluster::address(3));
-    ASSERT_NE(m, nullptr);
+    const auto m = n->membership->find(SimCluster::address(3));
+    ASSERT_TRUE(m.has_value());
     EXPECT_EQ(m->meta.name, "node3");
     EXPECT_EQ(m->meta.services, std::vector<std::string>{"svc"});
   }
@@ -189,7 +189,7 @@ TEST(MembershipSim, MetadataChangeReachesEveryMember) {
   c.nodes[5]->membership->set_meta(m);
   EXPECT_TRUE(run_until(c, [&] {
     for (auto& n : c.nodes) {
-      const auto* info = n->membership->find(SimCluster::address(5));
+      const auto info = n->membership->find(SimCluster::address(5));
       if (!info || info->meta.services.size() != 2) return false;
     }
     return true;

@@ -93,9 +93,7 @@ class SimCluster {
   bool running(std::size_t i) const { return nodes[i]->membership != nullptr; }
   /// State of `about` as seen by node `viewer` (nullopt: unknown).
   std::optional<MemberState> view(std::size_t viewer, std::size_t about) const {
-    const auto* m = nodes[viewer]->membership->find(address(about));
-    if (!m) return std::nullopt;
-    return m->state;
+    return nodes[viewer]->membership->state_of(address(about));
   }
   /// True when every running node sees every node in `alive` as alive and
   /// every node in `dead` as dead (or forgotten).

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace broach::membership {
 namespace {
 
@@ -44,6 +46,27 @@ TEST(BroadcastQueue, LeastSentFirstAndBudgetRespected) {
   });
   ASSERT_EQ(order.size(), 1u);  // only one fits in 50 bytes
   EXPECT_EQ(order[0], 2);       // the never-sent one goes first
+}
+
+TEST(BroadcastQueue, BoundedTheMostSentOldestUpdateIsDroppedFirst) {
+  BroadcastQueue q(3);
+  EXPECT_TRUE(q.push(Endpoint{1, 1}, bytes(10, 1)));
+  EXPECT_TRUE(q.push(Endpoint{2, 2}, bytes(10, 2)));
+  // Both sent once; member 2's news is the newer of the two.
+  q.pick(100, 9, [](const wire::Bytes&) { return true; });
+  EXPECT_TRUE(q.push(Endpoint{3, 3}, bytes(10, 3)));
+  // Full: member 1's (sent once, older than member 2's) makes room.
+  EXPECT_FALSE(q.push(Endpoint{4, 4}, bytes(10, 4)));
+  EXPECT_EQ(q.size(), 3u);
+  // Newer news about a queued member replaces it: nothing dropped.
+  EXPECT_TRUE(q.push(Endpoint{4, 4}, bytes(10, 5)));
+  std::vector<int> left;
+  q.pick(100, 9, [&](const wire::Bytes& b) {
+    left.push_back(static_cast<int>(b[0]));
+    return true;
+  });
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<int>{2, 3, 5}));
 }
 
 TEST(BroadcastQueue, TransmitLimitGrowsWithLogOfClusterSize) {

@@ -17,7 +17,7 @@ Update alive_update() {
   m.services = {"add", "echo"};
   m.weight = 50;
   m.tags = {{"zone", "a"}};
-  u.meta = m;
+  u.meta = std::make_shared<const MemberMeta>(m);
   return u;
 }
 
@@ -41,7 +41,7 @@ TEST(Messages, ProbeRoundTripsWithUpdates) {
   EXPECT_EQ(m.updates[0].life, 1795479227370ULL);
   EXPECT_EQ(m.updates[1].state, MemberState::kSuspect);
   EXPECT_EQ(m.updates[1].from.port, 7946);
-  EXPECT_FALSE(m.updates[1].meta.has_value());
+  EXPECT_EQ(m.updates[1].meta, nullptr);
 }
 
 TEST(Messages, WriterRespectsTheSizeLimit) {
