@@ -156,21 +156,22 @@ class Membership final : public reliable::ExtensionReceiver {
     }
   };
   static constexpr std::uint32_t kNotCandidate = 0xffffffffu;
+  /// 56 bytes (80 with the hash node): a running suspicion lives apart,
+  /// in suspicions_.
   struct Record {
     Member info;
     TimePoint since{};
-    std::unique_ptr<Suspicion> suspicion;
-    TimerId suspicion_timer = kNoTimer;
-    /// The life whose address acked one of our pings (random sequence
-    /// number): until then it may be a spoofed address, and what we send it
-    /// stays small (the 3x rule: pings without piggyback, no gossip, no
-    /// push-pull). 0: not proven.
-    std::uint64_t proven_life = 0;
+    std::uint32_t candidate = kNotCandidate;  // index in candidates_ while alive or suspect
     /// Reclaimed (dead or left for dead_reclaim): only its identity is
     /// kept; invisible to members()/find(); reported dead in push-pull.
     bool tombstone = false;
-    std::uint32_t candidate = kNotCandidate;  // index in candidates_ while alive or suspect
+    /// This life of the member acked one of our pings (random sequence
+    /// number): until then it may be a spoofed address, and what we send it
+    /// stays small (the 3x rule: pings without piggyback, no gossip, no
+    /// push-pull). Cleared whenever info.life changes.
+    bool proven = false;
   };
+  static_assert(sizeof(void*) != 8 || sizeof(Record) <= 56, "a member record grew: N^2 of them in a simulation");
   /// True when `addr` has a record that is not a tombstone.
   bool known(const Endpoint& addr) const;
   /// True when datagrams to member `addr` need not be kept small: it proved
@@ -197,6 +198,8 @@ class Membership final : public reliable::ExtensionReceiver {
   void refute(std::uint32_t seen_incarnation);
   void send_correction(const Endpoint& to, const Member& m);
   void start_suspicion(Record& r, const Endpoint& from);
+  /// Cancels and forgets `addr`'s running suspicion, if any.
+  void end_suspicion(const Endpoint& addr);
   void schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc, Duration every);
   void suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
   void broadcast(const Member& m, const Endpoint& from = {});
@@ -243,6 +246,7 @@ class Membership final : public reliable::ExtensionReceiver {
   Listener* listener_;
   Member self_;
   std::unordered_map<Endpoint, Record> members_;  // others only
+  std::unordered_map<Endpoint, Suspicion> suspicions_;  // running ones (suspect members)
   BroadcastQueue queue_;
   std::unordered_map<std::uint32_t, AckWait> acks_;
   std::vector<Endpoint> probe_order_;

@@ -217,7 +217,7 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
       if (it->second.target == from) {
         engine_.mark_proven(from, reply.node_id);
         auto m = members_.find(from);
-        if (m != members_.end()) m->second.proven_life = m->second.info.life;
+        if (m != members_.end()) m->second.proven = true;
       }
       auto cb = std::move(it->second.on_ack);
       loop_.cancel(it->second.timer);
@@ -258,7 +258,7 @@ bool Membership::proven(const Endpoint& addr) const {
   if (engine_.trusts_all_incoming()) return true;
   auto it = members_.find(addr);
   if (it == members_.end()) return true;  // seeds: configured by the operator
-  return it->second.proven_life == it->second.info.life;
+  return it->second.proven;
 }
 
 void Membership::gossip() {

@@ -32,7 +32,7 @@ Membership::~Membership() {
     loop_.cancel(t);
   }
   for (auto& [seq, w] : acks_) loop_.cancel(w.timer);
-  for (auto& [addr, r] : members_) loop_.cancel(r.suspicion_timer);
+  for (auto& [addr, s] : suspicions_) loop_.cancel(s.timer);
 }
 
 Update Membership::to_update(const Member& m, bool with_meta) const {
@@ -104,12 +104,11 @@ void Membership::on_alive(const Update& u) {
     // A new member, or a new life of a known address (a restart): it is not
     // shut out by its previous life's dead record.
     const bool rejoin = it != members_.end();
-    if (rejoin) loop_.cancel(it->second.suspicion_timer);
+    if (rejoin) end_suspicion(u.addr);
     Record& r = members_[u.addr];
     if (r.tombstone) --tombstones_;
     r.tombstone = false;
-    r.suspicion.reset();
-    r.suspicion_timer = kNoTimer;
+    r.proven = false;
     r.info = Member{u.addr, MemberState::kAlive, u.incarnation, u.life,
                     intern_meta(u.meta ? *u.meta : MemberMeta{})};
     r.since = loop_.now();
@@ -135,9 +134,7 @@ void Membership::on_alive(const Update& u) {
   r.info.incarnation = u.incarnation;
   if (u.meta && *u.meta != *r.info.meta) r.info.meta = intern_meta(*u.meta);
   set_live(u.addr);
-  loop_.cancel(r.suspicion_timer);
-  r.suspicion_timer = kNoTimer;
-  r.suspicion.reset();
+  end_suspicion(u.addr);
   r.since = loop_.now();
   if (prev != MemberState::kAlive) {
     BROACH_LOG_INFO("member {} is alive again (incarnation {})", u.addr.to_string(), u.incarnation);
@@ -155,12 +152,13 @@ void Membership::on_suspect(const Update& u) {
   if (r.info.state == MemberState::kSuspect && u.incarnation == r.info.incarnation) {
     // Another member suspects it too: an independent confirmation shortens
     // the suspicion timeout (Lifeguard).
-    if (r.suspicion && r.suspicion->confirm(u.from)) {
-      loop_.cancel(r.suspicion_timer);
+    auto s = suspicions_.find(u.addr);
+    if (s != suspicions_.end() && s->second.confirm(u.from)) {
+      loop_.cancel(s->second.timer);
       const Endpoint addr = u.addr;
       const auto life = r.info.life;
       const auto inc = r.info.incarnation;
-      r.suspicion_timer = loop_.run_at(r.suspicion->deadline(), [this, addr, life, inc] {
+      s->second.timer = loop_.run_at(s->second.deadline(), [this, addr, life, inc] {
         suspicion_expired(addr, life, inc);
       });
       broadcast(r.info, u.from);
@@ -183,20 +181,25 @@ void Membership::start_suspicion(Record& r, const Endpoint& from) {
   const Duration min = seconds_f(opt_.suspicion_mult * scale * to_seconds(opt_.probe_interval));
   const Duration max = min * opt_.suspicion_max_mult;
   const int k = opt_.lifeguard ? std::min(opt_.suspicion_mult - 2, static_cast<int>(n) - 2) : 0;
-  r.suspicion = std::make_unique<Suspicion>(loop_.now(), min, max, k, from);
-  loop_.cancel(r.suspicion_timer);
   const Endpoint addr = r.info.address;
+  end_suspicion(addr);
+  Suspicion& s = suspicions_.try_emplace(addr, loop_.now(), min, max, k, from).first->second;
   const auto life = r.info.life;
   const auto inc = r.info.incarnation;
-  r.suspicion_timer = loop_.run_at(r.suspicion->deadline(), [this, addr, life, inc] {
-    suspicion_expired(addr, life, inc);
-  });
+  s.timer = loop_.run_at(s.deadline(), [this, addr, life, inc] { suspicion_expired(addr, life, inc); });
   // While the suspicion runs, ping the suspect ourselves every third of the
   // shortest window. The ping carries the suspicion (buddy system): a member
   // that is alive answers with its newer incarnation even if we missed its
   // refutation, so a lossy network does not turn a missed message into a
   // false death.
   schedule_reprobe(addr, life, inc, min / 3);
+}
+
+void Membership::end_suspicion(const Endpoint& addr) {
+  auto it = suspicions_.find(addr);
+  if (it == suspicions_.end()) return;
+  loop_.cancel(it->second.timer);
+  suspicions_.erase(it);
 }
 
 void Membership::schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc,
@@ -215,7 +218,8 @@ void Membership::suspicion_expired(const Endpoint& addr, std::uint64_t life, std
   auto it = members_.find(addr);
   if (it == members_.end()) return;
   Record& r = it->second;
-  r.suspicion_timer = kNoTimer;
+  auto s = suspicions_.find(addr);
+  if (s != suspicions_.end()) s->second.timer = kNoTimer;
   if (r.info.life != life || r.info.incarnation != inc || r.info.state != MemberState::kSuspect) return;
   // Lifeguard extension: read before judging. The suspect's refutation may
   // have arrived while this node could not run (the loop runs due timers
@@ -223,12 +227,12 @@ void Membership::suspicion_expired(const Endpoint& addr, std::uint64_t life, std
   // by a few milliseconds, or by a probe timeout when the timer fired so
   // late that this node itself must have been stalled (which also counts
   // against its own health).
-  if (opt_.lifeguard && opt_.read_before_judging && r.suspicion && !r.suspicion->deferred) {
-    r.suspicion->deferred = true;
-    const bool stalled = loop_.now() - r.suspicion->deadline() > kStalledLateness;
+  if (opt_.lifeguard && opt_.read_before_judging && s != suspicions_.end() && !s->second.deferred) {
+    s->second.deferred = true;
+    const bool stalled = loop_.now() - s->second.deadline() > kStalledLateness;
     if (stalled) adjust_awareness(+1);
-    r.suspicion_timer = loop_.run_after(stalled ? scaled(opt_.probe_timeout) : milliseconds(10),
-                                        [this, addr, life, inc] { suspicion_expired(addr, life, inc); });
+    s->second.timer = loop_.run_after(stalled ? scaled(opt_.probe_timeout) : milliseconds(10),
+                                      [this, addr, life, inc] { suspicion_expired(addr, life, inc); });
     return;
   }
   Update d;
@@ -250,13 +254,12 @@ void Membership::on_dead(const Update& u) {
     if (r.info.state == MemberState::kDead && u.state == MemberState::kDead) return;
     if (u.incarnation < r.info.incarnation) return;
   }
+  if (u.life != r.info.life) r.proven = false;
   r.info.life = u.life;
   r.info.state = u.state;
   r.info.incarnation = u.incarnation;
   set_gone(u.addr);
-  loop_.cancel(r.suspicion_timer);
-  r.suspicion_timer = kNoTimer;
-  r.suspicion.reset();
+  end_suspicion(u.addr);
   if (r.tombstone) {
     // Already gone for this node's users: only the identity moves on.
     broadcast(r.info);

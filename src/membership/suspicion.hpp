@@ -10,6 +10,7 @@
 #include <cmath>
 #include <set>
 
+#include "base/loop.hpp"
 #include "base/time.hpp"
 #include "broach/endpoint.hpp"
 
@@ -30,6 +31,7 @@ class Suspicion {
   /// Lifeguard extension: the expiry was put off once so that what arrived
   /// while this node could not run is read first (Membership::suspicion_expired).
   bool deferred = false;
+  TimerId timer = kNoTimer;  ///< the expiry timer (Membership owns it)
   int confirmations() const { return static_cast<int>(confirmers_.size()) - 1; }
   TimePoint deadline() const {
     if (k_ == 0) return start_ + min_;
