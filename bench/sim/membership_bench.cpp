@@ -79,11 +79,13 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   // Progress on stderr: what each phase cost in virtual and wall time.
   auto phase_wall = wall0;
   auto phase_virtual = c.net.now();
-  auto phase = [&](const char* name) {
+  // Each line carries the phase's figures, so a run stopped part way (10,000
+  // members take hours) still reports what it measured.
+  auto phase = [&](const char* name, const std::string& figures) {
     const auto w = std::chrono::steady_clock::now();
-    std::fprintf(stderr, "[%zu] %-10s virtual %7.1f s  wall %7.1f s  rss %6.0f MiB\n", n, name,
+    std::fprintf(stderr, "[%zu] %-10s virtual %7.1f s  wall %7.1f s  rss %6.0f MiB  %s\n", n, name,
                  to_seconds(c.net.now() - phase_virtual), std::chrono::duration<double>(w - phase_wall).count(),
-                 peak_rss_mib());
+                 peak_rss_mib(), figures.c_str());
     phase_wall = w;
     phase_virtual = c.net.now();
   };
@@ -126,7 +128,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   while (!all_see_all() && c.net.now() < limit) c.net.run_for(milliseconds(100));
   row.converge_s = to_seconds(c.net.now() - joined);
   if (!all_see_all()) row.converge_s = -1;
-  phase("form");
+  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)");
 
   // Steady state: after the join news has died down.
   c.net.run_for(seconds(20));
@@ -140,7 +142,9 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     for (std::size_t i = 0; i < n; ++i) records += c.nodes[i]->membership->record_count() + 1;
     row.records_per_member = static_cast<double>(records) / static_cast<double>(n);
   }
-  phase("steady");
+  phase("steady", "bytes_per_member_s=" + std::to_string(row.bytes_per_member_s) +
+                      " datagrams_per_member_s=" + std::to_string(row.datagrams_per_member_s) +
+                      " records_per_member=" + std::to_string(row.records_per_member));
 
   // 1% crash (at least one).
   for (auto& l : logs) {
@@ -184,7 +188,9 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   row.detect_p50 = pct(detect, 0.5);
   row.detect_p99 = pct(detect, 0.99);
   row.detect_max = detect.empty() ? 0 : *std::max_element(detect.begin(), detect.end());
-  phase("crash 1%");
+  phase("crash 1%", "theory_s=" + std::to_string(row.theory_s) + " detect_p50_s=" + std::to_string(row.detect_p50) +
+                        " detect_p99_s=" + std::to_string(row.detect_p99) + " undetected=" +
+                        std::to_string(row.undetected) + " false_deaths=" + std::to_string(row.false_deaths));
 
   // 10% partition (of the survivors), held until both sides see the other
   // dead (bounded), then healed.
@@ -229,7 +235,8 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     }
     row.minor_fraction = seen_dead / static_cast<double>(a_idx.size());
   }
-  phase("partition");
+  phase("partition", "major_side_s=" + std::to_string(row.partition_major_s) + " minor_side_s=" +
+                         std::to_string(row.partition_minor_s) + " minor_done=" + std::to_string(row.minor_fraction));
   const TimePoint h0 = c.net.now();
   c.net.heal();
   std::vector<std::size_t> survivors;
@@ -239,7 +246,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   while (!one_cluster() && c.net.now() < hlimit) c.net.run_for(milliseconds(500));
   row.healed = one_cluster();
   row.heal_s = to_seconds(c.net.now() - h0);
-  phase("heal");
+  phase("heal", "heal_s=" + std::to_string(row.heal_s) + (row.healed ? "" : " (not healed)"));
 
   // One more member joins the settled cluster: how long until every
   // member knows it (the dissemination time of one piece of news, what
@@ -255,7 +262,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   };
   c.net.run_until(all_know, seconds(60));
   row.one_join_s = all_know() ? to_seconds(c.net.now() - j0) : -1;
-  phase("one join");
+  phase("one join", "one_join_s=" + std::to_string(row.one_join_s));
 
   row.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   row.rss_mib = peak_rss_mib();
