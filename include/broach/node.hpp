@@ -231,8 +231,16 @@ class Node {
   std::string stats_json() const;
   /// "ip:port" of the HTTP status/metrics endpoint ("" when off).
   std::string http_address() const;
-  /// Stops the node (idempotent); the destructor calls it.
+  /// Stops the node (idempotent); the destructor calls it. Must not run on
+  /// the node's own threads (in_loop_thread / in_worker_thread: it waits for
+  /// them); a handler that wants its node stopped hands that to another
+  /// thread.
   void stop();
+  /// True on this node's loop thread: where callbacks run, and where a
+  /// blocking call would deadlock.
+  bool in_loop_thread() const noexcept;
+  /// True on one of this node's worker threads (a handler running there).
+  bool in_worker_thread() const noexcept;
 
  private:
   /// A completion and the CallFuture it fulfils (and resumes, if awaited).

@@ -122,6 +122,9 @@ class Node:
         """
         def register(f):
             service = name or f.__name__
+            if run_on_loop and inspect.iscoroutinefunction(f):
+                raise ValueError("an async def handler runs on its own asyncio thread: run_on_loop=True "
+                                 "would block the node's loop while it waits for it")
             handler = _async_handler(f) if inspect.iscoroutinefunction(f) else f
             self._check().provide(service, handler, run_on_loop)
             self._local[service] = f

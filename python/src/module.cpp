@@ -328,10 +328,22 @@ class PyNode {
 
   void stop() {
     if (!node_) return;
-    {
-      py::gil_scoped_release nogil;  // workers may be waiting for the GIL
-      node_->stop();
+    if (getpid() != owner_pid_) {
+      // A forked child: the node's threads run in the parent only, and
+      // stopping would wait for them forever. What the child holds is a
+      // copy of the parent's memory: left alone.
+      (void)node_.release();
+      return;
     }
+    if (node_->in_loop_thread() || node_->in_worker_thread()) {
+      // Closed (or dropped) by one of its own handlers: a node cannot wait
+      // for its own threads. A helper thread stops and destroys it; it
+      // finishes once this handler has returned.
+      std::thread([n = std::move(node_)]() mutable { n.reset(); }).detach();
+      return;
+    }
+    py::gil_scoped_release nogil;  // workers may be waiting for the GIL
+    node_->stop();
   }
 
   Node& node() {
@@ -354,6 +366,13 @@ class PyNode {
       }
     }
     Node& n = node();
+    if (n.in_loop_thread()) {
+      // A handler with run_on_loop=True (or caller-runs on a full pool):
+      // waiting here would stop the loop that has to deliver the answer.
+      return outcome(RawResult{Error(Errc::kInvalidArgument,
+                                     "a blocking call on the node's loop thread would deadlock: make the handler "
+                                     "run on the pool (run_on_loop=False) or use call_async")});
+    }
     auto promise = std::make_shared<std::promise<RawResult>>();
     auto future = promise->get_future();
     auto done = [promise](RawResult r) { promise->set_value(std::move(r)); };
@@ -400,6 +419,7 @@ class PyNode {
 
  private:
   std::unique_ptr<Node> node_;
+  const pid_t owner_pid_ = getpid();
 };
 
 py::dict member_dict(const MemberInfo& m) {
@@ -428,6 +448,16 @@ class PyPool {
  public:
   PyPool(const ThreadPoolConfig& c, const std::string& name) : pool_(std::make_unique<ThreadPool>(c, name)) {}
   ~PyPool() {
+    if (!pool_) return;
+    if (getpid() != owner_pid_) {
+      (void)pool_.release();  // a forked child: the workers run in the parent (see PyNode::stop)
+      return;
+    }
+    if (pool_->in_worker_thread()) {
+      // Dropped by one of its own tasks: a helper thread joins the workers.
+      std::thread([p = std::move(pool_)]() mutable { p.reset(); }).detach();
+      return;
+    }
     py::gil_scoped_release nogil;
     pool_.reset();
   }
@@ -470,7 +500,7 @@ class PyPool {
   /// Runs what is queued, then stops the threads; the object stays (a later
   /// submit is refused). Safe from one of the pool's own tasks.
   void shutdown() {
-    if (!pool_) return;
+    if (!pool_ || getpid() != owner_pid_) return;  // a forked child: its workers are the parent's
     py::gil_scoped_release nogil;  // queued tasks still run and need the GIL
     pool_->shutdown();
   }
@@ -490,6 +520,7 @@ class PyPool {
 
  private:
   std::unique_ptr<ThreadPool> pool_;
+  const pid_t owner_pid_ = getpid();
 };
 
 }  // namespace

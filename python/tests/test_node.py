@@ -237,3 +237,84 @@ def test_a_busy_python_handler_does_not_stall_the_nodes_loop(pair):
     t.join()
     assert result["r"] == "done"
     assert worst < 0.5, worst
+
+
+def test_a_blocking_call_on_the_loop_thread_is_refused_not_a_hang(pair):
+    server, client = pair
+    server.provide("add", lambda a, b: a + b)
+
+    def nested():
+        # run_on_loop: this runs on the node's loop thread, where waiting
+        # for an answer would stop the loop that has to deliver it.
+        return server.call("add", 1, 2, to=server.address)
+
+    server.provide("nested", nested, run_on_loop=True)
+    t0 = time.monotonic()
+    with pytest.raises(broach.RemoteError) as e:
+        client.call("nested", to=server.address, timeout=3)
+    assert "loop thread would deadlock" in str(e.value)
+    assert time.monotonic() - t0 < 2.5
+    assert client.call("add", 2, 3, to=server.address) == 5  # the node still serves
+
+    async def coro():
+        return 1
+
+    with pytest.raises(ValueError):
+        server.provide("coro", coro, run_on_loop=True)
+
+
+@pytest.mark.parametrize("run_on_loop", [False, True])
+def test_a_handler_may_close_its_own_node(run_on_loop):
+    server, client = broach.Node(json=LOOPBACK), broach.Node(json=LOOPBACK)
+    try:
+        server.provide("add", lambda a, b: a + b)
+
+        def quit_():
+            server.close()  # from the node's own worker (or loop) thread
+            return "bye"
+
+        server.provide("quit", quit_, run_on_loop=run_on_loop)
+        assert client.call("quit", to=server.address, timeout=3) == "bye"
+
+        def stopped():
+            try:
+                client.call("add", 1, 2, to=server.address, timeout=0.5, retry="none")
+                return False
+            except broach.BroachError:
+                return True
+
+        wait_for(stopped, what="the closed node to stop answering")
+        with pytest.raises(broach.BroachError):
+            server.call("add", 1, 2, to=client.address)  # closed
+    finally:
+        client.close()
+        server.close()
+
+
+SCRIPT_FORK_COLLECT = """
+import gc, os, sys
+import broach
+from threadPool.BroachPool import Pool
+node = broach.Node(json='{"logLevel":"warn","params":{"rpcIp":"127.0.0.1","rpcPort":0}}')
+pool = Pool(2, 4, 60)
+pool.submit(lambda: 1).result(timeout=10)
+pid = os.fork()
+if pid == 0:
+    # The child lets the inherited node and pool go, and exits normally.
+    node.close()
+    del node, pool
+    gc.collect()
+    print("child done", flush=True)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+node.close()
+"""
+
+
+def test_a_forked_child_may_drop_the_inherited_node_and_pool(procs):
+    import sys
+    p = procs.start(sys.executable, "-c", SCRIPT_FORK_COLLECT)
+    assert p.wait(timeout=60) == 0
+    out = p.stdout.read()
+    assert "child done" in out and "child exit 0" in out, out

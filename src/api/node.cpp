@@ -208,8 +208,13 @@ Node::~Node() { stop(); }
 
 void Node::stop() {
   if (!impl_) return;
+  BROACH_REQUIRE(!impl_->loop.in_loop_thread() && !impl_->pool.in_worker_thread(),
+                 "stop() on the node's own loop or worker thread would wait for itself");
   std::call_once(impl_->stop_once, [this] { impl_->stop(); });
 }
+
+bool Node::in_loop_thread() const noexcept { return impl_ && impl_->loop.in_loop_thread(); }
+bool Node::in_worker_thread() const noexcept { return impl_ && impl_->pool.in_worker_thread(); }
 
 Endpoint Node::address() const { return impl_->core.address(); }
 const Config& Node::config() const { return impl_->core.config(); }

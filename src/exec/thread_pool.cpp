@@ -88,6 +88,8 @@ ThreadPool::ThreadPool(const ThreadPoolConfig& config, std::string name)
                    config_.is_exc_info ? "reject when full" : "caller runs when full");
 }
 
+bool ThreadPool::in_worker_thread() const noexcept { return tls_current_pool == this; }
+
 ThreadPool::~ThreadPool() {
   // A worker cannot join itself; destroying the pool from its own task is a bug.
   BROACH_ASSERT(tls_current_pool != this);

@@ -100,6 +100,8 @@ class ThreadPool final : public Executor {
   };
   Stats stats() const BROACH_EXCLUDES(mu_);
   const ThreadPoolConfig& config() const noexcept { return config_; }
+  /// True when the calling thread is one of this pool's workers.
+  bool in_worker_thread() const noexcept;
   const std::string& name() const noexcept { return name_; }
 
  private:
