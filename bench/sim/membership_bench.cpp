@@ -74,6 +74,9 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   ScaleRow row;
   row.n = n;
   membership::MembershipOptions opt;
+  // BENCH_QUEUE_MAX: a fixed gossip-queue bound (the default grows with the
+  // cluster: N^2 queued updates across a simulation of N members).
+  if (const char* q = std::getenv("BENCH_QUEUE_MAX")) opt.max_queued_updates = std::strtoull(q, nullptr, 10);
   SimCluster c(seed, n + 1, opt);  // the last one joins alone, later
   c.net.set_tracing(false);
   // Progress on stderr: what each phase cost in virtual and wall time.

@@ -1,12 +1,13 @@
 // Internal header. The transmit-limited queue of membership updates that are
 // piggybacked on probe traffic (SWIM dissemination): each update is sent
 // about retransmit_mult * log10(N+1) times, the least-sent first; a newer
-// update about the same member replaces the older one. Bounded: past `max`
-// entries the most-sent (oldest among equals) is dropped; push-pull
-// anti-entropy repairs what a dropped update did not reach.
+// update about the same member replaces the older one. Bounded: past the
+// `max` given to push, the most-sent entry (oldest among equals) is dropped;
+// push-pull anti-entropy repairs what a dropped update did not reach.
 // Layer: membership. Thread contract: loop thread only.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <set>
@@ -20,13 +21,14 @@ namespace broach::membership {
 
 class BroadcastQueue {
  public:
-  explicit BroadcastQueue(std::size_t max = 1024) : max_(max == 0 ? 1 : max) {}
-  /// Queues `encoded` as the latest news about `about`. Returns false when
-  /// another update had to be dropped to make room.
-  bool push(const Endpoint& about, wire::Bytes encoded) {
+  BroadcastQueue() = default;
+  /// Queues `encoded` as the latest news about `about`, keeping at most
+  /// `max` entries. Returns false when another update had to be dropped to
+  /// make room.
+  bool push(const Endpoint& about, wire::Bytes encoded, std::size_t max = ~std::size_t{0}) {
     remove(about);
     bool dropped = false;
-    if (order_.size() >= max_) {
+    if (order_.size() >= std::max<std::size_t>(max, 1)) {
       Entry* last = *std::prev(order_.end());  // most transmitted, oldest among equals
       order_.erase(std::prev(order_.end()));
       by_member_.erase(last->about);
@@ -104,7 +106,6 @@ class BroadcastQueue {
   std::set<Entry*, Less> order_;
   std::unordered_map<Endpoint, Entry*> by_member_;
   std::uint64_t next_id_ = 0;
-  std::size_t max_;
 };
 
 }  // namespace broach::membership

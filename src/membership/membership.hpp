@@ -39,13 +39,14 @@ struct MembershipOptions {
   Duration gossip_interval = milliseconds(200);
   int gossip_nodes = 3;                         ///< members gossiped to per interval
   int retransmit_mult = 4;                      ///< each update sent mult * log10(N+1) times
-  /// Updates waiting to be piggybacked, at most (one per member at most
-  /// too). Past it the most-sent is dropped (counted: updates_dropped);
-  /// push-pull repairs. Reached only by mass events in clusters of more
-  /// members than this (thousands joining or dying at once), where it
-  /// bounds each node's memory: N nodes x N queued updates is what made a
-  /// 10,000-member simulation need 20 GB.
-  std::size_t max_queued_updates = 1024;
+  /// Updates waiting to be piggybacked, at most (there is at most one per
+  /// member anyway). Past it the most-sent is dropped (counted:
+  /// updates_dropped) and push-pull repairs, which is slow in a large
+  /// cluster (its interval grows with size). 0: twice the live members, at
+  /// least 1024 (never reached: news is only lost to memory limits chosen
+  /// on purpose). A fixed bound is for simulations of thousands of members,
+  /// where N nodes x N queued updates is what needs the memory.
+  std::size_t max_queued_updates = 0;
   Duration push_pull_interval = seconds(15);    ///< full-state exchange with one member
   Duration reconnect_interval = seconds(3);     ///< retry seeds when alone; a dead member, to heal partitions
   Duration dead_reclaim = seconds(30);          ///< how long dead/left records are kept whole

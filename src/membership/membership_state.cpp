@@ -17,8 +17,7 @@ namespace broach::membership {
 Membership::Membership(Loop& loop, reliable::Engine& engine, const MembershipOptions& options,
                        std::uint64_t life, MemberMeta meta, std::uint64_t rng_seed,
                        Listener* listener)
-    : loop_(loop), engine_(engine), opt_(options), rng_(rng_seed), listener_(listener),
-      queue_(options.max_queued_updates) {
+    : loop_(loop), engine_(engine), opt_(options), rng_(rng_seed), listener_(listener) {
   self_.address = engine.options().advertised;
   self_.life = life;
   self_.meta = intern_meta(meta);
@@ -48,7 +47,9 @@ Update Membership::to_update(const Member& m, bool with_meta) const {
 void Membership::broadcast(const Member& m, const Endpoint& from) {
   Update u = to_update(m, m.state == MemberState::kAlive);
   u.from = from;
-  if (!queue_.push(m.address, encode_update(u))) ++stats_.updates_dropped;
+  const std::size_t max =
+      opt_.max_queued_updates != 0 ? opt_.max_queued_updates : std::max<std::size_t>(1024, 2 * alive_count());
+  if (!queue_.push(m.address, encode_update(u), max)) ++stats_.updates_dropped;
 }
 
 void Membership::emit(EventKind kind, const Member& m, bool self) {

@@ -2,6 +2,8 @@
 
 #include <msgpack.hpp>
 
+#include <cstring>
+
 namespace broach::membership {
 namespace {
 
@@ -10,8 +12,9 @@ using wire::Bytes;
 struct ByteSink {
   Bytes& out;
   void write(const char* p, std::size_t n) {
-    auto* b = reinterpret_cast<const std::byte*>(p);
-    out.insert(out.end(), b, b + n);
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    std::memcpy(out.data() + at, p, n);
   }
 };
 
@@ -80,6 +83,12 @@ void append_array_header(Bytes& out, std::uint32_t n) {
 
 Bytes encode_update(const Update& u) {
   Bytes out;
+  out.reserve(u.meta ? 96 : 32);
+  encode_update_into(u, out);
+  return out;
+}
+
+void encode_update_into(const Update& u, Bytes& out) {
   ByteSink sink{out};
   msgpack::packer<ByteSink> pk(sink);
   pk.pack_array(8);
@@ -95,7 +104,6 @@ Bytes encode_update(const Update& u) {
   } else {
     pk.pack_nil();
   }
-  return out;
 }
 
 ProbeWriter::ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpoint>& target) {
@@ -177,10 +185,8 @@ Bytes encode_push_pull(bool join, const std::vector<Update>& state) {
   pk.pack_array(2);
   pk.pack(join);
   pk.pack_array(static_cast<std::uint32_t>(state.size()));
-  for (const auto& u : state) {
-    const auto e = encode_update(u);
-    out.insert(out.end(), e.begin(), e.end());
-  }
+  out.reserve(16 + state.size() * 48);
+  for (const auto& u : state) encode_update_into(u, out);
   return out;
 }
 

@@ -66,6 +66,8 @@ class ProbeWriter {
 };
 
 wire::Bytes encode_update(const Update& u);
+/// Appends the encoding of `u` to `out`.
+void encode_update_into(const Update& u, wire::Bytes& out);
 bool decode_probe(std::span<const std::byte> body, ProbeMessage& out);
 
 wire::Bytes encode_push_pull(bool join, const std::vector<Update>& state);

@@ -49,17 +49,17 @@ TEST(BroadcastQueue, LeastSentFirstAndBudgetRespected) {
 }
 
 TEST(BroadcastQueue, BoundedTheMostSentOldestUpdateIsDroppedFirst) {
-  BroadcastQueue q(3);
-  EXPECT_TRUE(q.push(Endpoint{1, 1}, bytes(10, 1)));
-  EXPECT_TRUE(q.push(Endpoint{2, 2}, bytes(10, 2)));
+  BroadcastQueue q;
+  EXPECT_TRUE(q.push(Endpoint{1, 1}, bytes(10, 1), 3));
+  EXPECT_TRUE(q.push(Endpoint{2, 2}, bytes(10, 2), 3));
   // Both sent once; member 2's news is the newer of the two.
   q.pick(100, 9, [](const wire::Bytes&) { return true; });
-  EXPECT_TRUE(q.push(Endpoint{3, 3}, bytes(10, 3)));
+  EXPECT_TRUE(q.push(Endpoint{3, 3}, bytes(10, 3), 3));
   // Full: member 1's (sent once, older than member 2's) makes room.
-  EXPECT_FALSE(q.push(Endpoint{4, 4}, bytes(10, 4)));
+  EXPECT_FALSE(q.push(Endpoint{4, 4}, bytes(10, 4), 3));
   EXPECT_EQ(q.size(), 3u);
   // Newer news about a queued member replaces it: nothing dropped.
-  EXPECT_TRUE(q.push(Endpoint{4, 4}, bytes(10, 5)));
+  EXPECT_TRUE(q.push(Endpoint{4, 4}, bytes(10, 5), 3));
   std::vector<int> left;
   q.pick(100, 9, [&](const wire::Bytes& b) {
     left.push_back(static_cast<int>(b[0]));
