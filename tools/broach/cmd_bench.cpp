@@ -4,6 +4,9 @@
 // kind and latency percentiles from an HDR-style histogram.
 #include <nlohmann/json.hpp>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -42,6 +45,7 @@ struct BenchState {
   Bytes args;
   Clock::time_point end;
   std::uint64_t max_calls = 0;
+  std::atomic<bool> stopped{false};  // SIGINT/SIGTERM: no new calls, in-flight ones finish
   std::atomic<std::uint64_t> issued{0}, ok{0}, failed{0}, next_target{0};
   std::array<std::atomic<std::uint64_t>, 32> errors{};  // by Errc value
   LatencyHistogram latency;
@@ -50,6 +54,7 @@ struct BenchState {
   int running = 0;  // guarded by mu
 
   bool may_issue() {
+    if (stopped.load(std::memory_order_relaxed)) return false;
     if (max_calls > 0) return issued.fetch_add(1) < max_calls;
     issued.fetch_add(1);
     return Clock::now() < end;
@@ -198,6 +203,13 @@ int run_bench(const BenchFlags& f) {
     c.cluster_address = {f.seed};
     c.rpc_ip = !f.ip.empty() ? f.ip : "127.0.0.1";
   }
+  // SIGINT/SIGTERM end the run early (calls in flight finish, the summary
+  // is printed): blocked before the node's threads start, polled below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   Node node(c);
   BenchState st;
   st.node = &node;
@@ -221,6 +233,8 @@ int run_bench(const BenchFlags& f) {
   const bool follow = !f.seed.empty() && Endpoint::parse(f.seed, seed, nullptr, false);
   auto next_report = start + std::chrono::seconds(1);
   while (!st.cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return st.running == 0; })) {
+    const timespec no_wait{};
+    if (!st.stopped.load() && sigtimedwait(&stop_signals, nullptr, &no_wait) > 0) st.stopped.store(true);
     if (follow) {
       lock.unlock();
       st.set_targets(providers_from(node, seed, f.service));
@@ -248,6 +262,7 @@ int run_bench(const BenchFlags& f) {
   out["concurrency"] = f.concurrency;
   out["payload_bytes"] = packed.size();
   out["seconds"] = secs;
+  out["stopped_by_signal"] = st.stopped.load();
   out["calls"] = st.ok.load() + st.failed.load();
   out["ok"] = st.ok.load();
   out["errors"] = st.failed.load();
@@ -304,7 +319,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   cmd->add_option("--args", f->args_json, "arguments as a JSON array (instead of the echo payload)");
   cmd->add_option("--concurrency", f->concurrency, "calls in flight (default 1)");
   add_keyring_flag(*cmd);
-  auto* dur = cmd->add_option("--duration", f->duration, "seconds to run");
+  auto* dur = cmd->add_option("--duration", f->duration, "seconds to run (SIGINT or SIGTERM ends the run early, with its summary)");
   auto* calls = cmd->add_option("--calls", f->calls, "number of calls to make");
   dur->excludes(calls);
   calls->excludes(dur);
