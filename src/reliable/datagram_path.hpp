@@ -32,6 +32,7 @@
 #include <span>
 
 #include "base/loop.hpp"
+#include "base/scratch.hpp"
 #include "base/thread_annotations.hpp"
 #include "reliable/address_guard.hpp"
 #include "reliable/keyring.hpp"
@@ -181,8 +182,8 @@ class DatagramPath final : public DatagramReceiver {
   Transport& transport_;
   std::uint64_t max_message_;
   PacketSink* sink_ = nullptr;
-  std::vector<std::byte> scratch_;  // loop thread: assembly buffer, reused
-  std::vector<std::byte> opened_;   // loop thread: an incoming datagram, opened in place
+  ScratchBuffer scratch_;  // loop thread: assembly buffer, reused
+  ScratchBuffer opened_;   // loop thread: an incoming datagram, opened in place
   std::atomic<const Keyring*> ring_{nullptr};  // null or non-empty
   Mutex rings_mu_;
   std::vector<std::shared_ptr<const Keyring>> rings_ BROACH_GUARDED_BY(rings_mu_);  // every ring ever set
@@ -193,7 +194,7 @@ class DatagramPath final : public DatagramReceiver {
   std::size_t coalesce_max_ = 0;           // 0: off
   std::unordered_map<Endpoint, Queue> queues_;  // loop thread
   std::vector<Endpoint> dirty_;            // peers with something queued
-  std::vector<std::byte> bundle_;          // loop thread: a Bundle being finished
+  ScratchBuffer bundle_;                   // loop thread: a Bundle being finished
   std::uint64_t idle_hook_ = 0;            // the loop's hook that flushes
   PathStats stats_;
 };
