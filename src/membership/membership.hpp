@@ -201,8 +201,12 @@ class Membership final : public reliable::ExtensionReceiver {
   void start_suspicion(Record& r, const Endpoint& from);
   /// Cancels and forgets `addr`'s running suspicion, if any.
   void end_suspicion(const Endpoint& addr);
-  void schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc, Duration every);
-  void suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
+  /// (Re)arms `s`'s one timer: the next reprobe or the expiry, whichever is first.
+  void arm_suspicion(const Endpoint& addr, Suspicion& s, std::uint64_t life, std::uint32_t inc);
+  void suspicion_timer(const Endpoint& addr, std::uint64_t life, std::uint32_t inc);
+  /// The suspicion of `addr` (life, inc) expired: put off once (read before
+  /// judging; true, still running) or declared dead (false: `s` is gone).
+  bool suspicion_due(const Endpoint& addr, Suspicion& s, std::uint64_t life, std::uint32_t inc);
   void broadcast(const Member& m, const Endpoint& from = {});
   void emit(EventKind kind, const Member& m, bool self = false);
   void reclaim();

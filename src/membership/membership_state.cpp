@@ -155,13 +155,7 @@ void Membership::on_suspect(const Update& u) {
     // the suspicion timeout (Lifeguard).
     auto s = suspicions_.find(u.addr);
     if (s != suspicions_.end() && s->second.confirm(u.from)) {
-      loop_.cancel(s->second.timer);
-      const Endpoint addr = u.addr;
-      const auto life = r.info.life;
-      const auto inc = r.info.incarnation;
-      s->second.timer = loop_.run_at(s->second.deadline(), [this, addr, life, inc] {
-        suspicion_expired(addr, life, inc);
-      });
+      arm_suspicion(u.addr, s->second, r.info.life, r.info.incarnation);
       broadcast(r.info, u.from);
     }
     return;
@@ -185,15 +179,14 @@ void Membership::start_suspicion(Record& r, const Endpoint& from) {
   const Endpoint addr = r.info.address;
   end_suspicion(addr);
   Suspicion& s = suspicions_.try_emplace(addr, loop_.now(), min, max, k, from).first->second;
-  const auto life = r.info.life;
-  const auto inc = r.info.incarnation;
-  s.timer = loop_.run_at(s.deadline(), [this, addr, life, inc] { suspicion_expired(addr, life, inc); });
   // While the suspicion runs, ping the suspect ourselves every third of the
   // shortest window. The ping carries the suspicion (buddy system): a member
   // that is alive answers with its newer incarnation even if we missed its
   // refutation, so a lossy network does not turn a missed message into a
   // false death.
-  schedule_reprobe(addr, life, inc, min / 3);
+  s.reprobe_every = min / 3;
+  s.next_reprobe = loop_.now() + s.reprobe_every;
+  arm_suspicion(addr, s, r.info.life, r.info.incarnation);
 }
 
 void Membership::end_suspicion(const Endpoint& addr) {
@@ -203,38 +196,42 @@ void Membership::end_suspicion(const Endpoint& addr) {
   suspicions_.erase(it);
 }
 
-void Membership::schedule_reprobe(const Endpoint& addr, std::uint64_t life, std::uint32_t inc,
-                                  Duration every) {
-  loop_.run_after(every, [this, addr, life, inc, every] {
-    auto it = members_.find(addr);
-    if (it == members_.end() || !running_) return;
-    const auto& info = it->second.info;
-    if (info.state != MemberState::kSuspect || info.life != life || info.incarnation != inc) return;
-    send_probe(Kind::kPing, 0, addr);
-    schedule_reprobe(addr, life, inc, every);
-  });
+void Membership::arm_suspicion(const Endpoint& addr, Suspicion& s, std::uint64_t life, std::uint32_t inc) {
+  loop_.cancel(s.timer);
+  s.timer = loop_.run_at(std::min(s.next_reprobe, s.due()),
+                         [this, addr, life, inc] { suspicion_timer(addr, life, inc); });
 }
 
-void Membership::suspicion_expired(const Endpoint& addr, std::uint64_t life, std::uint32_t inc) {
+void Membership::suspicion_timer(const Endpoint& addr, std::uint64_t life, std::uint32_t inc) {
+  auto s = suspicions_.find(addr);
+  if (s == suspicions_.end()) return;
+  s->second.timer = kNoTimer;
   auto it = members_.find(addr);
   if (it == members_.end()) return;
-  Record& r = it->second;
-  auto s = suspicions_.find(addr);
-  if (s != suspicions_.end()) s->second.timer = kNoTimer;
-  if (r.info.life != life || r.info.incarnation != inc || r.info.state != MemberState::kSuspect) return;
+  const Member& info = it->second.info;
+  if (info.life != life || info.incarnation != inc || info.state != MemberState::kSuspect) return;
+  const TimePoint now = loop_.now();
+  if (now >= s->second.due() && !suspicion_due(addr, s->second, life, inc)) return;  // declared dead
+  if (now >= s->second.next_reprobe) {
+    if (running_) send_probe(Kind::kPing, 0, addr);
+    s->second.next_reprobe = now + s->second.reprobe_every;
+  }
+  arm_suspicion(addr, s->second, life, inc);
+}
+
+bool Membership::suspicion_due(const Endpoint& addr, Suspicion& s, std::uint64_t life, std::uint32_t inc) {
   // Lifeguard extension: read before judging. The suspect's refutation may
   // have arrived while this node could not run (the loop runs due timers
   // before it has read every waiting datagram): put the verdict off once,
   // by a few milliseconds, or by a probe timeout when the timer fired so
   // late that this node itself must have been stalled (which also counts
   // against its own health).
-  if (opt_.lifeguard && opt_.read_before_judging && s != suspicions_.end() && !s->second.deferred) {
-    s->second.deferred = true;
-    const bool stalled = loop_.now() - s->second.deadline() > kStalledLateness;
+  if (opt_.lifeguard && opt_.read_before_judging && !s.deferred) {
+    const bool stalled = loop_.now() - s.deadline() > kStalledLateness;
     if (stalled) adjust_awareness(+1);
-    s->second.timer = loop_.run_after(stalled ? scaled(opt_.probe_timeout) : milliseconds(10),
-                                      [this, addr, life, inc] { suspicion_expired(addr, life, inc); });
-    return;
+    s.deferred = true;
+    s.deferred_until = loop_.now() + (stalled ? scaled(opt_.probe_timeout) : milliseconds(10));
+    return true;
   }
   Update d;
   d.state = MemberState::kDead;
@@ -243,6 +240,7 @@ void Membership::suspicion_expired(const Endpoint& addr, std::uint64_t life, std
   d.incarnation = inc;
   d.from = self_.address;
   on_dead(d);
+  return false;
 }
 
 void Membership::on_dead(const Update& u) {

@@ -37,5 +37,16 @@ TEST(Suspicion, NoExpectedConfirmationsMeansMinimum) {
   EXPECT_EQ(s.deadline(), kStart + seconds(2));
 }
 
+TEST(Suspicion, ExpectedConfirmationsAreCappedAtSeven) {
+  // suspicionMult 20 would expect 18: the minimum is reached after 7.
+  Suspicion s(kStart, seconds(2), seconds(6), 18, kA);
+  for (std::uint32_t i = 0; i < 6; ++i) EXPECT_TRUE(s.confirm(Endpoint{100 + i, 1}));
+  EXPECT_GT(s.deadline(), kStart + seconds(2));
+  EXPECT_TRUE(s.confirm(Endpoint{200, 1}));
+  EXPECT_EQ(s.confirmations(), Suspicion::kMaxConfirmations);
+  EXPECT_EQ(s.deadline(), kStart + seconds(2));
+  EXPECT_FALSE(s.confirm(Endpoint{201, 1}));
+}
+
 }  // namespace
 }  // namespace broach::membership
