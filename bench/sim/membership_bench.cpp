@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "base/allocator.hpp"
 #include "support/sim_cluster.hpp"
 #include "support/sim_starvation.hpp"
 
@@ -84,13 +85,28 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   auto phase_virtual = c.net.now();
   // Each line carries the phase's figures, so a run stopped part way (10,000
   // members take hours) still reports what it measured.
+  // Push-pulls (full-state exchanges) are the costly part of a mass event:
+  // how many each phase started, and how many failed (running members only).
+  auto push_pulls = [&] {
+    std::pair<std::uint64_t, std::uint64_t> t{0, 0};
+    for (const auto& node : c.nodes) {
+      if (!node->membership) continue;
+      t.first += node->membership->stats().push_pulls;
+      t.second += node->membership->stats().push_pull_failures;
+    }
+    return t;
+  };
+  auto phase_pp = push_pulls();
   auto phase = [&](const char* name, const std::string& figures) {
     const auto w = std::chrono::steady_clock::now();
-    std::fprintf(stderr, "[%zu] %-10s virtual %7.1f s  wall %7.1f s  rss %6.0f MiB  %s\n", n, name,
-                 to_seconds(c.net.now() - phase_virtual), std::chrono::duration<double>(w - phase_wall).count(),
-                 peak_rss_mib(), figures.c_str());
+    const auto pp = push_pulls();
+    std::fprintf(stderr, "[%zu] %-10s virtual %7.1f s  wall %7.1f s  rss %6.0f MiB  push-pulls %lld (%lld failed)  %s\n",
+                 n, name, to_seconds(c.net.now() - phase_virtual), std::chrono::duration<double>(w - phase_wall).count(),
+                 peak_rss_mib(), static_cast<long long>(pp.first - phase_pp.first),
+                 static_cast<long long>(pp.second - phase_pp.second), figures.c_str());
     phase_wall = w;
     phase_virtual = c.net.now();
+    phase_pp = pp;
   };
 
   // Per viewer: when it first marked each member dead (virtual seconds).
@@ -358,6 +374,10 @@ int starvation(double hours) {
 }  // namespace broach
 
 int main(int argc, char** argv) {
+  // As a node does by default (params.broach.transport.tuneAllocator): the
+  // push-pull bodies of thousands of members are large buffers that glibc
+  // would otherwise hand back to the kernel and fault in again each time.
+  broach::tune_allocator();
   const std::string mode = argc > 1 ? argv[1] : "scale";
   if (mode == "scale") {
     std::vector<std::size_t> sizes;
