@@ -86,9 +86,10 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   // Each line carries the phase's figures, so a run stopped part way (10,000
   // members take hours) still reports what it measured.
   // Push-pulls (full-state exchanges) are the costly part of a mass event:
-  // how many each phase started, and how many failed (running members only).
+  // how many each phase started, and how many failed (crashed members' counts kept).
+  std::pair<std::uint64_t, std::uint64_t> crashed_pp{0, 0};  // counted by members before they crashed
   auto push_pulls = [&] {
-    std::pair<std::uint64_t, std::uint64_t> t{0, 0};
+    std::pair<std::uint64_t, std::uint64_t> t = crashed_pp;
     for (const auto& node : c.nodes) {
       if (!node->membership) continue;
       t.first += node->membership->stats().push_pulls;
@@ -173,7 +174,12 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   std::vector<bool> crashed(n, false);
   for (std::size_t j = 0; j < k; ++j) crashed[1 + j * (n - 1) / k] = true;
   const TimePoint t0 = c.net.now();
-  for (std::size_t i = 0; i < n; ++i) if (crashed[i]) c.crash(i);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!crashed[i]) continue;
+    crashed_pp.first += c.nodes[i]->membership->stats().push_pulls;
+    crashed_pp.second += c.nodes[i]->membership->stats().push_pull_failures;
+    c.crash(i);
+  }
   {
     const double log_n = std::max(1.0, std::log10(static_cast<double>(n)));
     const double min_s = opt.suspicion_mult * log_n * to_seconds(opt.probe_interval);

@@ -185,13 +185,26 @@ void Membership::reconnect() {
   } else {
     // Reach out to one dead (not left) member: if it is in fact alive on the
     // other side of a healed partition, the exchange merges both views and it
-    // refutes its death.
+    // refutes its death. A bare ping first, the exchange (our whole state)
+    // only once it answers: while a partition lasts, every member on the
+    // large side does this every interval, and a full state sent into the
+    // void each time is ~100 bytes per member known, per member, per
+    // interval (at 10,000 members, ~300 KB/s from each member).
     std::vector<Endpoint> dead;
     for (const auto& addr : gone_set_) {
       if (members_.at(addr).info.state == MemberState::kDead) dead.push_back(addr);
     }
     std::sort(dead.begin(), dead.end());
-    if (!dead.empty()) push_pull(dead[rng_.below(dead.size())], false, [](bool) {});
+    if (!dead.empty()) {
+      const Endpoint target = dead[rng_.below(dead.size())];
+      const std::uint32_t seq = expect_ack(
+          target, scaled(opt_.probe_timeout),
+          [this, target](bool nack) {
+            if (!nack) push_pull(target, false, [](bool) {});
+          },
+          [] {});
+      send_probe(Kind::kPing, seq, target);
+    }
   }
   reconnect_timer_ = loop_.run_after(opt_.reconnect_interval, [this] { reconnect(); });
 }
