@@ -8,5 +8,6 @@
 #include "broach/endpoint.hpp"
 #include "broach/error.hpp"
 #include "broach/histogram.hpp"
+#include "broach/interceptor.hpp"
 #include "broach/node.hpp"
 #include "broach/security.hpp"

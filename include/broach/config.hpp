@@ -97,6 +97,14 @@ struct RetryConfig {
   double hedge_delay_ms = 0;             ///< idempotent services: backup request after this long (0 = off)
 };
 
+/// params.broach.interceptors: the interceptors that come with BroachRpc
+/// (broach/interceptor.hpp), all off by default.
+struct InterceptorConfig {
+  bool request_id = false;          ///< requestId: "x-request-id" on every call, carried into nested calls
+  bool propagate_deadline = false;  ///< propagateDeadline: a nested call never outlives its parent
+  bool access_log = false;          ///< accessLog: one debug line per call made and request served
+};
+
 /// params.broach.security: sealing every datagram with a shared key
 /// (docs/security.md). No key configured: plaintext, as in the seed.
 struct SecurityConfig {
@@ -136,6 +144,7 @@ struct Config {
   /// announced the leave, waiting for callers to stop sending (0 = stop at once).
   double drain_ms = 5000;
   SecurityConfig security;              ///< params.broach.security
+  InterceptorConfig interceptors;       ///< params.broach.interceptors
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key

@@ -26,6 +26,7 @@
 #include "broach/config.hpp"
 #include "broach/endpoint.hpp"
 #include "broach/error.hpp"
+#include "broach/interceptor.hpp"
 #include "broach/member.hpp"
 
 namespace broach {
@@ -59,8 +60,6 @@ struct ServiceOptions {
   bool run_on_loop = false;
 };
 
-/// The raw outcome of a call: a packed result or an error.
-using RawResult = Result<Bytes>;
 
 /// A handler that answers later: gets the packed argument array and a
 /// function to call once, from any thread, with the packed result or an
@@ -150,6 +149,14 @@ class Node {
   void provide_raw_async(std::string name, RawAsyncHandler handler, ServiceOptions options = {});
   /// Removes a service; false when it was not registered.
   bool withdraw(const std::string& name);
+
+  /// Installs an interceptor (broach/interceptor.hpp) for every call this
+  /// node makes, or every request it serves, from now on; they run in the
+  /// order they were added, after the built-in ones the config switches on
+  /// (params.broach.interceptors). There is no removal: install them at
+  /// start-up.
+  void add_interceptor(std::shared_ptr<ClientInterceptor> interceptor);
+  void add_interceptor(std::shared_ptr<ServerInterceptor> interceptor);
 
   /// Calls `service` at `to`, blocking until the result or an Error.
   template <class R, class... A>

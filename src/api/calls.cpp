@@ -16,7 +16,7 @@ TimePoint call_deadline(const Config& config, const CallOptions& opts, TimePoint
 }
 
 void DirectCalls::call(const Endpoint& to, const std::string& service, std::span<const std::byte> args,
-                       TimePoint deadline, Done done) {
+                       TimePoint deadline, Done done, std::span<const std::byte> metadata) {
   if (d_.stopping.load(std::memory_order_relaxed)) {
     complete_on_loop(d_.loop, std::move(done), Error(Errc::kShutdown, "node is stopping"));
     return;
@@ -37,11 +37,11 @@ void DirectCalls::call(const Endpoint& to, const std::string& service, std::span
   // (the response will, and the engine's 25 ms housekeeping bounds it);
   // short deadlines wake it at once so that they are enforced on time.
   const bool lazy = deadline - now > milliseconds(200);
-  d_.engine.call_from_any_thread(to, reliable::request_payload(service, args), deadline, now,
+  d_.engine.call_from_any_thread(to, reliable::request_payload(service, args, metadata), deadline, now,
                                  std::move(complete), lazy);
 }
 
-void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline, Done done) {
+void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline, Done done, Bytes metadata) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
   d_.counters.local_calls.fetch_add(1, std::memory_order_relaxed);
   auto svc = d_.services.find(service);
@@ -55,13 +55,14 @@ void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline,
     d_.server.invoke_async(service, svc->async_handler, args, deadline,
                            [&loop = d_.loop, done = std::move(done)](RawResult r) mutable {
                              complete_on_loop(loop, std::move(done), std::move(r));
-                           });
+                           },
+                           std::nullopt, metadata);
     return;
   }
   auto shared_done = std::make_shared<Done>(std::move(done));
   auto task = [this, service, handler = std::move(svc->handler), args = std::move(args), deadline,
-               shared_done]() mutable {
-    RawResult r = d_.server.invoke(service, handler, args, deadline);
+               shared_done, metadata = std::move(metadata)]() mutable {
+    RawResult r = d_.server.invoke(service, handler, args, deadline, std::nullopt, metadata);
     complete_on_loop(d_.loop, std::move(*shared_done), std::move(r));
   };
   if (svc->options.run_on_loop) {

@@ -46,8 +46,9 @@ class DirectCalls {
   /// loop's, a single-datagram request leaves from that thread (the fast
   /// path of Engine::call_from_any_thread). Records the per-service "made"
   /// counters and round-trip time.
+  /// `metadata`: packed (pack_metadata), sent with the request; empty: none.
   void call(const Endpoint& to, const std::string& service, std::span<const std::byte> args,
-            TimePoint deadline, Done done);
+            TimePoint deadline, Done done, std::span<const std::byte> metadata = {});
 
  private:
   Deps d_;
@@ -66,7 +67,8 @@ class LocalCalls {
   /// Loop thread: runs a service of this very node without the network (the
   /// seed's local call), with the rules of a remote call: the pool (or the
   /// loop for run_on_loop services), the deadline, typed errors.
-  void run(const std::string& service, Bytes args, TimePoint deadline, Done done);
+  /// `metadata`: packed, as a remote caller would send it.
+  void run(const std::string& service, Bytes args, TimePoint deadline, Done done, Bytes metadata = {});
 
  private:
   Deps d_;

@@ -16,6 +16,27 @@ void NamedCalls::start(const std::string& service, Bytes args, const CallOptions
     complete_on_loop(d_.loop, std::move(c->done), Error(Errc::kShutdown, "node is stopping"));
     return;
   }
+  if (const ClientList* list = d_.interceptors.client()) {
+    auto ic = std::make_unique<InterceptedCall>();
+    ic->list = list;
+    ic->call.service = service;
+    ic->call.deadline = to_public(c->deadline);
+    ic->started = d_.clock.now();
+    // after_call runs on the loop thread, as the call ends.
+    c->done = [ic = ic.get(), &clock = d_.clock, keep = c, done = std::move(c->done)](RawResult r) mutable {
+      run_after_call(*ic->list, ic->call, r, clock.now() - ic->started);
+      keep.reset();
+      done(std::move(r));
+    };
+    std::optional<Error> refused = run_before_call(*list, ic->call);
+    if (!refused) refused = ic->repack();
+    c->deadline = std::min(c->deadline, from_public(ic->call.deadline));
+    c->intercepted = std::move(ic);
+    if (refused) {
+      finish(c, std::move(*refused));
+      return;
+    }
+  }
   attempt(c, /*hedge=*/false);
   if (d_.router.hedge_delay() > Duration::zero() && d_.router.idempotent(service, opts)) {
     d_.loop.try_post([this, c] { arm_hedge(c); });
@@ -51,28 +72,41 @@ void NamedCalls::attempt(const CallPtr& c, bool hedge) {
     return;
   }
   const Choice chosen = choice.value();
+  if (InterceptedCall* ic = c->intercepted.get()) {
+    ++ic->call.attempts;
+    std::optional<Error> refused = run_before_attempt(*ic->list, ic->call, chosen.address);
+    if (!refused) refused = ic->repack();
+    c->deadline = std::min(c->deadline, from_public(ic->call.deadline));
+    if (refused) {
+      if (!hedge) finish(c, std::move(*refused));
+      return;
+    }
+  }
   c->tried.push_back(chosen.address);
   ++c->running;
   auto ended = [this, c, provider = chosen.address, now](RawResult r) {
     attempt_ended(c, provider, now, std::move(r));
   };
+  Bytes no_metadata;
+  const Bytes& metadata = c->intercepted ? c->intercepted->packed : no_metadata;
   if (chosen.self && d_.config.load_balance.local_in_process) {
     if (on_loop) {
-      d_.local.run(c->service, c->args, c->deadline, std::move(ended));
-    } else if (!d_.loop.try_post([this, c, ended = std::move(ended)]() mutable {
-                 d_.local.run(c->service, c->args, c->deadline, std::move(ended));
+      d_.local.run(c->service, c->args, c->deadline, std::move(ended), metadata);
+    } else if (!d_.loop.try_post([this, c, ended = std::move(ended), metadata]() mutable {
+                 d_.local.run(c->service, c->args, c->deadline, std::move(ended), std::move(metadata));
                })) {
       ended(Error(Errc::kShutdown, "node is stopping"));
     }
     return;
   }
-  d_.direct.call(chosen.address, c->service, c->args, c->deadline, std::move(ended));
+  d_.direct.call(chosen.address, c->service, c->args, c->deadline, std::move(ended), metadata);
 }
 
 void NamedCalls::attempt_ended(const CallPtr& c, const Endpoint& provider, TimePoint t0, RawResult r) {
   const TimePoint now = d_.clock.now();
   const Errc code = r.ok() ? Errc::kOk : r.error().code();
   d_.router.on_finish(provider, c->service, code, now - t0, now);
+  if (c->intercepted) run_after_attempt(*c->intercepted->list, c->intercepted->call, provider, r, now - t0);
   --c->running;
   if (c->finished) return;
   if (r.ok()) {

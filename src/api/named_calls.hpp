@@ -25,6 +25,7 @@
 
 #include "api/call_router.hpp"
 #include "api/calls.hpp"
+#include "api/interceptors.hpp"
 #include "routing/route_table.hpp"
 
 namespace broach::api {
@@ -42,6 +43,7 @@ class NamedCalls {
     LocalCalls& local;
     NodeCounters& counters;
     const std::atomic<bool>& stopping;
+    const InterceptorChain& interceptors;
   };
   explicit NamedCalls(Deps deps) : d_(std::move(deps)) {}
 
@@ -60,6 +62,8 @@ class NamedCalls {
     int running = 0;  ///< attempts in flight
     bool finished = false;
     std::optional<Error> last_error;
+    /// Set when client interceptors were installed as the call started.
+    std::unique_ptr<InterceptedCall> intercepted;
   };
   using CallPtr = std::shared_ptr<NamedCall>;
 

@@ -232,6 +232,8 @@ void Node::provide_raw_async(std::string name, RawAsyncHandler handler, ServiceO
 }
 
 bool Node::withdraw(const std::string& name) { return impl_->core.withdraw(name); }
+void Node::add_interceptor(std::shared_ptr<ClientInterceptor> i) { impl_->core.add_interceptor(std::move(i)); }
+void Node::add_interceptor(std::shared_ptr<ServerInterceptor> i) { impl_->core.add_interceptor(std::move(i)); }
 
 void Node::call_raw_async(const std::string& service, Bytes args, const CallOptions& opts,
                           std::function<void(RawResult)> done) {

@@ -80,12 +80,22 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
           seams.loop, engine_, [this] { return membership_.get(); }, [this] { return routes_.load(); },
           [this] { return status_->stats_msgpack(); }, config_.security.keyring,
           admin_networks(config_.security)}),
-      server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_},
+      server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_,
+                           interceptors_},
               engine_, internal_),
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),
       local_(LocalCalls::Deps{seams.loop, seams.executor, services_, server_, counters_}),
       named_(NamedCalls::Deps{seams.loop, seams.clock, config_, router_, [this] { return routes_.load(); },
-                              direct_, local_, counters_, stopping_}) {
+                              direct_, local_, counters_, stopping_, interceptors_}) {
+  // The built-in interceptors the config asks for, before any of the
+  // application's: the request id first (the others may log it), the access
+  // log last (it sees what the others did).
+  if (config_.interceptors.request_id) interceptors_.add(interceptors::request_id());
+  if (config_.interceptors.propagate_deadline) interceptors_.add(interceptors::deadline_propagation());
+  if (config_.interceptors.access_log) {
+    interceptors_.add(interceptors::client_access_log());
+    interceptors_.add(interceptors::server_access_log());
+  }
   membership_ = std::make_unique<membership::Membership>(seams.loop, engine_, membership_options(config_),
                                                          seams.life, meta(), seams.rng_seed, this);
   routes_.store(routing::RouteTable::build(membership_->members()));
@@ -169,8 +179,48 @@ bool NodeCore::withdraw(const std::string& name) {
 
 void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes args, const CallOptions& opts,
                        Done done) {
-  direct_.call(to, service, args, call_deadline(config_, opts, seams_.clock.now()), std::move(done));
+  const TimePoint now = seams_.clock.now();
+  TimePoint deadline = call_deadline(config_, opts, now);
+  const ClientList* list = interceptors_.client();
+  if (list == nullptr) {
+    direct_.call(to, service, args, deadline, std::move(done));
+    return;
+  }
+  // A call to one address is one attempt: before_call, before_attempt, the
+  // attempt, after_attempt, after_call.
+  auto ic = std::make_shared<InterceptedCall>();
+  ic->list = list;
+  ic->call.service = service;
+  ic->call.to = to;
+  ic->call.deadline = to_public(deadline);
+  ic->started = now;
+  std::optional<Error> refused = run_before_call(*list, ic->call);
+  if (!refused) {
+    ++ic->call.attempts;
+    refused = run_before_attempt(*list, ic->call, to);
+  }
+  if (!refused) refused = ic->repack();
+  deadline = std::min(deadline, from_public(ic->call.deadline));
+  if (!refused && now >= deadline) refused = Error(Errc::kCallTimeout, "no time left for " + service);
+  auto finish = [ic, to, clock = &seams_.clock, done = std::move(done)](RawResult r, bool attempted) mutable {
+    const Duration took = clock->now() - ic->started;
+    if (attempted) run_after_attempt(*ic->list, ic->call, to, r, took);
+    run_after_call(*ic->list, ic->call, r, took);
+    done(std::move(r));
+  };
+  if (refused) {
+    complete_on_loop(seams_.loop,
+                     [finish = std::move(finish)](RawResult r) mutable { finish(std::move(r), false); },
+                     std::move(*refused));
+    return;
+  }
+  direct_.call(
+      to, service, args, deadline, [finish = std::move(finish)](RawResult r) mutable { finish(std::move(r), true); },
+      ic->packed);
 }
+
+void NodeCore::add_interceptor(std::shared_ptr<ClientInterceptor> i) { interceptors_.add(std::move(i)); }
+void NodeCore::add_interceptor(std::shared_ptr<ServerInterceptor> i) { interceptors_.add(std::move(i)); }
 
 void NodeCore::call_by_name(const std::string& service, Bytes args, const CallOptions& opts, Done done) {
   named_.start(service, std::move(args), opts, std::move(done));

@@ -26,6 +26,7 @@
 #include "api/call_router.hpp"
 #include "api/calls.hpp"
 #include "api/counters.hpp"
+#include "api/interceptors.hpp"
 #include "api/internal_services.hpp"
 #include "api/metrics.hpp"
 #include "api/named_calls.hpp"
@@ -85,6 +86,9 @@ class NodeCore final : public membership::Listener {
   bool withdraw(const std::string& name);
   void call_to(const Endpoint& to, const std::string& service, Bytes args, const CallOptions& opts, Done done);
   void call_by_name(const std::string& service, Bytes args, const CallOptions& opts, Done done);
+  /// Installs an interceptor for the calls and requests that start from now on.
+  void add_interceptor(std::shared_ptr<ClientInterceptor> i);
+  void add_interceptor(std::shared_ptr<ServerInterceptor> i);
   std::shared_ptr<const routing::RouteTable> routes() const { return routes_.load(); }
   const NodeCounters& counters() const { return counters_; }
   const Metrics& metrics() const { return metrics_; }
@@ -103,6 +107,7 @@ class NodeCore final : public membership::Listener {
   NodeCounters counters_;
   Metrics metrics_;
   ServiceRegistry services_;
+  InterceptorChain interceptors_;
   CallRouter router_;
   std::atomic<std::shared_ptr<const routing::RouteTable>> routes_;
   bool rebuild_pending_ = false;  // loop thread

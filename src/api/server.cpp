@@ -42,7 +42,8 @@ void Server::on_request(reliable::IncomingRequest&& req) {
     invoke_async(req.service, svc->async_handler, req.args, req.deadline,
                  [this, token = req.token](RawResult r) {
                    engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
-                 });
+                 },
+                 req.token.reply_to, req.metadata);
     return;
   }
   if (svc->options.run_on_loop) {
@@ -88,17 +89,18 @@ void Server::hand_off() {
 
 // Runs on a worker thread, or on the loop thread (run_on_loop, caller-runs).
 void Server::run(const RawHandler& handler, reliable::IncomingRequest& req) {
-  engine_.respond_from_any_thread(req.token, to_call_result(invoke(req.service, handler, req.args, req.deadline)));
+  engine_.respond_from_any_thread(
+      req.token, to_call_result(invoke(req.service, handler, req.args, req.deadline, req.token.reply_to, req.metadata)));
 }
 
 void Server::refuse(const reliable::RequestToken& token, Errc code, std::string message) {
   engine_.respond(token, reliable::CallResult{code, {}, std::move(message)});
 }
 
-RawResult Server::invoke(const std::string& service, const RawHandler& handler,
-                         std::span<const std::byte> args, TimePoint deadline) {
+RawResult Server::invoke(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
+                         TimePoint deadline, std::optional<Endpoint> caller, std::span<const std::byte> metadata) {
   const TimePoint t0 = d_.clock.now();
-  RawResult r = invoke_unmeasured(handler, args, deadline);
+  RawResult r = invoke_unmeasured(service, handler, args, deadline, caller, metadata);
   auto& m = d_.metrics.service(service);
   m.served.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) m.served_errors.add(r.error().code());
@@ -106,9 +108,19 @@ RawResult Server::invoke(const std::string& service, const RawHandler& handler,
   return r;
 }
 
-void Server::invoke_async(const std::string& service, const RawAsyncHandler& handler,
-                          std::span<const std::byte> args, TimePoint deadline,
-                          std::function<void(RawResult)> done) {
+ServerCall Server::server_call(const std::string& service, TimePoint deadline, const std::optional<Endpoint>& caller,
+                               std::span<const std::byte> metadata) const {
+  ServerCall sc;
+  sc.service = service;
+  sc.caller = caller ? *caller : engine_.options().advertised;
+  sc.deadline = deadline == TimePoint::max() ? std::chrono::steady_clock::time_point::max() : to_public(deadline);
+  sc.metadata = unpack_metadata(metadata);
+  return sc;
+}
+
+void Server::invoke_async(const std::string& service, const RawAsyncHandler& handler, std::span<const std::byte> args,
+                          TimePoint deadline, std::function<void(RawResult)> done, std::optional<Endpoint> caller,
+                          std::span<const std::byte> metadata) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
   if (d_.stopping.load(std::memory_order_relaxed)) {
     done(Error(Errc::kOverloaded, kStoppingMessage));
@@ -119,12 +131,29 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
     done(Error(Errc::kDeadlineExpired, "caller's deadline passed while the request was queued"));
     return;
   }
-  d_.counters.handlers_run.fetch_add(1, std::memory_order_relaxed);
   const TimePoint t0 = d_.clock.now();
+  // With interceptors installed: what they (and the handler's nested calls,
+  // until it first suspends) see of the request; kept until it finishes.
+  std::shared_ptr<const ServerCall> sc;
+  const ServerList* list = nullptr;
+  if (d_.interceptors.any() || !metadata.empty()) {
+    sc = std::make_shared<const ServerCall>(server_call(service, deadline, caller, metadata));
+    list = d_.interceptors.server();
+  }
+  const ServerCallScope scope(sc.get());
+  if (list != nullptr) {
+    if (auto e = run_before_handler(*list, *sc)) {
+      RawResult r(std::move(*e));
+      run_after_handler(*list, *sc, r, d_.clock.now() - t0);
+      done(std::move(r));
+      return;
+    }
+  }
+  d_.counters.handlers_run.fetch_add(1, std::memory_order_relaxed);
   // Runs once, on whichever thread the coroutine finishes on; or, when the
   // handler throws before it starts, not at all (the catch below answers).
   auto shared_done = std::make_shared<std::function<void(RawResult)>>(std::move(done));
-  auto finish = [this, service, t0, shared_done](RawResult r) {
+  auto finish = [this, service, t0, shared_done, sc, list](RawResult r) {
     auto& m = d_.metrics.service(service);
     m.served.fetch_add(1, std::memory_order_relaxed);
     if (!r.ok()) {
@@ -132,38 +161,63 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
       m.served_errors.add(r.error().code());
     }
     m.served_latency.record(d_.clock.now() - t0);
+    if (list != nullptr) run_after_handler(*list, *sc, r, d_.clock.now() - t0);
+    (*shared_done)(std::move(r));
+  };
+  auto refused = [&](Error e) {
+    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    RawResult r(std::move(e));
+    if (list != nullptr) run_after_handler(*list, *sc, r, d_.clock.now() - t0);
     (*shared_done)(std::move(r));
   };
   try {
     handler(args, std::move(finish));
   } catch (const Error& e) {  // before it started: the arguments did not unpack
-    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
-    (*shared_done)(Error(e.code() == Errc::kBadArguments ? Errc::kBadArguments : Errc::kRemoteError, e.message()));
+    refused(Error(e.code() == Errc::kBadArguments ? Errc::kBadArguments : Errc::kRemoteError, e.message()));
   } catch (const std::exception& e) {
-    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
-    (*shared_done)(Error(Errc::kRemoteError, e.what()));
+    refused(Error(Errc::kRemoteError, e.what()));
   }
 }
 
-RawResult Server::invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args,
-                                    TimePoint deadline) {
+RawResult Server::invoke_unmeasured(const std::string& service, const RawHandler& handler,
+                                    std::span<const std::byte> args, TimePoint deadline,
+                                    const std::optional<Endpoint>& caller, std::span<const std::byte> metadata) {
   if (d_.stopping.load(std::memory_order_relaxed)) return Error(Errc::kOverloaded, kStoppingMessage);
   if (d_.clock.now() >= deadline) {
     // The caller has given up: running the work now would only waste it.
     d_.counters.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
     return Error(Errc::kDeadlineExpired, "caller's deadline passed while the request was queued");
   }
-  d_.counters.handlers_run.fetch_add(1, std::memory_order_relaxed);
+  if (!d_.interceptors.any() && metadata.empty()) return call_handler(d_.counters, handler, args);
+  // Interceptors installed, or metadata came: they and the handler (and its
+  // nested calls) see the request as current_server_call().
+  const ServerCall sc = server_call(service, deadline, caller, metadata);
+  const ServerCallScope scope(&sc);
+  const ServerList* list = d_.interceptors.server();
+  if (list == nullptr) return call_handler(d_.counters, handler, args);
+  const TimePoint t0 = d_.clock.now();
+  if (auto e = run_before_handler(*list, sc)) {
+    RawResult r(std::move(*e));
+    run_after_handler(*list, sc, r, d_.clock.now() - t0);
+    return r;
+  }
+  RawResult r = call_handler(d_.counters, handler, args);
+  run_after_handler(*list, sc, r, d_.clock.now() - t0);
+  return r;
+}
+
+RawResult Server::call_handler(NodeCounters& counters, const RawHandler& handler, std::span<const std::byte> args) {
+  counters.handlers_run.fetch_add(1, std::memory_order_relaxed);
   try {
     return handler(args);
   } catch (const Error& e) {
-    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
     return Error(e.code() == Errc::kBadArguments ? Errc::kBadArguments : Errc::kRemoteError, e.message());
   } catch (const std::exception& e) {
-    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
     return Error(Errc::kRemoteError, e.what());
   } catch (...) {
-    d_.counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
+    counters.handler_errors.fetch_add(1, std::memory_order_relaxed);
     return Error(Errc::kRemoteError, "unknown exception");
   }
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "api/counters.hpp"
+#include "api/interceptors.hpp"
 #include "api/metrics.hpp"
 #include "api/service_registry.hpp"
 #include "base/clock.hpp"
@@ -48,6 +49,7 @@ class Server final : public reliable::RequestHandler {
     NodeCounters& counters;
     Metrics& metrics;
     const std::atomic<bool>& stopping;
+    const InterceptorChain& interceptors;
   };
   /// `engine` is where responses go; it may still be under construction
   /// (it is not used before the first request).
@@ -61,18 +63,29 @@ class Server final : public reliable::RequestHandler {
   void on_request(reliable::IncomingRequest&& req) override;
 
   /// Any thread: runs `handler` with the provider-side rules (stopping,
-  /// expired deadline, exceptions to typed errors) and records the
-  /// per-service served counters and handler time.
-  RawResult invoke(const std::string& service, const RawHandler& handler,
-                   std::span<const std::byte> args, TimePoint deadline);
+  /// expired deadline, server interceptors, exceptions to typed errors) and
+  /// records the per-service served counters and handler time. `caller`:
+  /// the request's source (nullopt: this node, an in-process call);
+  /// `metadata`: as it came (packed, checked).
+  RawResult invoke(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
+                   TimePoint deadline, std::optional<Endpoint> caller = std::nullopt,
+                   std::span<const std::byte> metadata = {});
   /// Loop thread: starts an async (coroutine) handler with the same rules;
   /// `done` runs once, on the thread where the handler finishes (at once,
   /// here, when it is refused or its arguments do not unpack).
-  void invoke_async(const std::string& service, const RawAsyncHandler& handler,
-                    std::span<const std::byte> args, TimePoint deadline, std::function<void(RawResult)> done);
+  void invoke_async(const std::string& service, const RawAsyncHandler& handler, std::span<const std::byte> args,
+                    TimePoint deadline, std::function<void(RawResult)> done,
+                    std::optional<Endpoint> caller = std::nullopt, std::span<const std::byte> metadata = {});
 
  private:
-  RawResult invoke_unmeasured(const RawHandler& handler, std::span<const std::byte> args, TimePoint deadline);
+  /// What interceptors and nested calls see of a request (only built when
+  /// an interceptor is installed).
+  ServerCall server_call(const std::string& service, TimePoint deadline, const std::optional<Endpoint>& caller,
+                         std::span<const std::byte> metadata) const;
+  RawResult invoke_unmeasured(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
+                              TimePoint deadline, const std::optional<Endpoint>& caller,
+                              std::span<const std::byte> metadata);
+  static RawResult call_handler(NodeCounters& counters, const RawHandler& handler, std::span<const std::byte> args);
   void run(const RawHandler& handler, reliable::IncomingRequest& req);
   void refuse(const reliable::RequestToken& token, Errc code, std::string message);
   /// Loop thread, end of each iteration: the requests of this iteration to

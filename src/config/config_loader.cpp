@@ -400,6 +400,12 @@ const Key<SecurityConfig> kSecurityKeys[] = {
     {"adminNetworks", &SecurityConfig::admin_networks},
 };
 
+const Key<InterceptorConfig> kInterceptorKeys[] = {
+    {"requestId", &InterceptorConfig::request_id},
+    {"propagateDeadline", &InterceptorConfig::propagate_deadline},
+    {"accessLog", &InterceptorConfig::access_log},
+};
+
 // params.broach: one row per section. Reserved for later features:
 // membership, loadBalance, http, security (see docs/config.md).
 const Key<Config> kBroachKeys[] = {
@@ -422,6 +428,9 @@ const Key<Config> kBroachKeys[] = {
     {"drainMs", &Config::drain_ms, kDrainMsRange},
     {"security", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<SecurityConfig>(v, p, kSecurityKeys, c.security);
+     }}},
+    {"interceptors", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<InterceptorConfig>(v, p, kInterceptorKeys, c.interceptors);
      }}},
 };
 
@@ -579,6 +588,11 @@ constexpr std::string_view kDefaultJson = R"({
         "verifyIncoming": true,
         "sealOutgoing": true,
         "adminNetworks": ["127.0.0.0/8"]
+      },
+      "interceptors": {
+        "requestId": false,
+        "propagateDeadline": false,
+        "accessLog": false
       }
     }
   }

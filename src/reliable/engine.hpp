@@ -89,6 +89,7 @@ struct IncomingRequest {
   RequestToken token;
   std::string service;
   Bytes args;            ///< one packed msgpack array
+  Bytes metadata;        ///< the call's metadata, a packed map (checked); empty: none
   TimePoint deadline;    ///< on this loop's clock; TimePoint::max() when none
 };
 
@@ -156,7 +157,9 @@ class ExtensionReceiver {
 };
 
 /// An encoded request body ([service, args]) for Engine::call. Any thread.
-Bytes request_payload(std::string_view service, std::span<const std::byte> args);
+/// A request body; `metadata`: a map packed by wire::encode_metadata, or empty.
+Bytes request_payload(std::string_view service, std::span<const std::byte> args,
+                      std::span<const std::byte> metadata = {});
 
 class Engine final : public PacketSink {
  public:

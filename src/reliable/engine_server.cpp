@@ -110,13 +110,15 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   req.token = token;
   req.service.assign(rv.service);
   req.args.assign(rv.args.begin(), rv.args.end());
+  req.metadata.assign(rv.metadata.begin(), rv.metadata.end());
   req.deadline = e.deadline;
   handler_->on_request(std::move(req));
 }
 
-Bytes request_payload(std::string_view service, std::span<const std::byte> args) {
+Bytes request_payload(std::string_view service, std::span<const std::byte> args,
+                      std::span<const std::byte> metadata) {
   Bytes out;
-  wire::encode_request(service, args, out);
+  wire::encode_request(service, args, out, metadata);
   return out;
 }
 

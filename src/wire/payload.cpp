@@ -135,26 +135,100 @@ std::size_t msgpack_object_size(std::span<const std::byte> data) noexcept {
   }
 }
 
-void encode_request(std::string_view service, std::span<const std::byte> args, Bytes& out) {
-  out.reserve(out.size() + 6 + service.size() + args.size());
-  put_byte(out, 0x92);
+void encode_request(std::string_view service, std::span<const std::byte> args, Bytes& out,
+                    std::span<const std::byte> metadata) {
+  out.reserve(out.size() + 6 + service.size() + args.size() + metadata.size());
+  put_byte(out, metadata.empty() ? 0x92 : 0x93);
   put_str_header(out, service.size());
   const auto* s = reinterpret_cast<const std::byte*>(service.data());
   out.insert(out.end(), s, s + service.size());
   append(out, args);
+  append(out, metadata);
 }
 
+namespace {
+
+// Reads a map header at `off`: its pair count.
+bool read_map_header(std::span<const std::byte> in, std::size_t& off, std::size_t& n) {
+  if (off >= in.size()) return false;
+  const auto b = static_cast<unsigned>(in[off]);
+  if ((b & 0xf0) == 0x80) {
+    n = b & 0x0f;
+    off += 1;
+    return true;
+  }
+  if (b == 0xde && off + 3 <= in.size()) {
+    n = get_be(in, off + 1, 2);
+    off += 3;
+    return true;
+  }
+  return false;  // a map32 is far beyond the bounds anyway
+}
+
+// Walks a packed metadata map, calling put(key, value) for each pair; false
+// when it is not exactly one map of strings within the bounds.
+template <class Put>
+bool walk_metadata(std::span<const std::byte> in, Put&& put) {
+  if (in.empty() || in.size() > kMaxMetadataBytes) return false;
+  std::size_t off = 0, n = 0;
+  if (!read_map_header(in, off, n) || n == 0 || n > kMaxMetadataEntries) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::size_t klen = 0, vlen = 0;
+    if (!read_str(in, off, klen) || klen == 0) return false;
+    const std::string_view key(reinterpret_cast<const char*>(in.data() + off), klen);
+    off += klen;
+    if (!read_str(in, off, vlen)) return false;
+    const std::string_view value(reinterpret_cast<const char*>(in.data() + off), vlen);
+    off += vlen;
+    put(key, value);
+  }
+  return off == in.size();
+}
+
+}  // namespace
+
 bool decode_request(std::span<const std::byte> in, RequestView& out) noexcept {
-  if (in.empty() || static_cast<unsigned>(in[0]) != 0x92) return false;
+  if (in.empty()) return false;
+  const auto marker = static_cast<unsigned>(in[0]);
+  if (marker != 0x92 && marker != 0x93) return false;
   std::size_t off = 1, len = 0;
   if (!read_str(in, off, len)) return false;
   out.service = std::string_view(reinterpret_cast<const char*>(in.data() + off), len);
   off += len;
   auto rest = in.subspan(off);
   if (rest.empty() || !is_array_marker(rest[0])) return false;
-  if (msgpack_object_size(rest) != rest.size()) return false;
-  out.args = rest;
-  return true;
+  const std::size_t args = msgpack_object_size(rest);
+  if (args == 0) return false;
+  out.args = rest.first(args);
+  out.metadata = rest.subspan(args);
+  if (marker == 0x92) return out.metadata.empty();
+  return walk_metadata(out.metadata, [](std::string_view, std::string_view) {});
+}
+
+bool encode_metadata(const MetadataView& pairs, Bytes& out) {
+  out.clear();
+  if (pairs.empty()) return true;
+  if (pairs.size() > kMaxMetadataEntries) return false;
+  out.reserve(64);
+  if (pairs.size() < 16) {
+    put_byte(out, 0x80 | static_cast<unsigned>(pairs.size()));
+  } else {
+    put_byte(out, 0xde);
+    put_be(out, pairs.size(), 2);
+  }
+  for (const auto& [k, v] : pairs) {
+    if (k.empty() || k.size() + v.size() > kMaxMetadataBytes) return false;
+    put_str_header(out, k.size());
+    append(out, std::as_bytes(std::span(k.data(), k.size())));
+    put_str_header(out, v.size());
+    append(out, std::as_bytes(std::span(v.data(), v.size())));
+  }
+  return out.size() <= kMaxMetadataBytes;
+}
+
+bool decode_metadata(std::span<const std::byte> packed, MetadataView& out) {
+  out.clear();
+  return walk_metadata(packed, [&](std::string_view k, std::string_view v) { out.emplace_back(k, v); });
 }
 
 void encode_response_ok(std::span<const std::byte> result, Bytes& out) {

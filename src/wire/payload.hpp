@@ -1,7 +1,10 @@
 // Internal header. Message bodies of protocol version 1.
 //
 // Layer: wire (pure functions, no I/O). A request body is the MessagePack
-// array [service: str, args: array]; a response body is [code: uint, body]
+// array [service: str, args: array] or, when the call carries metadata,
+// [service: str, args: array, metadata: map str -> str] (at most
+// kMaxMetadataEntries pairs, kMaxMetadataBytes packed, no empty key); a
+// response body is [code: uint, body]
 // where body is the packed result when code == 0 and an error message string
 // otherwise. Only the outer framing is parsed here; `args` and the result
 // stay packed, so a typed stub or a dynamic (JSON) client can unpack them.
@@ -22,9 +25,17 @@ namespace broach::wire {
 
 using Bytes = std::vector<std::byte>;
 
+/// Bounds of a call's metadata (docs/protocol.md, "Call metadata").
+inline constexpr std::size_t kMaxMetadataEntries = 16;
+inline constexpr std::size_t kMaxMetadataBytes = 1024;  ///< the packed map
+
+/// Metadata pairs as views (into a packed map, or into the caller's strings).
+using MetadataView = std::vector<std::pair<std::string_view, std::string_view>>;
+
 struct RequestView {
-  std::string_view service;        ///< view into the payload
-  std::span<const std::byte> args; ///< one packed msgpack array
+  std::string_view service;            ///< view into the payload
+  std::span<const std::byte> args;     ///< one packed msgpack array
+  std::span<const std::byte> metadata; ///< the packed map (checked); empty: none
 };
 
 struct ResponseView {
@@ -33,9 +44,20 @@ struct ResponseView {
   std::string message;              ///< error message when code != kOk
 };
 
-/// Appends [service, args] to `out`. `args` must be one packed msgpack array.
-void encode_request(std::string_view service, std::span<const std::byte> args, Bytes& out);
+/// Appends [service, args] to `out`, or [service, args, metadata] when
+/// `metadata` (a map packed by encode_metadata) is not empty. `args` must be
+/// one packed msgpack array.
+void encode_request(std::string_view service, std::span<const std::byte> args, Bytes& out,
+                    std::span<const std::byte> metadata = {});
 bool decode_request(std::span<const std::byte> payload, RequestView& out) noexcept;
+
+/// Packs `pairs` as a msgpack map into `out` (replacing its contents);
+/// false when they break the bounds (too many, too large, an empty key).
+/// No pairs: `out` is left empty (a request without metadata).
+bool encode_metadata(const MetadataView& pairs, Bytes& out);
+/// Reads a packed metadata map (views into `packed`); false when it is not
+/// a map of strings within the bounds.
+bool decode_metadata(std::span<const std::byte> packed, MetadataView& out);
 
 /// Appends [0, result] to `out`; `result` is one packed msgpack object.
 void encode_response_ok(std::span<const std::byte> result, Bytes& out);

@@ -4,7 +4,9 @@
 
 #include <msgpack.hpp>
 
+#include <map>
 #include <string>
+#include <vector>
 #include <tuple>
 
 namespace broach::wire {
@@ -50,6 +52,75 @@ TEST(Payload, RequestRejectsMalformedBodies) {
   EXPECT_FALSE(decode_request(trailing, rv));
   Bytes wrong = pack(std::make_tuple(1, 2));  // first element not a string
   EXPECT_FALSE(decode_request(wrong, rv));
+}
+
+TEST(Payload, RequestCarriesMetadataAsAThirdElement) {
+  const auto args = pack(std::make_tuple(1, 2));
+  Bytes meta;
+  ASSERT_TRUE(encode_metadata({{"x-request-id", "abc"}, {"zone", ""}}, meta));
+  Bytes out;
+  encode_request("add", args, out, meta);
+  RequestView rv;
+  ASSERT_TRUE(decode_request(out, rv));
+  EXPECT_EQ(rv.service, "add");
+  EXPECT_EQ(Bytes(rv.args.begin(), rv.args.end()), args);
+  MetadataView m;
+  ASSERT_TRUE(decode_metadata(rv.metadata, m));
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].first, "x-request-id");
+  EXPECT_EQ(m[0].second, "abc");
+  EXPECT_EQ(m[1].second, "");
+  // Plain msgpack: [service, args, {key: value}] (a peer needs no special parser).
+  auto oh = msgpack::unpack(reinterpret_cast<const char*>(out.data()), out.size());
+  ASSERT_EQ(oh.get().via.array.size, 3u);
+  using StringMap = std::map<std::string, std::string>;
+  EXPECT_EQ(oh.get().via.array.ptr[2].as<StringMap>().at("x-request-id"), "abc");
+  // No metadata: the two-element form, as before.
+  Bytes plain;
+  encode_request("add", args, plain);
+  ASSERT_TRUE(decode_request(plain, rv));
+  EXPECT_TRUE(rv.metadata.empty());
+  EXPECT_EQ(static_cast<unsigned>(plain[0]), 0x92u);
+  for (std::size_t n = 0; n < out.size(); ++n) {
+    EXPECT_FALSE(decode_request(std::span(out).first(n), rv)) << "truncated at " << n;
+  }
+}
+
+TEST(Payload, MetadataOutsideItsBoundsIsRefusedBothWays) {
+  Bytes meta;
+  MetadataView many;
+  for (int i = 0; i < 17; ++i) many.emplace_back("k", "v");
+  EXPECT_FALSE(encode_metadata(many, meta));
+  const std::string big(kMaxMetadataBytes, 'v');
+  EXPECT_FALSE(encode_metadata({{"k", big}}, meta));
+  EXPECT_FALSE(encode_metadata({{"", "v"}}, meta));
+  ASSERT_TRUE(encode_metadata({}, meta));
+  EXPECT_TRUE(meta.empty());
+
+  const auto args = pack(std::make_tuple(1));
+  RequestView rv;
+  auto request_with = [&](const Bytes& third) {
+    Bytes out;
+    encode_request("svc", args, out, third);
+    return out;
+  };
+  // What a hostile peer may send instead of a map of strings.
+  std::map<std::string, std::string> too_many;
+  for (int i = 0; i < 17; ++i) too_many["k" + std::to_string(i)] = "v";
+  EXPECT_FALSE(decode_request(request_with(pack(too_many)), rv));
+  EXPECT_FALSE(decode_request(request_with(pack(std::map<std::string, std::string>{{"k", std::string(2000, 'v')}})), rv));
+  EXPECT_FALSE(decode_request(request_with(pack(std::map<std::string, std::string>{{"", "v"}})), rv));
+  EXPECT_FALSE(decode_request(request_with(pack(std::map<std::string, int>{{"k", 1}})), rv));
+  EXPECT_FALSE(decode_request(request_with(pack(std::vector<std::string>{"k", "v"})), rv));
+  EXPECT_FALSE(decode_request(request_with(pack(std::map<std::string, std::string>{})), rv));  // 3 elements, no pair
+  Bytes trailing = request_with(pack(std::map<std::string, std::string>{{"k", "v"}}));
+  ASSERT_TRUE(decode_request(trailing, rv));
+  trailing.push_back(std::byte{0xc0});
+  EXPECT_FALSE(decode_request(trailing, rv));
+  // A two-element body with a map after it is not a request either.
+  Bytes two = request_with(pack(std::map<std::string, std::string>{{"k", "v"}}));
+  two[0] = std::byte{0x92};
+  EXPECT_FALSE(decode_request(two, rv));
 }
 
 TEST(Payload, ResponseOkAndErrorRoundTrip) {
