@@ -61,10 +61,16 @@ void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
   return std::malloc(n == 0 ? 1 : n);
 }
 void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+// These replace the global pair (new calls malloc, delete calls free), so
+// they match; GCC 12 inlines the replacement delete into std::function's
+// manager and then flags free() on memory from operator new.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace broach::bench {
 namespace {
@@ -87,7 +93,34 @@ Config bench_config(const Flags& f, int default_port) {
     c.transport.loopback_large_datagrams = false;
   }
   c.transport.gso = f.num("gso", 1) != 0;
+  // The built-in request-id interceptor (metadata on every request).
+  c.interceptors.request_id = f.num("request-id", 0) != 0;
   return c;
+}
+
+// Interceptors that do nothing but count: what the hooks themselves cost.
+std::atomic<std::uint64_t> g_hooks{0};
+class NoopClient final : public ClientInterceptor {
+ public:
+  std::optional<Error> before_call(ClientCall&) override {
+    g_hooks.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  void after_call(const ClientCall&, const RawResult&, std::chrono::nanoseconds) override {
+    g_hooks.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+class NoopServer final : public ServerInterceptor {
+ public:
+  std::optional<Error> before_handler(const ServerCall&) override {
+    g_hooks.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+};
+/// --interceptors N: N no-op client and N no-op server interceptors.
+template <class Side>
+void install_noop(Node& node, const Flags& f) {
+  for (int i = 0; i < static_cast<int>(f.num("interceptors", 0)); ++i) node.add_interceptor(std::make_shared<Side>());
 }
 
 int run_server(const Flags& f) {
@@ -101,6 +134,7 @@ int run_server(const Flags& f) {
   c.thread_pool.thread_max = static_cast<int>(f.num("max-threads", c.thread_pool.thread_max));
   c.thread_pool.thread_max = std::max(c.thread_pool.thread_max, c.thread_pool.core);
   Node node(c);
+  install_noop<NoopServer>(node, f);
   node.provide("echo", [](std::string s) { return s; });
   // The same handler on the loop thread (ServiceOptions::run_on_loop).
   node.provide("echo_loop", [](std::string s) { return s; }, broach::ServiceOptions{true});
@@ -195,6 +229,7 @@ int run_client(const Flags& f) {
   Config c = bench_config(f, 0);
   c.thread_pool.core = 1;  // the caller provides nothing; its pool stays idle
   Node node(c);
+  install_noop<NoopClient>(node, f);
   const std::string service = f.str("service", "echo");
   if (service != "echo" && service != "echo_loop") {
     std::fprintf(stderr, "bench_rpc: --service: echo or echo_loop\n");
@@ -209,6 +244,8 @@ int run_client(const Flags& f) {
   }
   if (!c.transport.loopback_large_datagrams) workload += "_path1500";
   if (!c.transport.gso) workload += "_nogso";
+  if (f.num("interceptors", 0) > 0) workload += "_icpt" + std::to_string(static_cast<int>(f.num("interceptors", 0)));
+  if (c.interceptors.request_id) workload += "_reqid";
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const auto server_allocs = [&]() -> std::uint64_t {
@@ -303,7 +340,9 @@ int usage() {
                "       (all modes: [--cpu C] pins to CPU C, [--max-datagram B] sets maxDatagramBytes,\n"
                "        [--keyring FILE] seals every datagram with FILE's key,\n"
                "        [--busy-poll US] busy-polls US microseconds before sleeping,\n"
-               "        [--path1500 1] a 1500-byte path even on loopback, [--gso 0] no UDP GSO/GRO)\n"
+               "        [--path1500 1] a 1500-byte path even on loopback, [--gso 0] no UDP GSO/GRO,\n"
+               "        [--interceptors N] N no-op client (echo) or server interceptors,\n"
+               "        [--request-id 1] the built-in request-id interceptor: metadata on every call)\n"
                "       bench_rpc memory [--seconds D]  (RSS idle, and with 10,000 calls in flight)\n");
   return 2;
 }
@@ -314,7 +353,7 @@ int usage() {
 int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
-                              "inflight", "seconds", "mode", "cpu", "service", "keyring",
+                              "inflight", "seconds", "mode", "cpu", "service", "keyring", "interceptors", "request-id",
                               "busy-poll", "path1500", "gso"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
