@@ -77,6 +77,12 @@ struct LoadBalanceConfig {
   std::string policy = "round_robin";              ///< default policy (docs/usage.md lists them)
   std::map<std::string, std::string> services;     ///< per-service policy: service -> policy
   bool local_in_process = true;                    ///< a call that picks this node runs in-process
+  /// slowStartMs: a provider that has just joined (or come back from dead)
+  /// gets a share of calls that ramps linearly from slowStartMinPercent of
+  /// its full weight to all of it over this window (0 = off), in
+  /// round_robin, random, weighted, least_outstanding and p2c_ewma.
+  double slow_start_ms = 10000;
+  double slow_start_min_percent = 10;              ///< slowStartMinPercent: the share it starts with
 };
 
 /// params.broach.breaker: circuit breaking per provider and per provider+service.

@@ -31,6 +31,12 @@ struct Candidate {
   bool self = false;           ///< this very node
   std::uint32_t outstanding = 0;   ///< calls from this node to it, in flight now
   double latency_ewma_us = 0;      ///< smoothed latency of its answers; 0 = none yet
+  /// Slow start (params.broach.loadBalance.slowStartMs): 1 when warm, else
+  /// the fraction of its full share it should get now. The built-in
+  /// policies that ramp get only warm candidates (the warming ones are
+  /// drawn before them); a policy of your own sees every candidate with its
+  /// warmth and may use it.
+  double warmth = 1.0;
 };
 
 struct PickContext {

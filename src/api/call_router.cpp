@@ -38,6 +38,18 @@ std::unique_ptr<lb::Policy> make_or_throw(const Config& c, const std::string& na
   return p;
 }
 
+// How slow start applies to a built-in policy: by weight ("weighted"), as
+// equal shares (the ones that ignore weights), or not at all (a key's
+// provider is fixed by the hash; local_first prefers this node; a policy
+// of the application's own sees Candidate::warmth and decides itself).
+CallRouter::Ramp ramp_of(const std::string& name) {
+  if (name == "weighted") return CallRouter::Ramp::kByWeight;
+  if (name == "round_robin" || name == "random" || name == "least_outstanding" || name == "p2c_ewma") {
+    return CallRouter::Ramp::kEqual;
+  }
+  return CallRouter::Ramp::kNone;
+}
+
 }  // namespace
 
 CallRouter::CallRouter(const Config& config, std::uint64_t rng_seed)
@@ -45,17 +57,112 @@ CallRouter::CallRouter(const Config& config, std::uint64_t rng_seed)
       max_retries_(config.retry.max_retries),
       hedge_delay_(seconds_f(config.retry.hedge_delay_ms / 1000.0)),
       idempotent_(config.retry.idempotent.begin(), config.retry.idempotent.end()),
+      slow_start_(seconds_f(config.load_balance.slow_start_ms / 1000.0)),
+      slow_start_min_(config.load_balance.slow_start_min_percent / 100.0),
       budget_(config.retry.budget_ratio, 10),
       rng_(rng_seed) {
   default_policy_ = make_or_throw(config, config.load_balance.policy, "params.broach.loadBalance.policy");
+  default_ramp_ = ramp_of(config.load_balance.policy);
   for (const auto& [svc, name] : config.load_balance.services) {
     service_policies_[svc] = make_or_throw(config, name, "params.broach.loadBalance.services." + svc);
+    service_ramps_[svc] = ramp_of(name);
   }
 }
 
 lb::Policy& CallRouter::policy_for(const std::string& service) {
   auto it = service_policies_.find(service);
   return it == service_policies_.end() ? *default_policy_ : *it->second;
+}
+
+CallRouter::Ramp CallRouter::ramp_for(const std::string& service) const {
+  auto it = service_ramps_.find(service);
+  return it == service_ramps_.end() ? default_ramp_ : it->second;
+}
+
+void CallRouter::provider_joined(const Endpoint& provider, bool serves, TimePoint now) {
+  if (slow_start_ <= Duration::zero()) return;
+  MutexLock lock(mu_);
+  gone_.erase(provider);
+  start_ramp_locked(provider, serves, now);
+}
+
+void CallRouter::provider_alive(const Endpoint& provider, bool serves, TimePoint now) {
+  if (slow_start_ <= Duration::zero()) return;
+  MutexLock lock(mu_);
+  if (gone_.erase(provider) != 0) start_ramp_locked(provider, serves, now);  // back from dead; not a refuted suspicion
+}
+
+void CallRouter::provider_updated(const Endpoint& provider, bool serves, TimePoint now) {
+  if (slow_start_ <= Duration::zero() || !serves) return;
+  MutexLock lock(mu_);
+  if (no_services_yet_.erase(provider) != 0) warming_[provider] = now;
+}
+
+void CallRouter::provider_gone(const Endpoint& provider) {
+  if (slow_start_ <= Duration::zero()) return;
+  MutexLock lock(mu_);
+  warming_.erase(provider);
+  no_services_yet_.erase(provider);
+  if (gone_.size() < kMaxGone) gone_.insert(provider);
+}
+
+void CallRouter::start_ramp_locked(const Endpoint& provider, bool serves, TimePoint now) {
+  // A member that offers nothing yet (its services are announced a moment
+  // after it joins) starts its ramp when it first offers something: the
+  // window is for traffic, not for the time before any could come.
+  if (serves) {
+    no_services_yet_.erase(provider);
+    warming_[provider] = now;
+  } else if (no_services_yet_.size() < kMaxGone) {
+    warming_.erase(provider);
+    no_services_yet_.insert(provider);
+  }
+}
+
+double CallRouter::warmth_locked(const Endpoint& provider, TimePoint now) {
+  auto it = warming_.find(provider);
+  if (it == warming_.end()) return 1.0;
+  const Duration elapsed = now - it->second;
+  if (elapsed >= slow_start_) {
+    warming_.erase(it);
+    return 1.0;
+  }
+  const double frac = std::max(0.0, to_seconds(elapsed) / to_seconds(slow_start_));
+  return slow_start_min_ + (1.0 - slow_start_min_) * frac;
+}
+
+std::size_t CallRouter::pick_warming_locked(lb::Policy& policy, Ramp ramp, std::span<const lb::Candidate> c,
+                                            const lb::PickContext& ctx) {
+  // The warming providers get exactly their ramped share, drawn here; the
+  // rest of the calls go to the policy, over the warm providers only. A
+  // provider at warmth f counts as f of itself: weight x f for "weighted",
+  // f of an equal share for the others.
+  auto weight = [&](const lb::Candidate& x) {
+    return (ramp == Ramp::kByWeight ? static_cast<double>(x.weight) : 1.0) * x.warmth;
+  };
+  double total = 0, warming = 0;
+  for (const auto& x : c) {
+    total += weight(x);
+    if (x.warmth < 1.0) warming += weight(x);
+  }
+  if (total <= 0) return policy.pick(c, ctx);
+  double r = rng_.uniform() * total;
+  if (r < warming) {
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      if (c[i].warmth >= 1.0) continue;
+      if (r < weight(c[i])) return i;
+      r -= weight(c[i]);
+    }
+  }
+  std::vector<lb::Candidate> warm;
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    if (c[i].warmth < 1.0) continue;
+    warm.push_back(c[i]);
+    index.push_back(i);
+  }
+  if (warm.empty()) return policy.pick(c, ctx);  // (r fell past the last warming one by rounding)
+  return index[std::min(policy.pick(warm, ctx), warm.size() - 1)];
 }
 
 bool CallRouter::version_matches(const std::string& want, std::string_view have) {
@@ -90,7 +197,7 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
   }
   std::vector<lb::Candidate> candidates;
   candidates.reserve(entry->providers.size());
-  bool any_version = false, any_untried = false;
+  bool any_version = false, any_untried = false, any_warming = false;
   MutexLock lock(mu_);
   last_table_ = table.version();
   if (not_offered_table_ != table.version()) {
@@ -114,6 +221,10 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
     c.self = p.self;
     c.outstanding = ps.outstanding;
     c.latency_ewma_us = ps.ewma_us;
+    if (!warming_.empty()) {
+      c.warmth = warmth_locked(p.address, now);
+      any_warming = any_warming || c.warmth < 1.0;
+    }
     candidates.push_back(c);
   }
   if (!any_version) {
@@ -124,7 +235,11 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
     return Error(Errc::kCircuitOpen, "every provider of " + service + " is fused after recent failures");
   }
   const lb::PickContext ctx{service, opts.routing_key, rng_.next()};
-  const std::size_t i = std::min(policy_for(service).pick(candidates, ctx), candidates.size() - 1);
+  lb::Policy& policy = policy_for(service);
+  const Ramp ramp = any_warming ? ramp_for(service) : Ramp::kNone;
+  const std::size_t i = std::min(
+      ramp == Ramp::kNone ? policy.pick(candidates, ctx) : pick_warming_locked(policy, ramp, candidates, ctx),
+      candidates.size() - 1);
   const lb::Candidate& chosen = candidates[i];
   ProviderState& ps = provider_locked(chosen.address);
   ps.breaker.allow(now);  // reserves the half-open probe, if that is what this is

@@ -9,7 +9,9 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/rng.hpp"
@@ -50,6 +52,23 @@ class CallRouter {
   bool idempotent(const std::string& service, const CallOptions& opts) const;
   Duration hedge_delay() const { return hedge_delay_; }
 
+  // Slow start (params.broach.loadBalance.slowStartMs): a provider that
+  // joined, or came back from dead, gets a share that ramps linearly from
+  // slowStartMinPercent of its full share to all of it over the window.
+  /// A member joined (a new member or a new life of one), now; `serves`:
+  /// it offers at least one service (else the ramp starts when it does).
+  void provider_joined(const Endpoint& provider, bool serves, TimePoint now);
+  /// A member is alive: starts its slow start if it had been gone (dead or
+  /// left), not when it refuted a suspicion.
+  void provider_alive(const Endpoint& provider, bool serves, TimePoint now);
+  /// A member's metadata changed.
+  void provider_updated(const Endpoint& provider, bool serves, TimePoint now);
+  /// A member is dead, left or forgotten.
+  void provider_gone(const Endpoint& provider);
+
+  /// How a policy's picks are ramped (see ramp_of in the .cpp).
+  enum class Ramp { kNone, kEqual, kByWeight };
+
   struct BreakerView {
     Endpoint provider;
     std::string service;  ///< empty for the provider-wide breaker
@@ -68,6 +87,13 @@ class CallRouter {
   breaker::CircuitBreaker& service_breaker_locked(const Endpoint& e, const std::string& service)
       BROACH_REQUIRES(mu_);
   lb::Policy& policy_for(const std::string& service);
+  Ramp ramp_for(const std::string& service) const;
+  /// 1 when warm; else slowStartMinPercent + the elapsed part of the window.
+  double warmth_locked(const Endpoint& provider, TimePoint now) BROACH_REQUIRES(mu_);
+  std::size_t pick_warming_locked(lb::Policy& policy, Ramp ramp, std::span<const lb::Candidate> c,
+                                  const lb::PickContext& ctx) BROACH_REQUIRES(mu_);
+  void start_ramp_locked(const Endpoint& provider, bool serves, TimePoint now) BROACH_REQUIRES(mu_);
+  static constexpr std::size_t kMaxGone = 65536;
   static bool version_matches(const std::string& want, std::string_view have);
 
   breaker::BreakerOptions breaker_options_;
@@ -76,6 +102,10 @@ class CallRouter {
   std::set<std::string> idempotent_;
   std::unique_ptr<lb::Policy> default_policy_;
   std::map<std::string, std::unique_ptr<lb::Policy>> service_policies_;  // immutable after ctor
+  Ramp default_ramp_ = Ramp::kNone;
+  std::map<std::string, Ramp> service_ramps_;  // immutable after ctor
+  const Duration slow_start_;
+  const double slow_start_min_;
 
   mutable Mutex mu_;
   std::unordered_map<Endpoint, ProviderState> providers_ BROACH_GUARDED_BY(mu_);
@@ -87,6 +117,9 @@ class CallRouter {
   std::uint64_t not_offered_table_ BROACH_GUARDED_BY(mu_) = 0;  // route table version the set belongs to
   std::uint64_t last_table_ BROACH_GUARDED_BY(mu_) = 0;         // version of the table of the latest pick
   Rng rng_ BROACH_GUARDED_BY(mu_);
+  std::unordered_map<Endpoint, TimePoint> warming_ BROACH_GUARDED_BY(mu_);  // slow start began then
+  std::unordered_set<Endpoint> gone_ BROACH_GUARDED_BY(mu_);  // dead or left (a return starts a slow start)
+  std::unordered_set<Endpoint> no_services_yet_ BROACH_GUARDED_BY(mu_);  // joined, ramp waits for a service
 };
 
 }  // namespace broach::api

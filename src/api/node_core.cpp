@@ -135,8 +135,23 @@ std::vector<MemberInfo> NodeCore::members() const {
 
 // Dead and left members leave the route table at once; a burst of events
 // (a join storm) is folded into one rebuild.
-void NodeCore::on_member_event(membership::EventKind, const MemberInfo&) {
+void NodeCore::on_member_event(membership::EventKind kind, const MemberInfo& m) {
   BROACH_ASSERT_IN_LOOP(seams_.loop);
+  // Slow start: a provider that joins a cluster this node is part of, or
+  // comes back from dead, is ramped up; the members this node finds as it
+  // joins (before its join completes) are the cluster as it is: warm.
+  if (m.address != address_ && membership_) {
+    using membership::EventKind;
+    if (kind == EventKind::kDead || kind == EventKind::kLeft || kind == EventKind::kReclaim) {
+      router_.provider_gone(m.address);
+    } else if (membership_->joined() && kind == EventKind::kJoin) {
+      router_.provider_joined(m.address, !m.meta.services.empty(), seams_.clock.now());
+    } else if (membership_->joined() && kind == EventKind::kAlive) {
+      router_.provider_alive(m.address, !m.meta.services.empty(), seams_.clock.now());
+    } else if (kind == EventKind::kUpdate) {
+      router_.provider_updated(m.address, !m.meta.services.empty(), seams_.clock.now());
+    }
+  }
   if (rebuild_pending_) return;
   rebuild_pending_ = true;
   seams_.loop.post([this] {

@@ -77,6 +77,8 @@ constexpr Range kIntervalMsRange{0, 3600000, true};  // milliseconds, > 0
 constexpr Range kDrainMsRange{0, 600000};             // milliseconds, 0 = no drain
 constexpr Range kSmallCountRange{1, 64};
 constexpr Range kWeightRange{0, 1000000};
+constexpr Range kSlowStartMsRange{0, 3600000};     // milliseconds, 0 = off
+constexpr Range kPercentRange{1, 100};
 constexpr std::size_t kMaxNameBytes = 255;  // name and version travel in membership messages
 
 // ---------------------------------------------------------------------------
@@ -365,6 +367,8 @@ const Key<LoadBalanceConfig> kLoadBalanceKeys[] = {
     {"policy", &LoadBalanceConfig::policy},
     {"services", Custom<LoadBalanceConfig>{read_policy_map}},
     {"localInProcess", &LoadBalanceConfig::local_in_process},
+    {"slowStartMs", &LoadBalanceConfig::slow_start_ms, kSlowStartMsRange},
+    {"slowStartMinPercent", &LoadBalanceConfig::slow_start_min_percent, kPercentRange},
 };
 
 const Key<BreakerConfig> kBreakerKeys[] = {
@@ -564,7 +568,9 @@ constexpr std::string_view kDefaultJson = R"({
       "loadBalance": {
         "policy": "round_robin",
         "services": {},
-        "localInProcess": true
+        "localInProcess": true,
+        "slowStartMs": 10000,
+        "slowStartMinPercent": 10
       },
       "breaker": {
         "consecutiveFailures": 5,
@@ -643,6 +649,8 @@ void check_balancing(const Checker& k, const Config& c) {
   // (user policies may be registered after the file is read); here only
   // their form.
   if (c.load_balance.policy.empty()) k.fail("params.broach.loadBalance.policy", "must not be empty");
+  k.number("params.broach.loadBalance.slowStartMs", c.load_balance.slow_start_ms, kSlowStartMsRange);
+  k.number("params.broach.loadBalance.slowStartMinPercent", c.load_balance.slow_start_min_percent, kPercentRange);
   for (const auto& [svc, pol] : c.load_balance.services) {
     if (pol.empty()) k.fail("params.broach.loadBalance.services." + svc, "must not be empty");
   }

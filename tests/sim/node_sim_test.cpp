@@ -3,6 +3,7 @@
 // retries and hedges, serving on a simulated pool) in virtual time, each
 // scenario over many seeds (20, or $BROACH_SIM_SEEDS). A failure names its
 // seed; rerun one with BROACH_SIM_SEEDS and BROACH_LOG_LEVEL=debug.
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,6 +42,10 @@ Config fast_config() {
   c.rpc_timeout = 1.0;
   c.udp_timeout = 0.3;
   c.membership.push_pull_interval_ms = 2000;
+  // These scenarios count how calls spread over providers that have just
+  // joined: no slow start (JoiningProviderShareFollowsTheSlowStartRamp
+  // turns it on).
+  c.load_balance.slow_start_ms = 0;
   return c;
 }
 
@@ -322,6 +327,96 @@ TEST(NodeSim, RestartedNodeIsRoutedTo) {
     runs.by_node.clear();
     for (std::uint64_t k = 0; k < 30; ++k) ASSERT_TRUE(s.call(0, "work", detail::pack_args(k))->result.ok());
     EXPECT_GE(runs.by_node["node2"], 5);
+  }
+}
+
+// Slow start: a provider that joins a running cluster gets a share of the
+// calls that follows the ramp (slowStartMinPercent 10 -> 100% of a full
+// share over slowStartMs 10 s), in every policy where weights apply; after
+// a crash and restart (a new life) it ramps again.
+TEST(NodeSim, JoiningProviderShareFollowsTheSlowStartRamp) {
+  const std::vector<std::string> policies = {"random", "round_robin", "weighted", "least_outstanding", "p2c_ewma"};
+  const auto seeds = testing::sim_seeds();
+  for (std::size_t k = 0; k < policies.size(); ++k) {
+    const auto seed = seeds[k % seeds.size()];
+    SCOPED_TRACE("policy " + policies[k] + ", seed " + std::to_string(seed));
+    Config cfg = fast_config();
+    cfg.load_balance.slow_start_ms = 10000;
+    cfg.load_balance.slow_start_min_percent = 10;
+    cfg.load_balance.policy = policies[k];
+    cfg.load_balance.local_in_process = false;
+    SimNodes s(seed, 5, cfg);
+    Runs runs;
+    // Node 0 calls; nodes 1-3 provide from the start; node 4 joins later.
+    start_with_providers(s, 4, {1, 2, 3}, runs);
+    s.net.run_for(seconds(12));  // past any ramp of the first members
+    s.start(4, [&](api::NodeCore& c) { provide_work(c, runs); });
+    // The ramp starts when node 0 first sees node 4 offer a service.
+    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2, 3, 4}); }, seconds(10)));
+    // The expected share of a call started t seconds after the ramp began:
+    // f / (f + 3), f = 0.1 + 0.9 t / 10 s (every provider has the same
+    // weight, so "weighted" is the same).
+    const TimePoint t0 = s.net.now();
+    auto expected = [&](TimePoint at) {
+      const double t = to_seconds(at - t0);
+      const double f = t >= 10 ? 1.0 : 0.1 + 0.9 * t / 10;
+      return f / (f + 3);
+    };
+    // 10 calls per loop step of 1 ms, for 6 x 2,000 steps (about 14 s of
+    // virtual time); each bucket's share against the mean of its calls'
+    // expected shares.
+    constexpr int kBucketSteps = 2000, kBuckets = 6, kPerStep = 10;
+    std::uint64_t id = 1;
+    for (int b = 0; b < kBuckets; ++b) {
+      const int before = runs.by_node["node4"];
+      int total_before = 0;
+      for (auto& [n, c] : runs.by_node) total_before += c;
+      double want = 0;
+      int issued = 0;
+      const double from_s = to_seconds(s.net.now() - t0);
+      for (int step = 0; step < kBucketSteps; ++step) {
+        for (int i = 0; i < kPerStep; ++i) {
+          want += expected(s.net.now());
+          ++issued;
+          s.call_async(0, "work", detail::pack_args(id++));
+        }
+        s.net.run_for(milliseconds(1));
+      }
+      const double to_s = to_seconds(s.net.now() - t0);
+      want /= issued;
+      s.net.run_for(milliseconds(50));  // the bucket's last calls end
+      int total = 0;
+      for (auto& [n, c] : runs.by_node) total += c;
+      const double calls = total - total_before;
+      ASSERT_EQ(calls, issued);
+      const double share = (runs.by_node["node4"] - before) / calls;
+      // Within 10% of the ramp, or 4 standard deviations of the sampling
+      // noise where 10% is finer than the sample can show.
+      const double sd = std::sqrt(want * (1 - want) / calls);
+      EXPECT_NEAR(share, want, std::max(0.1 * want, 4 * sd))
+          << "bucket " << b << " (" << from_s << "-" << to_s << " s after the ramp began), " << calls << " calls";
+    }
+    constexpr int kPerMs = kPerStep;
+    if (k == 0) {
+      // A crash and a restart (a new life): it ramps again.
+      s.crash(4);
+      ASSERT_TRUE(s.net.run_until([&] { return !s.routes_to(0, "work", {4}); }, seconds(30)));
+      s.restart(4, [&](api::NodeCore& c) { provide_work(c, runs); });
+      ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {4}); }, seconds(10)));
+      const int before = runs.by_node["node4"];
+      int total_before = 0;
+      for (auto& [n, c] : runs.by_node) total_before += c;
+      for (int ms = 0; ms < 1000; ++ms) {
+        for (int i = 0; i < kPerMs; ++i) s.call_async(0, "work", detail::pack_args(id++));
+        s.net.run_for(milliseconds(1));
+      }
+      s.net.run_for(milliseconds(50));
+      int total = 0;
+      for (auto& [n, c] : runs.by_node) total += c;
+      const double share = (runs.by_node["node4"] - before) / static_cast<double>(total - total_before);
+      EXPECT_LT(share, 0.08) << "a restarted provider got " << share << " of the calls in its first second";
+      EXPECT_GT(share, 0.01);
+    }
   }
 }
 
