@@ -203,7 +203,14 @@ void Membership::reconnect() {
             if (!nack) push_pull(target, false, [](bool) {});
           },
           [] {});
-      send_probe(Kind::kPing, seq, target);
+      // A bare ping: the gossip it would carry would count as sent to a
+      // member that is most likely gone (each update is sent a fixed number
+      // of times), so it carries none.
+      ProbeWriter w(Kind::kPing, seq, std::nullopt);
+      const auto body = w.finish();
+      stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;
+      ++stats_.gossip_messages_sent;
+      engine_.send_extension(wire::MsgType::kPing, reliable::Dest::initiated(target), body);
     }
   }
   reconnect_timer_ = loop_.run_after(opt_.reconnect_interval, [this] { reconnect(); });
