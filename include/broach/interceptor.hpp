@@ -23,8 +23,12 @@
 // must be thread-safe. before_call runs on the thread that started the call;
 // before_attempt on that thread for the first attempt and on the loop thread
 // after; after_attempt and after_call on the loop thread (they must not
-// block). Server hooks run on the thread that runs the handler (a worker,
-// or the loop for run_on_loop and coroutine handlers).
+// block; after a node has stopped, on the calling thread). after_call runs
+// when the call's result is known: a losing hedge's after_attempt may come
+// later. Server hooks run on the thread that runs the handler (a worker, or
+// the loop for run_on_loop handlers); for a coroutine handler
+// before_handler runs on the loop and after_handler on whichever thread the
+// coroutine finishes on.
 #pragma once
 
 #include <chrono>

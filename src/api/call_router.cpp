@@ -106,6 +106,14 @@ void CallRouter::provider_gone(const Endpoint& provider) {
   if (gone_.size() < kMaxGone) gone_.insert(provider);
 }
 
+void CallRouter::provider_forgotten(const Endpoint& provider) {
+  if (slow_start_ <= Duration::zero()) return;
+  MutexLock lock(mu_);
+  warming_.erase(provider);
+  no_services_yet_.erase(provider);
+  gone_.erase(provider);
+}
+
 void CallRouter::start_ramp_locked(const Endpoint& provider, bool serves, TimePoint now) {
   // A member that offers nothing yet (its services are announced a moment
   // after it joins) starts its ramp when it first offers something: the
@@ -204,6 +212,12 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
     not_offered_.clear();
     not_offered_table_ = table.version();
   }
+  if (!warming_.empty() && now - warming_swept_ >= slow_start_) {
+    // Ramps end when their provider is next looked at; a provider of a
+    // service nobody calls is never looked at: drop ended ones now and then.
+    warming_swept_ = now;
+    std::erase_if(warming_, [&](const auto& w) { return now - w.second >= slow_start_; });
+  }
   for (const auto& p : entry->providers) {
     if (!version_matches(opts.version, p.version)) continue;
     if (!not_offered_.empty() && not_offered_.count({p.address, service})) continue;
@@ -246,6 +260,14 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
   service_breaker_locked(chosen.address, service).allow(now);
   ++ps.outstanding;
   return Choice{chosen.address, chosen.self};
+}
+
+void CallRouter::cancel_pick(const Endpoint& provider, const std::string& service) {
+  MutexLock lock(mu_);
+  ProviderState& ps = provider_locked(provider);
+  if (ps.outstanding > 0) --ps.outstanding;
+  ps.breaker.release();
+  service_breaker_locked(provider, service).release();
 }
 
 void CallRouter::on_finish(const Endpoint& provider, const std::string& service, Errc code,

@@ -45,6 +45,10 @@ class CallRouter {
   /// Reports how an attempt ended (also releases the in-flight count).
   void on_finish(const Endpoint& provider, const std::string& service, Errc code, Duration latency,
                  TimePoint now);
+  /// A pick that was not attempted after all (an interceptor refused it):
+  /// releases its in-flight count and any half-open probe slot it took,
+  /// counting no outcome.
+  void cancel_pick(const Endpoint& provider, const std::string& service);
   /// Counts a first attempt (it earns retry budget).
   void on_call();
   /// May a failed attempt be retried on another provider?
@@ -63,8 +67,10 @@ class CallRouter {
   void provider_alive(const Endpoint& provider, bool serves, TimePoint now);
   /// A member's metadata changed.
   void provider_updated(const Endpoint& provider, bool serves, TimePoint now);
-  /// A member is dead, left or forgotten.
+  /// A member is dead or left.
   void provider_gone(const Endpoint& provider);
+  /// A member's record was reclaimed (it returns, if ever, as a join).
+  void provider_forgotten(const Endpoint& provider);
 
   /// How a policy's picks are ramped (see ramp_of in the .cpp).
   enum class Ramp { kNone, kEqual, kByWeight };
@@ -118,6 +124,7 @@ class CallRouter {
   std::uint64_t last_table_ BROACH_GUARDED_BY(mu_) = 0;         // version of the table of the latest pick
   Rng rng_ BROACH_GUARDED_BY(mu_);
   std::unordered_map<Endpoint, TimePoint> warming_ BROACH_GUARDED_BY(mu_);  // slow start began then
+  TimePoint warming_swept_ BROACH_GUARDED_BY(mu_){};  // when ended ramps were last dropped
   std::unordered_set<Endpoint> gone_ BROACH_GUARDED_BY(mu_);  // dead or left (a return starts a slow start)
   std::unordered_set<Endpoint> no_services_yet_ BROACH_GUARDED_BY(mu_);  // joined, ramp waits for a service
 };

@@ -122,7 +122,9 @@ void run_after_call(const ClientList& list, const ClientCall& call, const RawRes
 
 std::optional<Error> InterceptedCall::repack() {
   if (call.metadata == packed_from) return std::nullopt;
-  if (auto e = pack_metadata(call.metadata, packed)) return e;
+  Bytes fresh;
+  if (auto e = pack_metadata(call.metadata, fresh)) return e;  // what was packed before stays
+  packed = std::move(fresh);
   packed_from = call.metadata;
   return std::nullopt;
 }

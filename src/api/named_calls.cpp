@@ -17,20 +17,20 @@ void NamedCalls::start(const std::string& service, Bytes args, const CallOptions
     return;
   }
   if (const ClientList* list = d_.interceptors.client()) {
-    auto ic = std::make_unique<InterceptedCall>();
+    auto ic = std::make_shared<InterceptedCall>();
     ic->list = list;
     ic->call.service = service;
     ic->call.deadline = to_public(c->deadline);
     ic->started = d_.clock.now();
     // after_call runs on the loop thread, as the call ends.
-    c->done = [ic = ic.get(), &clock = d_.clock, keep = c, done = std::move(c->done)](RawResult r) mutable {
+    c->done = [ic, &clock = d_.clock, done = std::move(c->done)](RawResult r) mutable {
       run_after_call(*ic->list, ic->call, r, clock.now() - ic->started);
-      keep.reset();
       done(std::move(r));
     };
     std::optional<Error> refused = run_before_call(*list, ic->call);
     if (!refused) refused = ic->repack();
     c->deadline = std::min(c->deadline, from_public(ic->call.deadline));
+    ic->call.deadline = to_public(c->deadline);  // an interceptor may shorten it, never extend it
     c->intercepted = std::move(ic);
     if (refused) {
       finish(c, std::move(*refused));
@@ -77,7 +77,9 @@ void NamedCalls::attempt(const CallPtr& c, bool hedge) {
     std::optional<Error> refused = run_before_attempt(*ic->list, ic->call, chosen.address);
     if (!refused) refused = ic->repack();
     c->deadline = std::min(c->deadline, from_public(ic->call.deadline));
+    ic->call.deadline = to_public(c->deadline);
     if (refused) {
+      d_.router.cancel_pick(chosen.address, c->service);  // not attempted: no outcome to count
       if (!hedge) finish(c, std::move(*refused));
       return;
     }

@@ -62,8 +62,9 @@ class NamedCalls {
     int running = 0;  ///< attempts in flight
     bool finished = false;
     std::optional<Error> last_error;
-    /// Set when client interceptors were installed as the call started.
-    std::unique_ptr<InterceptedCall> intercepted;
+    /// Set when client interceptors were installed as the call started
+    /// (shared with the wrapped `done`, which runs after_call).
+    std::shared_ptr<InterceptedCall> intercepted;
   };
   using CallPtr = std::shared_ptr<NamedCall>;
 

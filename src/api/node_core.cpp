@@ -142,8 +142,10 @@ void NodeCore::on_member_event(membership::EventKind kind, const MemberInfo& m) 
   // joins (before its join completes) are the cluster as it is: warm.
   if (m.address != address_ && membership_) {
     using membership::EventKind;
-    if (kind == EventKind::kDead || kind == EventKind::kLeft || kind == EventKind::kReclaim) {
+    if (kind == EventKind::kDead || kind == EventKind::kLeft) {
       router_.provider_gone(m.address);
+    } else if (kind == EventKind::kReclaim) {
+      router_.provider_forgotten(m.address);  // a return is a kJoin now
     } else if (membership_->joined() && kind == EventKind::kJoin) {
       router_.provider_joined(m.address, !m.meta.services.empty(), seams_.clock.now());
     } else if (membership_->joined() && kind == EventKind::kAlive) {
@@ -216,6 +218,7 @@ void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes arg
   }
   if (!refused) refused = ic->repack();
   deadline = std::min(deadline, from_public(ic->call.deadline));
+  ic->call.deadline = to_public(deadline);  // an interceptor may shorten it, never extend it
   if (!refused && now >= deadline) refused = Error(Errc::kCallTimeout, "no time left for " + service);
   auto finish = [ic, to, clock = &seams_.clock, done = std::move(done)](RawResult r, bool attempted) mutable {
     const Duration took = clock->now() - ic->started;

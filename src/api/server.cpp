@@ -144,6 +144,10 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
   if (list != nullptr) {
     if (auto e = run_before_handler(*list, *sc)) {
       RawResult r(std::move(*e));
+      auto& m = d_.metrics.service(service);  // as invoke() records a refused synchronous one
+      m.served.fetch_add(1, std::memory_order_relaxed);
+      m.served_errors.add(r.error().code());
+      m.served_latency.record(d_.clock.now() - t0);
       run_after_handler(*list, *sc, r, d_.clock.now() - t0);
       done(std::move(r));
       return;

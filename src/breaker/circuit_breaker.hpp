@@ -42,6 +42,11 @@ class CircuitBreaker {
   bool would_allow(TimePoint now) const;
   void on_success(TimePoint now);
   void on_failure(TimePoint now);
+  /// A call allow() let through was not made after all: gives back its
+  /// half-open probe slot, if it took one; counts no outcome.
+  void release() {
+    if (state_ == BreakerState::kHalfOpen && probes_in_flight_ > 0) --probes_in_flight_;
+  }
   BreakerState state(TimePoint now) const;
   /// How many times this breaker has opened (for metrics and tests).
   std::uint64_t trips() const { return trips_; }

@@ -330,6 +330,41 @@ TEST(NodeSim, RestartedNodeIsRoutedTo) {
   }
 }
 
+// An interceptor that refuses an attempt after the provider was picked must
+// give the pick back: a half-open breaker's one probe slot, above all, or
+// the provider would never be picked again.
+TEST(NodeSim, AttemptRefusedByAnInterceptorGivesItsPickBack) {
+  struct Refuser final : ClientInterceptor {
+    bool refuse = false;
+    std::optional<Error> before_attempt(ClientCall&, const Endpoint&) override {
+      if (refuse) return Error(Errc::kPermissionDenied, "not now");
+      return std::nullopt;
+    }
+  };
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Config cfg = breaker_config();
+    cfg.retry.max_retries = 0;
+    SimNodes s(seed, 3, cfg);
+    Runs runs;
+    start_with_providers(s, 3, {1}, runs);
+    auto refuser = std::make_shared<Refuser>();
+    s.core(0).add_interceptor(refuser);
+    // Open the breaker: the provider is cut off.
+    s.net.partition({SimNodes::address(0)}, {SimNodes::address(1)});
+    for (std::uint64_t k = 0; k < 3; ++k) EXPECT_FALSE(s.call(0, "work", detail::pack_args(k))->result.ok());
+    s.net.heal();
+    s.net.run_for(milliseconds(2100));  // past openMs: half-open, one probe allowed
+    refuser->refuse = true;
+    auto o = s.call(0, "work", detail::pack_args(std::uint64_t{10}));
+    ASSERT_FALSE(o->result.ok());
+    EXPECT_EQ(o->result.error().code(), Errc::kPermissionDenied);
+    refuser->refuse = false;
+    o = s.call(0, "work", detail::pack_args(std::uint64_t{11}));
+    ASSERT_TRUE(o->result.ok()) << o->result.error().message();
+  }
+}
+
 // Slow start: a provider that joins a running cluster gets a share of the
 // calls that follows the ramp (slowStartMinPercent 10 -> 100% of a full
 // share over slowStartMs 10 s), in every policy where weights apply; after
