@@ -22,22 +22,27 @@ namespace broach::api {
 static_assert(kMaxMetadataEntries == wire::kMaxMetadataEntries && kMaxMetadataBytes == wire::kMaxMetadataBytes,
               "the public bounds are the wire's");
 
-void InterceptorChain::add(std::shared_ptr<ClientInterceptor> i) {
+namespace {
+// Publishes `lists.back()` plus `i` as the new current list (the caller
+// holds the chain's mutex); every list stays alive in `lists`.
+template <class List, class Item>
+void publish(std::vector<std::unique_ptr<const List>>& lists, std::atomic<const List*>& current, Item i) {
   if (!i) throw Error(Errc::kInvalidArgument, "add_interceptor: null interceptor");
-  MutexLock lock(mu_);
-  auto next = std::make_unique<ClientList>(client_lists_.empty() ? ClientList{} : *client_lists_.back());
+  auto next = std::make_unique<List>(lists.empty() ? List{} : *lists.back());
   next->push_back(std::move(i));
-  client_.store(next.get(), std::memory_order_release);
-  client_lists_.push_back(std::move(next));
+  current.store(next.get(), std::memory_order_release);
+  lists.push_back(std::move(next));
+}
+}  // namespace
+
+void InterceptorChain::add(std::shared_ptr<ClientInterceptor> i) {
+  MutexLock lock(mu_);
+  publish(client_lists_, client_, std::move(i));
 }
 
 void InterceptorChain::add(std::shared_ptr<ServerInterceptor> i) {
-  if (!i) throw Error(Errc::kInvalidArgument, "add_interceptor: null interceptor");
   MutexLock lock(mu_);
-  auto next = std::make_unique<ServerList>(server_lists_.empty() ? ServerList{} : *server_lists_.back());
-  next->push_back(std::move(i));
-  server_.store(next.get(), std::memory_order_release);
-  server_lists_.push_back(std::move(next));
+  publish(server_lists_, server_, std::move(i));
 }
 
 std::optional<Error> pack_metadata(const Metadata& m, Bytes& out) {
