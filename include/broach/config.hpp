@@ -130,6 +130,14 @@ struct SecurityConfig {
   bool enabled() const { return !keyring.empty() || !keys.empty(); }
 };
 
+/// One service's entry in params.broach.maxConcurrency: how many of its
+/// requests this provider keeps in flight (queued for the pool or running)
+/// before it answers new ones `overloaded` at once.
+struct ConcurrencyLimitConfig {
+  bool adaptive = false;  ///< "auto": a limit that follows measured latency
+  int limit = 0;          ///< a number: that limit, fixed
+};
+
 struct Config {
   std::string name = "BroachRpc";       ///< instance / service name
   std::string version = "1.0.0";        ///< instance version
@@ -151,6 +159,10 @@ struct Config {
   double drain_ms = 5000;
   SecurityConfig security;              ///< params.broach.security
   InterceptorConfig interceptors;       ///< params.broach.interceptors
+  /// params.broach.maxConcurrency: service -> "auto" or a number; the key
+  /// "*" covers services not listed. Empty (default): no limit, the
+  /// worker pool's queue alone decides (the seed's semantics).
+  std::map<std::string, ConcurrencyLimitConfig> max_concurrency;
 
   std::string source = "<default>";     ///< where this config came from (file path)
   std::vector<std::string> warnings;    ///< e.g. unknown keys, each naming file and key

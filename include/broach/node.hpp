@@ -115,6 +115,7 @@ struct NodeStats {
   std::uint64_t requests_received = 0, handlers_run = 0, handler_errors = 0;
   std::uint64_t expired_in_queue = 0;   ///< dropped unrun: caller's deadline passed while queued
   std::uint64_t rejected_overloaded = 0;
+  std::uint64_t rejected_concurrency_limit = 0;  ///< refused: the service was at its maxConcurrency
   std::uint64_t retransmits = 0, duplicate_requests = 0, datagrams_dropped = 0;
 };
 

@@ -22,9 +22,12 @@ breaker::BreakerOptions breaker_options(const BreakerConfig& b) {
 bool unreachable(Errc code) { return code == Errc::kDeliveryTimeout || code == Errc::kCallTimeout; }
 
 // The provider failed this service (counts against provider+service).
+// `overloaded` is not a failure: the provider answered at once that it did
+// not run the request (its concurrency limit, a full pool, a drain), the
+// call is retried elsewhere, and fusing a provider that sheds load would
+// turn shedding a part into refusing all.
 bool service_failure(Errc code) {
-  return unreachable(code) || code == Errc::kRemoteError || code == Errc::kOverloaded ||
-         code == Errc::kDeadlineExpired;
+  return unreachable(code) || code == Errc::kRemoteError || code == Errc::kDeadlineExpired;
 }
 
 std::unique_ptr<lb::Policy> make_or_throw(const Config& c, const std::string& name, const std::string& key) {

@@ -34,7 +34,9 @@ namespace broach::api {
   X(expired_in_queue, "expired_in_queue", "broach_expired_in_queue_total",                         \
     "Requests dropped unrun: the caller's deadline passed while they were queued.")               \
   X(rejected_overloaded, "rejected_overloaded", "broach_rejected_overloaded_total",                \
-    "Requests refused with overloaded: the worker queue and threads were full.")
+    "Requests refused with overloaded: the worker queue and threads were full.")                  \
+  X(rejected_concurrency_limit, "rejected_concurrency_limit", "broach_rejected_concurrency_limit_total", \
+    "Requests refused with overloaded: their service was at its concurrency limit (maxConcurrency).")
 
 struct NodeCounters {
 #define BROACH_X(field, key, prom, help) std::atomic<std::uint64_t> field{0};

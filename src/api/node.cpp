@@ -353,6 +353,7 @@ NodeStats Node::stats() const {
   s.handler_errors = get("calls", "handler_errors");
   s.expired_in_queue = get("calls", "expired_in_queue");
   s.rejected_overloaded = get("calls", "rejected_overloaded");
+  s.rejected_concurrency_limit = get("calls", "rejected_concurrency_limit");
   return s;
 }
 

@@ -81,7 +81,7 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
           [this] { return status_->stats_msgpack(); }, config_.security.keyring,
           admin_networks(config_.security)}),
       server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_,
-                           interceptors_},
+                           interceptors_, config_.max_concurrency},
               engine_, internal_),
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),
       local_(LocalCalls::Deps{seams.loop, seams.executor, services_, server_, counters_}),

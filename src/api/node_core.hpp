@@ -93,6 +93,7 @@ class NodeCore final : public membership::Listener {
   const NodeCounters& counters() const { return counters_; }
   const Metrics& metrics() const { return metrics_; }
   CallRouter& router() { return router_; }
+  const Server& server() const { return server_; }
   Loop& loop() { return seams_.loop; }
   const Clock& clock() const { return seams_.clock; }
 

@@ -11,8 +11,38 @@ constexpr const char* kStoppingMessage = "provider is stopping (draining): not r
 }  // namespace
 
 Server::Server(const Deps& deps, reliable::Engine& engine, InternalHandler& internal)
-    : d_(deps), engine_(engine), internal_(internal) {
+    : d_(deps), engine_(engine), internal_(internal), any_limit_(!deps.max_concurrency.empty()) {
   hook_ = d_.loop.add_idle_hook([this] { hand_off(); });
+}
+
+std::optional<Server::Admission> Server::admit(const std::string& service) {
+  BROACH_ASSERT_IN_LOOP(d_.loop);
+  if (!any_limit_) return Admission{};
+  auto it = limiters_.find(service);
+  if (it == limiters_.end()) {
+    auto c = d_.max_concurrency.find(service);
+    if (c == d_.max_concurrency.end()) c = d_.max_concurrency.find("*");
+    std::unique_ptr<breaker::ConcurrencyLimiter> l;
+    if (c != d_.max_concurrency.end()) {
+      l = std::make_unique<breaker::ConcurrencyLimiter>(
+          breaker::ConcurrencyLimitOptions{c->second.adaptive, c->second.limit}, d_.clock.now());
+    }
+    it = limiters_.emplace(service, std::move(l)).first;
+  }
+  breaker::ConcurrencyLimiter* l = it->second.get();
+  if (l == nullptr) return Admission{};
+  if (!l->try_admit()) {
+    d_.counters.rejected_concurrency_limit.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  return Admission{l, d_.clock.now()};
+}
+
+std::string Server::limit_message(const std::string& service) const {
+  int limit = 0;
+  if (auto it = limiters_.find(service); it != limiters_.end() && it->second) limit = it->second->limit();
+  return "provider " + engine_.options().advertised.to_string() + ": " + service +
+         " is at its concurrency limit (" + std::to_string(limit) + " in flight): not run, retry elsewhere";
 }
 
 Server::~Server() {
@@ -38,24 +68,32 @@ void Server::on_request(reliable::IncomingRequest&& req) {
     refuse(req.token, Errc::kNotFound, req.service);
     return;
   }
+  const auto admission = admit(req.service);
+  if (!admission) {
+    refuse(req.token, Errc::kOverloaded, limit_message(req.service));
+    return;
+  }
   if (svc->async_handler) {
     invoke_async(req.service, svc->async_handler, req.args, req.deadline,
-                 [this, token = req.token](RawResult r) {
+                 [this, token = req.token, a = *admission](RawResult r) {
                    engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
+                   finish(a);
                  },
                  req.token.reply_to, req.metadata);
     return;
   }
   if (svc->options.run_on_loop) {
     run(svc->handler, req);
+    finish(*admission);
     return;
   }
   // Handed to the pool at the end of this loop iteration, with the other
   // requests that arrived in it: one lock and at most one wake-up per batch.
-  handoff_tokens_.push_back(req.token);
+  handoff_tokens_.push_back(Handed{req.token, *admission});
   outstanding_.fetch_add(1, std::memory_order_relaxed);
-  handoff_.push_back([this, handler = std::move(svc->handler), req = std::move(req)]() mutable {
+  handoff_.push_back([this, handler = std::move(svc->handler), req = std::move(req), a = *admission]() mutable {
     run(handler, req);
+    finish(a);
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
   });
 }
@@ -67,13 +105,16 @@ void Server::hand_off() {
   d_.executor.try_submit_batch(handoff_, results_);
   for (std::size_t i = 0; i < handoff_.size(); ++i) {
     const Errc rc = results_[i];
-    if (rc != Errc::kOk) outstanding_.fetch_sub(1, std::memory_order_relaxed);  // destroyed unrun
+    if (rc != Errc::kOk) {  // destroyed unrun
+      outstanding_.fetch_sub(1, std::memory_order_relaxed);
+      finish(handoff_tokens_[i].admission);
+    }
     if (rc == Errc::kQueueFull) {
       d_.counters.rejected_overloaded.fetch_add(1, std::memory_order_relaxed);
-      refuse(handoff_tokens_[i], Errc::kOverloaded,
+      refuse(handoff_tokens_[i].token, Errc::kOverloaded,
              "provider " + engine_.options().advertised.to_string() + " has its queue and threads full");
     } else if (rc != Errc::kOk) {
-      refuse(handoff_tokens_[i], Errc::kOverloaded, kStoppingMessage);
+      refuse(handoff_tokens_[i].token, Errc::kOverloaded, kStoppingMessage);
     }
   }
   handoff_.clear();

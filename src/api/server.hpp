@@ -12,12 +12,20 @@
 // back through Engine::respond_from_any_thread (a worker holds responses
 // back while it has more queued work and then sends them together: see
 // base/burst.hpp).
-// Thread contract: on_request runs on the loop thread (asserted); invoke()
-// is safe from any thread.
+// A service with a concurrency limit (params.broach.maxConcurrency) is
+// admitted first: beyond its limit a request is answered `overloaded` at
+// once; an admitted one counts as in flight until its response is made
+// (or it is dropped unrun).
+// Thread contract: on_request and admit run on the loop thread (asserted);
+// invoke() and finish() are safe from any thread.
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
 #include <span>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -27,6 +35,7 @@
 #include "api/service_registry.hpp"
 #include "base/clock.hpp"
 #include "base/executor.hpp"
+#include "breaker/concurrency_limiter.hpp"
 #include "reliable/engine.hpp"
 
 namespace broach::api {
@@ -50,6 +59,14 @@ class Server final : public reliable::RequestHandler {
     Metrics& metrics;
     const std::atomic<bool>& stopping;
     const InterceptorChain& interceptors;
+    /// params.broach.maxConcurrency (service or "*" -> limit).
+    const std::map<std::string, ConcurrencyLimitConfig>& max_concurrency;
+  };
+  /// A request let in under its service's concurrency limit (limiter null:
+  /// the service has none).
+  struct Admission {
+    breaker::ConcurrencyLimiter* limiter = nullptr;
+    TimePoint at{};
   };
   /// `engine` is where responses go; it may still be under construction
   /// (it is not used before the first request).
@@ -61,6 +78,21 @@ class Server final : public reliable::RequestHandler {
   Server& operator=(const Server&) = delete;
 
   void on_request(reliable::IncomingRequest&& req) override;
+
+  /// Loop thread: lets one request for user service `service` in under its
+  /// concurrency limit, or refuses it (nullopt; counted, and the caller
+  /// answers `overloaded` with limit_message()).
+  std::optional<Admission> admit(const std::string& service);
+  /// Any thread: an admitted request has been answered or dropped.
+  void finish(const Admission& a) const {
+    if (a.limiter != nullptr) a.limiter->finish(a.at, d_.clock.now());
+  }
+  /// The message of a refusal by admit().
+  std::string limit_message(const std::string& service) const;
+  /// Loop thread: service -> its limiter, for stats (only services that have one).
+  const std::unordered_map<std::string, std::unique_ptr<breaker::ConcurrencyLimiter>>& limiters() const {
+    return limiters_;
+  }
 
   /// Any thread: runs `handler` with the provider-side rules (stopping,
   /// expired deadline, server interceptors, exceptions to typed errors) and
@@ -100,7 +132,14 @@ class Server final : public reliable::RequestHandler {
   InternalHandler& internal_;
   std::uint64_t hook_ = 0;
   std::vector<Task> handoff_;                          // loop thread
-  std::vector<reliable::RequestToken> handoff_tokens_; // loop thread, same order
+  struct Handed {
+    reliable::RequestToken token;
+    Admission admission;
+  };
+  std::vector<Handed> handoff_tokens_;                 // loop thread, same order
+  /// Loop thread: limiters made on first use; null: the service has none.
+  std::unordered_map<std::string, std::unique_ptr<breaker::ConcurrencyLimiter>> limiters_;
+  bool any_limit_ = false;
   std::vector<Errc> results_;                          // loop thread
   std::atomic<std::int64_t> outstanding_{0};           ///< handed to the executor, not finished
   TimerId nudge_timer_ = kNoTimer;                    // loop thread; 0: not armed

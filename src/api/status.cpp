@@ -169,6 +169,16 @@ nlohmann::json Status::snapshot() const {
                         {"state", breaker::breaker_state_name(b.state)}, {"trips", b.trips}});
   }
   j["breakers"] = breakers;
+  nlohmann::json limits = nlohmann::json::object();
+  for (const auto& [name, l] : core_.server().limiters()) {
+    if (!l) continue;
+    limits[name] = {{"adaptive", l->adaptive()},
+                    {"limit", l->limit()},
+                    {"in_flight", l->in_flight()},
+                    {"refused", l->refused()},
+                    {"noload_us", std::chrono::duration<double, std::micro>(l->noload()).count()}};
+  }
+  j["concurrency_limits"] = limits;
   return j;
 }
 
@@ -228,6 +238,15 @@ std::string Status::prometheus() const {
     w.sample("broach_circuit_open",
              label("provider", b.provider.to_string()) + "," + label("service", b.service),
              b.state == breaker::BreakerState::kClosed ? 0.0 : 1.0);
+  }
+  w.head("broach_concurrency_limit", "gauge",
+         "A service's concurrency limit on this provider (params.broach.maxConcurrency).");
+  for (const auto& [name, l] : core_.server().limiters()) {
+    if (l) w.sample("broach_concurrency_limit", label("service", name), l->limit());
+  }
+  w.head("broach_concurrency_in_flight", "gauge", "A limited service's requests in flight (queued or running).");
+  for (const auto& [name, l] : core_.server().limiters()) {
+    if (l) w.sample("broach_concurrency_in_flight", label("service", name), l->in_flight());
   }
   return w.out;
 }

@@ -364,6 +364,36 @@ void read_policy_map(Walker& w, const Json& v, const std::string& p, LoadBalance
   }
 }
 
+constexpr Range kConcurrencyRange{1, 100000};
+
+void read_concurrency_map(Walker& w, const Json& v, const std::string& p, Config& out) {
+  if (!v.is_object()) {
+    w.check().fail(p, "must be an object of service -> \"auto\" or a number, got " + describe(v));
+  }
+  out.max_concurrency.clear();
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    const std::string key = join_path(p, it.key());
+    const Json& e = it.value();
+    ConcurrencyLimitConfig c;
+    if (e.is_string() && e.get<std::string>() == "auto") {
+      c.adaptive = true;
+    } else if (e.is_number_integer() || e.is_number_unsigned()) {
+      const double d = e.is_number_unsigned() ? static_cast<double>(e.get<std::uint64_t>())
+                                              : static_cast<double>(e.get<std::int64_t>());
+      if (!in_range(d, kConcurrencyRange)) {
+        w.check().fail(key, fmt::format("must be \"auto\" or {}, got {}", range_text(kConcurrencyRange, true),
+                                        describe(e)));
+      }
+      c.limit = static_cast<int>(d);
+    } else {
+      w.check().fail(key, fmt::format("must be \"auto\" or {}, got {}", range_text(kConcurrencyRange, true),
+                                      describe(e)));
+    }
+    if (it.key().empty()) w.check().fail(key, "a service name must not be empty");
+    out.max_concurrency[it.key()] = c;
+  }
+}
+
 const Key<LoadBalanceConfig> kLoadBalanceKeys[] = {
     {"policy", &LoadBalanceConfig::policy},
     {"services", Custom<LoadBalanceConfig>{read_policy_map}},
@@ -437,6 +467,7 @@ const Key<Config> kBroachKeys[] = {
     {"interceptors", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<InterceptorConfig>(v, p, kInterceptorKeys, c.interceptors);
      }}},
+    {"maxConcurrency", Custom<Config>{read_concurrency_map}},
 };
 
 const Key<Config> kParamsKeys[] = {
@@ -576,6 +607,11 @@ void check_balancing(const Checker& k, const Config& c) {
   }
   if (!c.http.empty()) k.bind_address("params.broach.http", c.http);
   k.number("params.broach.drainMs", c.drain_ms, kDrainMsRange);
+  for (const auto& [svc, lim] : c.max_concurrency) {
+    const std::string key = "params.broach.maxConcurrency." + svc;
+    if (svc.empty()) k.fail(key, "a service name must not be empty");
+    if (!lim.adaptive) k.integer(key, lim.limit, kConcurrencyRange);
+  }
   const std::string r = "params.broach.retry.";
   k.integer(r + "maxRetries", c.retry.max_retries, kRetriesRange);
   k.number(r + "budgetRatio", c.retry.budget_ratio, kRatioRange);

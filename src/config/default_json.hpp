@@ -95,7 +95,8 @@ inline constexpr std::string_view kDefaultJson = R"({
         "requestId": false,
         "propagateDeadline": false,
         "accessLog": false
-      }
+      },
+      "maxConcurrency": {}
     }
   }
 })";

@@ -381,6 +381,47 @@ TEST(Node, FullPoolWithIsExcInfoAnswersOverloadedAtOnce) {
   EXPECT_EQ(server.stats().rejected_overloaded, 1u);
 }
 
+// params.broach.maxConcurrency: a fixed limit of 2 on "block". Two run,
+// the third is answered overloaded at once (not queued), other services are
+// not limited, and finished requests leave room again.
+TEST(Node, ConcurrencyLimitRefusesBeyondItAtOnce) {
+  Config sc = loopback_config();
+  sc.max_concurrency["block"] = ConcurrencyLimitConfig{false, 2};
+  Node server(sc);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<int> ran{0};
+  server.provide("block", [released, &ran] {
+    ++ran;
+    released.wait();
+    return 1;
+  });
+  server.provide("add", [](int a, int b) { return a + b; });
+  Node client(loopback_config());
+  auto f1 = client.call_async<int>(server.address(), "block");
+  auto f2 = client.call_async<int>(server.address(), "block");
+  for (int i = 0; i < 2000 && ran.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(ran.load(), 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r3 = client.call_async<int>(server.address(), "block").get();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));  // not a timeout
+  ASSERT_FALSE(r3.ok());
+  EXPECT_EQ(r3.error().code(), Errc::kOverloaded);
+  EXPECT_NE(r3.error().message().find("concurrency limit (2 in flight)"), std::string::npos) << r3.error().message();
+  EXPECT_EQ(client.call<int>(server.address(), "add", 2, 3), 5);  // no limit on "add"
+  EXPECT_EQ(server.stats().rejected_concurrency_limit, 1u);
+  release.set_value();
+  EXPECT_TRUE(f1.get().ok());
+  EXPECT_TRUE(f2.get().ok());
+  // Both finished: room for two again.
+  auto f4 = client.call_async<int>(server.address(), "block");
+  auto f5 = client.call_async<int>(server.address(), "block");
+  EXPECT_TRUE(f4.get().ok());
+  EXPECT_TRUE(f5.get().ok());
+  EXPECT_EQ(ran.load(), 4);
+  EXPECT_EQ(server.stats().rejected_concurrency_limit, 1u);
+}
+
 TEST(Node, RequestWhoseCallerGaveUpIsNotRun) {
   Config sc = loopback_config();
   sc.thread_pool = ThreadPoolConfig{1, 1, 1, 100, false, 100};

@@ -175,6 +175,32 @@ TEST(ConfigBroach, BalancingBreakerAndRetryKeys) {
                Error);
 }
 
+TEST(ConfigBroach, MaxConcurrencyIsAutoOrANumberPerService) {
+  Config c = parse_config(R"({"params": {"broach": {"maxConcurrency": {"search": "auto", "*": 64}}}})", "mc.json");
+  ASSERT_EQ(c.max_concurrency.size(), 2u);
+  EXPECT_TRUE(c.max_concurrency.at("search").adaptive);
+  EXPECT_FALSE(c.max_concurrency.at("*").adaptive);
+  EXPECT_EQ(c.max_concurrency.at("*").limit, 64);
+  EXPECT_TRUE(default_config().max_concurrency.empty());  // off by default: the pool's semantics
+  for (const char* bad : {R"("fast")", "0", "1.5", "-3", "100001", "true", "[1]"}) {
+    const std::string json = std::string(R"({"params": {"broach": {"maxConcurrency": {"search": )") + bad + "}}}}";
+    EXPECT_CONTAINS(parse_error(json, "mc.json"), "mc.json: params.broach.maxConcurrency.search: must be \"auto\"");
+  }
+  EXPECT_CONTAINS(parse_error(R"({"params": {"broach": {"maxConcurrency": ["auto"]}}})", "mc.json"),
+                  "mc.json: params.broach.maxConcurrency: must be an object");
+  EXPECT_CONTAINS(parse_error(R"({"params": {"broach": {"maxConcurrency": {"": 5}}}})", "mc.json"),
+                  "must not be empty");
+  Config v = default_config();
+  v.source = "v.json";
+  v.max_concurrency["x"] = ConcurrencyLimitConfig{false, 0};
+  try {
+    validate_config(v);
+    ADD_FAILURE() << "a fixed limit of 0 passed validation";
+  } catch (const Error& e) {
+    EXPECT_CONTAINS(e.message(), "params.broach.maxConcurrency.x");
+  }
+}
+
 TEST(ConfigBroach, MembershipKeysMapAndAreChecked) {
   Config c = parse_config(
       R"({"params": {"broach": {"membership": {"probeIntervalMs": 1000, "gossipNodes": 5,
