@@ -381,13 +381,11 @@ void read_concurrency_map(Walker& w, const Json& v, const std::string& p, Config
       const double d = e.is_number_unsigned() ? static_cast<double>(e.get<std::uint64_t>())
                                               : static_cast<double>(e.get<std::int64_t>());
       if (!in_range(d, kConcurrencyRange)) {
-        w.check().fail(key, fmt::format("must be \"auto\" or {}, got {}", range_text(kConcurrencyRange, true),
-                                        describe(e)));
+        w.check().fail(key, fmt::format("must be \"auto\" or an integer in 1..100000, got {}", describe(e)));
       }
       c.limit = static_cast<int>(d);
     } else {
-      w.check().fail(key, fmt::format("must be \"auto\" or {}, got {}", range_text(kConcurrencyRange, true),
-                                      describe(e)));
+      w.check().fail(key, fmt::format("must be \"auto\" or an integer in 1..100000, got {}", describe(e)));
     }
     if (it.key().empty()) w.check().fail(key, "a service name must not be empty");
     out.max_concurrency[it.key()] = c;
