@@ -1,13 +1,18 @@
-// Public header. An IPv4 UDP endpoint ("ip:port") as a small value type, and
-// the one parser of "a.b.c.d:port" text used everywhere (config file, command
-// line, node wiring, tools), so every place accepts exactly the same spellings.
-// The parser is defined inline here so that any layer may use it without
-// linking the transport library (config validates addresses with it).
+// Public header. A UDP endpoint ("ip:port" for IPv4, "[ip6]:port" for IPv6)
+// as a small value type, and the one parser of that text used everywhere
+// (config file, command line, node wiring, tools), so every place accepts
+// exactly the same spellings. The parser is defined inline here so that any
+// layer may use it without linking the transport library (config validates
+// addresses with it).
 // Thread contract: immutable value; the parse functions are pure.
 #pragma once
 
+#include <arpa/inet.h>
+
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -16,31 +21,56 @@
 namespace broach {
 
 struct Endpoint {
-  std::uint32_t ip = 0;    ///< host byte order
+  std::uint32_t ip = 0;    ///< IPv4, host byte order (0 when v6)
   std::uint16_t port = 0;
+  bool v6 = false;         ///< an IPv6 endpoint: the address is ip6
+  std::array<std::uint8_t, 16> ip6{};  ///< IPv6, network byte order (zero when IPv4)
 
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
   friend auto operator<=>(const Endpoint&, const Endpoint&) = default;
+  /// "a.b.c.d:port", or "[ip6]:port" (RFC 5952 text, as inet_ntop writes it).
   std::string to_string() const;
-  /// The dotted IPv4 address alone ("a.b.c.d").
+  /// The address alone: "a.b.c.d", or the IPv6 text without brackets.
   std::string ip_string() const;
-  std::uint64_t key() const { return (static_cast<std::uint64_t>(ip) << 16) | port; }
+  /// 127.0.0.0/8 or ::1.
+  bool loopback() const {
+    if (!v6) return (ip >> 24) == 127;
+    static constexpr std::array<std::uint8_t, 16> kOne{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return ip6 == kOne;
+  }
+  /// The same host (address, any port).
+  bool same_host(const Endpoint& o) const { return v6 == o.v6 && (v6 ? ip6 == o.ip6 : ip == o.ip); }
+  /// 64 bits that tell endpoints apart: exact for IPv4, a mix of the 16
+  /// bytes and the port for IPv6 (for hashing and rings, not for identity).
+  std::uint64_t key() const {
+    if (!v6) return (static_cast<std::uint64_t>(ip) << 16) | port;
+    std::uint64_t hi = 0, lo = 0;
+    std::memcpy(&hi, ip6.data(), 8);
+    std::memcpy(&lo, ip6.data() + 8, 8);
+    std::uint64_t h = (hi * 0x9e3779b97f4a7c15ULL) ^ (lo + 0x7f4a7c159e3779b9ULL + (hi << 6) + (hi >> 2));
+    return (h * 0xbf58476d1ce4e5b9ULL) ^ port ^ (1ULL << 63);
+  }
 
-  /// Parses "a.b.c.d:port": a dotted IPv4 address (four octets 0-255, each
-  /// 1-3 decimal digits, no leading zero, sign or space), ':' and a decimal
-  /// port 0-65535 (no leading zero, sign or space); no other text. Host names
-  /// are not resolved and IPv6 is not supported.
+  /// Parses "a.b.c.d:port" or "[ip6]:port". IPv4: a dotted address (four
+  /// octets 0-255, each 1-3 decimal digits, no leading zero, sign or
+  /// space). IPv6: any text inet_pton(AF_INET6) takes (no zone "%eth0"),
+  /// in brackets. Then ':' and a decimal port 0-65535 (no leading zero,
+  /// sign or space); no other text. Host names are not resolved.
   /// Port 0 is accepted only when allow_port_zero is true (a bind address:
   /// "pick a free port"). An address one sends to (a seed, --to, a provider)
   /// needs a real port: such callers pass allow_port_zero = false.
   /// On failure returns false, leaves `out` unchanged and, when `why` is not
   /// null, sets it to a short reason ("missing ':port'", "not an IPv4 address:
-  /// x", "port out of range: 70000", ...).
+  /// x", "IPv6 address needs brackets: [::1]:18080", "port out of range:
+  /// 70000", ...).
   static bool parse(std::string_view text, Endpoint& out, std::string* why = nullptr,
                     bool allow_port_zero = true);
   /// Parses a dotted IPv4 address with the same rules as the address part of
   /// parse(); false when malformed (`out` is then unchanged).
   static bool parse_ip(std::string_view text, std::uint32_t& out);
+  /// Parses an address alone, IPv4 (dotted) or IPv6 (no brackets), into
+  /// `out` (its port unchanged); false when malformed (`out` unchanged).
+  static bool parse_host(std::string_view text, Endpoint& out);
 };
 
 /// An IPv4 network, "a.b.c.d/len" (len 0..32; "a.b.c.d" alone is /32).
@@ -96,6 +126,36 @@ inline bool Endpoint::parse_ip(std::string_view text, std::uint32_t& out) {
   return true;
 }
 
+namespace endpoint_detail {
+/// An IPv6 address without brackets or zone: what inet_pton takes.
+inline bool parse_ip6(std::string_view text, std::array<std::uint8_t, 16>& out) {
+  if (text.empty() || text.size() > 45 || text.find('%') != std::string_view::npos) return false;
+  char buf[46];
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  std::array<std::uint8_t, 16> a{};
+  if (inet_pton(AF_INET6, buf, a.data()) != 1) return false;
+  out = a;
+  return true;
+}
+}  // namespace endpoint_detail
+
+inline bool Endpoint::parse_host(std::string_view text, Endpoint& out) {
+  std::uint32_t ip = 0;
+  if (parse_ip(text, ip)) {
+    out.v6 = false;
+    out.ip = ip;
+    out.ip6 = {};
+    return true;
+  }
+  std::array<std::uint8_t, 16> a{};
+  if (!endpoint_detail::parse_ip6(text, a)) return false;
+  out.v6 = true;
+  out.ip = 0;
+  out.ip6 = a;
+  return true;
+}
+
 inline bool Network::parse(std::string_view text, Network& out) {
   const auto slash = text.find('/');
   std::uint32_t ip = 0, len = 32;
@@ -118,19 +178,31 @@ inline bool Endpoint::parse(std::string_view text, Endpoint& out, std::string* w
   if (text.find_first_of(" \t\r\n\v\f") != std::string_view::npos) {
     return fail(why, "address contains a space: '" + str(text) + "'");
   }
-  const auto colon = text.find(':');
-  std::uint32_t ip = 0;
-  const bool ip_ok = colon != std::string_view::npos && parse_ip(text.substr(0, colon), ip);
-  // "[::1]:80", "::1", "fe80::1:80": brackets, or several ':' without an
-  // IPv4 address before the first one.
-  const bool looks_ipv6 = text.front() == '[' ||
-                          (colon != std::string_view::npos && !ip_ok &&
-                           text.find(':', colon + 1) != std::string_view::npos);
-  if (looks_ipv6) return fail(why, "not an IPv4 address (IPv6 is not supported): " + str(text));
-  if (colon == std::string_view::npos) return fail(why, "missing ':port'");
-  if (colon == 0) return fail(why, "missing IP address before ':'");
-  if (!ip_ok) return fail(why, "not an IPv4 address: " + str(text.substr(0, colon)));
-  const auto ps = text.substr(colon + 1);
+  Endpoint e;
+  std::string_view ps;
+  if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return fail(why, "missing ']' after an IPv6 address: " + str(text));
+    if (!endpoint_detail::parse_ip6(text.substr(1, close - 1), e.ip6)) {
+      return fail(why, "not an IPv6 address: " + str(text.substr(1, close - 1)));
+    }
+    e.v6 = true;
+    if (close + 1 >= text.size() || text[close + 1] != ':') return fail(why, "missing ':port' after ']'");
+    ps = text.substr(close + 2);
+  } else {
+    const auto colon = text.find(':');
+    if (colon == std::string_view::npos) return fail(why, "missing ':port'");
+    const bool ip4_ok = parse_ip(text.substr(0, colon), e.ip);
+    if (!ip4_ok && text.find(':', colon + 1) != std::string_view::npos) {
+      // "::1", "fe80::1:80": an IPv6 address needs brackets before its port.
+      return fail(why, "an IPv6 address needs brackets, as in [::1]:18080: " + str(text));
+    }
+    if (colon == 0) return fail(why, "missing IP address before ':'");
+    if (!ip4_ok) {
+      return fail(why, "not an IPv4 address: " + str(text.substr(0, colon)));
+    }
+    ps = text.substr(colon + 1);
+  }
   if (ps.empty()) return fail(why, "missing port after ':'");
   if (!endpoint_detail::all_digits(ps)) {
     return fail(why, "port is not a decimal number: " + str(ps));
@@ -141,8 +213,8 @@ inline bool Endpoint::parse(std::string_view text, Endpoint& out, std::string* w
     return fail(why, "port out of range: " + str(ps));
   }
   if (port == 0 && !allow_port_zero) return fail(why, "port 0 is not allowed here");
-  out.ip = ip;
-  out.port = static_cast<std::uint16_t>(port);
+  e.port = static_cast<std::uint16_t>(port);
+  out = e;
   return true;
 }
 

@@ -41,7 +41,9 @@ void HttpEndpoint::start() {
     throw Error(Errc::kBadConfig, source_ + ": params.broach.http: " + why);
   }
   host_ = bind.ip_string();
+  v6_ = bind.v6;
   http_ = std::make_unique<httplib::Server>();
+  if (v6_) http_->set_address_family(AF_INET6);
   // Each route reads the node on its loop thread; 503 once it stops.
   auto route = [this](const char* path, const char* type, auto render) {
     http_->Get(path, [this, type, render](const httplib::Request&, httplib::Response& res) {
@@ -65,7 +67,7 @@ void HttpEndpoint::start() {
   if (bound < 0) throw Error(Errc::kIoError, source_ + ": params.broach.http: cannot listen on " + listen_);
   port_ = bound;
   thread_ = std::thread([this] { http_->listen_after_bind(); });
-  BROACH_LOG_INFO("status page and metrics on http://{}:{}/", host_, bound);
+  BROACH_LOG_INFO("status page and metrics on http://{}/", address());
 }
 
 void HttpEndpoint::stop() {
@@ -74,6 +76,8 @@ void HttpEndpoint::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::string HttpEndpoint::address() const { return host_ + ":" + std::to_string(port_); }
+std::string HttpEndpoint::address() const {
+  return (v6_ ? "[" + host_ + "]" : host_) + ":" + std::to_string(port_);
+}
 
 }  // namespace broach::api

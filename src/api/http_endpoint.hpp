@@ -37,6 +37,7 @@ class HttpEndpoint {
 
  private:
   std::string listen_, source_, host_;
+  bool v6_ = false;
   Loop& loop_;
   Status& status_;
   const std::atomic<bool>& stopping_;

@@ -46,15 +46,18 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
 bool InternalServices::allowed(const reliable::IncomingRequest& req) const {
   if (req.token.sealed || req.service == membership::kPushPullService) return true;
   if (req.service == kKeysService) return false;
+  const Endpoint& from = req.token.reply_to;
   for (const auto& n : d_.admin_networks) {
-    if (n.contains(req.token.reply_to.ip)) return true;
+    if (!from.v6 && n.contains(from.ip)) return true;
   }
+  // IPv6 callers: adminNetworks are IPv4 networks; loopback (::1) is
+  // admitted as 127.0.0.0/8 is by default.
+  if (from.v6 && from.loopback()) return true;
   // A host of the cluster: this node's own (a CLI on the same host) or a
   // live member's, whatever the port.
-  const std::uint32_t ip = req.token.reply_to.ip;
-  if (ip == d_.engine.options().advertised.ip) return true;
+  if (from.same_host(d_.engine.options().advertised)) return true;
   const auto* membership = d_.membership();
-  return membership != nullptr && membership->live_member_at(ip);
+  return membership != nullptr && membership->live_member_at(from);
 }
 
 namespace {

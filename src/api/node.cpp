@@ -34,11 +34,12 @@ std::uint64_t random_u64() {
 }
 
 Endpoint bind_endpoint(const Config& c) {
-  std::uint32_t ip = 0;
-  if (!Endpoint::parse_ip(c.rpc_ip, ip)) {
-    throw Error(Errc::kBadConfig, c.source + ": params.rpcIp: not an IPv4 address: " + c.rpc_ip);
+  Endpoint e;
+  if (!Endpoint::parse_host(c.rpc_ip, e)) {
+    throw Error(Errc::kBadConfig, c.source + ": params.rpcIp: not an IPv4 or IPv6 address: " + c.rpc_ip);
   }
-  return Endpoint{ip, static_cast<std::uint16_t>(c.rpc_port)};
+  e.port = static_cast<std::uint16_t>(c.rpc_port);
+  return e;
 }
 
 std::vector<Endpoint> seed_endpoints(const Config& c) {

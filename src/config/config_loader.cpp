@@ -150,24 +150,30 @@ class Checker {
                             kMaxNameBytes, json_quoted(v)));
     }
   }
-  void ipv4(std::string_view key, const std::string& v) const {
-    std::uint32_t ip = 0;
-    if (!Endpoint::parse_ip(v, ip))
-      fail(key, fmt::format("must be a dotted IPv4 address, got {}", json_quoted(v)));
+  /// An address alone: dotted IPv4, or IPv6 without brackets.
+  void ip_address(std::string_view key, const std::string& v) const {
+    Endpoint e;
+    if (!Endpoint::parse_host(v, e)) {
+      fail(key, fmt::format("must be an IPv4 address (a.b.c.d) or an IPv6 address (no brackets, no zone), got {}",
+                            json_quoted(v)));
+    }
   }
   /// An address one sends to (a seed): port 1..65535.
   void member(std::string_view key, const std::string& v) const {
     Endpoint e;
-    if (!Endpoint::parse(v, e, nullptr, /*allow_port_zero=*/false)) {
-      fail(key, fmt::format("must be \"IPv4:port\" with port 1..65535, got {}", json_quoted(v)));
+    std::string why;
+    if (!Endpoint::parse(v, e, &why, /*allow_port_zero=*/false)) {
+      fail(key, fmt::format("must be \"IPv4:port\" or \"[IPv6]:port\" with port 1..65535, got {} ({})",
+                            json_quoted(v), why));
     }
   }
   /// An address to bind: port 0 means any free port.
   void bind_address(std::string_view key, const std::string& v) const {
     Endpoint e;
-    if (!Endpoint::parse(v, e, nullptr, /*allow_port_zero=*/true)) {
-      fail(key,
-           fmt::format("must be \"IPv4:port\" (port 0 = any free port), got {}", json_quoted(v)));
+    std::string why;
+    if (!Endpoint::parse(v, e, &why, /*allow_port_zero=*/true)) {
+      fail(key, fmt::format("must be \"IPv4:port\" or \"[IPv6]:port\" (port 0 = any free port), got {} ({})",
+                            json_quoted(v), why));
     }
   }
   void log_level(std::string_view key, const std::string& v) const {
@@ -676,7 +682,7 @@ void validate_config(const Config& c) {
   k.name("version", c.version, true);
   k.log_level("logLevel", c.log_level);
   k.integer("params.rpcPort", c.rpc_port, kPortRange);
-  k.ipv4("params.rpcIp", c.rpc_ip);
+  k.ip_address("params.rpcIp", c.rpc_ip);
   check_members(k, "params.clusterAddress", c.cluster_address);
   k.number("params.rpcTimeOut", c.rpc_timeout, kTimeoutRange);
   k.number("params.udpTimeOut", c.udp_timeout, kTimeoutRange);
@@ -739,7 +745,7 @@ void apply_overrides(Config& config, const ConfigOverrides& o) {
   // Each flag is checked under its own name first, so the message points at
   // the command line rather than at the file the value replaces.
   Checker cli("");
-  if (o.ip) cli.ipv4("--ip (params.rpcIp)", *o.ip);
+  if (o.ip) cli.ip_address("--ip (params.rpcIp)", *o.ip);
   if (o.port) cli.integer("--port (params.rpcPort)", *o.port, kPortRange);
   if (o.seeds) check_members(cli, "--seed (params.clusterAddress)", *o.seeds);
   if (o.name) cli.name("--name (name)", *o.name, false);

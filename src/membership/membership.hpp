@@ -137,7 +137,7 @@ class Membership final : public reliable::ExtensionReceiver {
   /// Records held, tombstones included, self excluded (memory accounting).
   std::size_t record_count() const { return members_.size(); }
   /// True when a live (alive or suspect) member, self included, has IP `ip`.
-  bool live_member_at(std::uint32_t ip) const;
+  bool live_member_at(const Endpoint& host) const;
   const MembershipStats& stats() const { return stats_; }
   bool joined() const { return joined_; }
   const Endpoint& self() const { return self_.address; }
@@ -157,8 +157,9 @@ class Membership final : public reliable::ExtensionReceiver {
     }
   };
   static constexpr std::uint32_t kNotCandidate = 0xffffffffu;
-  /// 56 bytes (80 with the hash node): a running suspicion lives apart,
-  /// in suspicions_.
+  /// 72 bytes (96 with the hash node; 16 of them the IPv6 address an
+  /// Endpoint has room for): a running suspicion lives apart, in
+  /// suspicions_.
   struct Record {
     Member info;
     TimePoint since{};
@@ -172,7 +173,7 @@ class Membership final : public reliable::ExtensionReceiver {
     /// push-pull). Cleared whenever info.life changes.
     bool proven = false;
   };
-  static_assert(sizeof(void*) != 8 || sizeof(Record) <= 56, "a member record grew: N^2 of them in a simulation");
+  static_assert(sizeof(void*) != 8 || sizeof(Record) <= 72, "a member record grew: N^2 of them in a simulation");
   /// True when `addr` has a record that is not a tombstone.
   bool known(const Endpoint& addr) const;
   /// True when datagrams to member `addr` need not be kept small: it proved

@@ -407,10 +407,10 @@ bool Membership::known(const Endpoint& addr) const {
   return it != members_.end() && !it->second.tombstone;
 }
 
-bool Membership::live_member_at(std::uint32_t ip) const {
-  if (self_.address.ip == ip) return true;
+bool Membership::live_member_at(const Endpoint& host) const {
+  if (self_.address.same_host(host)) return true;
   for (const auto& [addr, r] : members_) {
-    if (addr.ip == ip && (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect)) return true;
+    if (addr.same_host(host) && (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect)) return true;
   }
   return false;
 }

@@ -27,15 +27,33 @@ void pack_meta(msgpack::packer<ByteSink>& pk, const MemberMeta& m) {
   pk.pack(m.tags);
 }
 
+// An address on the wire: IPv4 as an unsigned integer (host order value),
+// IPv6 as bin 8 of exactly 16 bytes (network order).
 bool as_endpoint(const msgpack::object& ip, const msgpack::object& port, Endpoint& out) {
-  if (ip.type != msgpack::type::POSITIVE_INTEGER || port.type != msgpack::type::POSITIVE_INTEGER) {
+  if (port.type != msgpack::type::POSITIVE_INTEGER || port.via.u64 > 0xffff) return false;
+  Endpoint e;
+  if (ip.type == msgpack::type::POSITIVE_INTEGER) {
     // Port 0 / ip 0 are valid "none" values and still positive integers in msgpack.
+    if (ip.via.u64 > 0xffffffffu) return false;
+    e.ip = static_cast<std::uint32_t>(ip.via.u64);
+  } else if (ip.type == msgpack::type::BIN && ip.via.bin.size == 16) {
+    e.v6 = true;
+    std::memcpy(e.ip6.data(), ip.via.bin.ptr, 16);
+  } else {
     return false;
   }
-  if (ip.via.u64 > 0xffffffffu || port.via.u64 > 0xffff) return false;
-  out.ip = static_cast<std::uint32_t>(ip.via.u64);
-  out.port = static_cast<std::uint16_t>(port.via.u64);
+  e.port = static_cast<std::uint16_t>(port.via.u64);
+  out = e;
   return true;
+}
+
+void pack_address(msgpack::packer<ByteSink>& pk, const Endpoint& e) {
+  if (!e.v6) {
+    pk.pack(e.ip);
+    return;
+  }
+  pk.pack_bin(16);
+  pk.pack_bin_body(reinterpret_cast<const char*>(e.ip6.data()), 16);
 }
 
 bool read_meta(const msgpack::object& o, MemberMeta& m) {
@@ -93,11 +111,11 @@ void encode_update_into(const Update& u, Bytes& out) {
   msgpack::packer<ByteSink> pk(sink);
   pk.pack_array(8);
   pk.pack(static_cast<std::uint8_t>(u.state));
-  pk.pack(u.addr.ip);
+  pack_address(pk, u.addr);
   pk.pack(u.addr.port);
   pk.pack(u.life);
   pk.pack(u.incarnation);
-  pk.pack(u.from.ip);
+  pack_address(pk, u.from);
   pk.pack(u.from.port);
   if (u.meta) {
     pack_meta(pk, *u.meta);
@@ -114,7 +132,7 @@ ProbeWriter::ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpo
   pk.pack(seq);
   if (target) {
     pk.pack_array(2);
-    pk.pack(target->ip);
+    pack_address(pk, *target);
     pk.pack(target->port);
   } else {
     pk.pack_nil();

@@ -97,17 +97,23 @@ void AddressGuard::mark_proven(const Endpoint& addr, std::uint64_t node_id, Time
 
 AddressGuard::Token AddressGuard::token_for_epoch(const Endpoint& addr, std::uint64_t node_id,
                                                   std::int64_t epoch) const {
-  // MAC input: epoch (i64 LE), ipv4 (u32 LE), port (u16 LE), node id (u64 LE).
-  unsigned char in[22];
-  auto put = [&](std::size_t off, std::uint64_t v, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) in[off + i] = static_cast<unsigned char>(v >> (8 * i));
+  // MAC input: epoch (i64 LE), ipv4 (u32 LE) or ipv6 (16 bytes, network
+  // order), port (u16 LE), node id (u64 LE).
+  unsigned char in[34];
+  std::size_t n = 0;
+  auto put = [&](std::uint64_t v, std::size_t bytes) {
+    for (std::size_t i = 0; i < bytes; ++i) in[n++] = static_cast<unsigned char>(v >> (8 * i));
   };
-  put(0, static_cast<std::uint64_t>(epoch), 8);
-  put(8, addr.ip, 4);
-  put(12, addr.port, 2);
-  put(14, node_id, 8);
+  put(static_cast<std::uint64_t>(epoch), 8);
+  if (addr.v6) {
+    for (auto b : addr.ip6) in[n++] = b;
+  } else {
+    put(addr.ip, 4);
+  }
+  put(addr.port, 2);
+  put(node_id, 8);
   Token out;
-  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(), in, sizeof in,
+  crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(), in, n,
                      reinterpret_cast<const unsigned char*>(secret_.data()), secret_.size());
   return out;
 }

@@ -60,7 +60,7 @@ void DatagramPath::set_coalescing(std::size_t max_datagram) {
 std::size_t DatagramPath::coalesce_limit(const Endpoint& to) const {
   if (coalesce_max_ == 0) return 0;
   constexpr std::size_t kLoopbackDatagram = 65000;  // as the engine's fragments
-  return (to.ip >> 24) == 127 ? std::max(coalesce_max_, kLoopbackDatagram) : coalesce_max_;
+  return to.loopback() ? std::max(coalesce_max_, kLoopbackDatagram) : coalesce_max_;
 }
 
 bool DatagramPath::transmit(const Endpoint& to, std::span<const std::byte> datagram) {

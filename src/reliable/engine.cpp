@@ -49,7 +49,7 @@ std::uint32_t Engine::frag_payload() const {
 
 std::uint32_t Engine::frag_payload_for(const Endpoint& to) const {
   constexpr std::uint32_t kLoopbackDatagram = 65000;
-  if (opt_.loopback_large && (to.ip >> 24) == 127 && opt_.max_datagram < kLoopbackDatagram) {
+  if (opt_.loopback_large && to.loopback() && opt_.max_datagram < kLoopbackDatagram) {
     return kLoopbackDatagram - static_cast<std::uint32_t>(wire::kHeaderSize + wire::kAuthTagSize);
   }
   return frag_payload();
@@ -86,7 +86,7 @@ Header Engine::header_for(MsgType type, std::uint64_t id, std::size_t payload_le
   Header h;
   h.type = type;
   h.node_id = opt_.node_id;
-  h.sender_ip = opt_.advertised.ip;
+  h.sender_ip = opt_.advertised.ip;  // 0 for an IPv6 node (informational only)
   h.sender_port = opt_.advertised.port;
   h.message_id = id;
   h.total_len = static_cast<std::uint32_t>(payload_len);

@@ -28,12 +28,53 @@ void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {  // single write
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-sockaddr_in to_sockaddr(const Endpoint& e) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(e.ip);
-  sa.sin_port = htons(e.port);
+// An endpoint as this socket's family: an IPv6 socket reaches an IPv4
+// endpoint at its mapped address ::ffff:a.b.c.d; an IPv4 socket cannot
+// reach an IPv6 one (the send fails and is counted).
+SockAddr to_sockaddr(const Endpoint& e, bool v6_socket) {
+  SockAddr sa;
+  if (!v6_socket && !e.v6) {
+    sa.u.v4.sin_family = AF_INET;
+    sa.u.v4.sin_addr.s_addr = htonl(e.ip);
+    sa.u.v4.sin_port = htons(e.port);
+    sa.len = sizeof(sockaddr_in);
+    return sa;
+  }
+  sa.u.v6.sin6_family = AF_INET6;
+  sa.u.v6.sin6_port = htons(e.port);
+  if (e.v6) {
+    std::memcpy(&sa.u.v6.sin6_addr, e.ip6.data(), 16);
+  } else {
+    unsigned char* b = sa.u.v6.sin6_addr.s6_addr;
+    b[10] = 0xff;
+    b[11] = 0xff;
+    const std::uint32_t n = htonl(e.ip);
+    std::memcpy(b + 12, &n, 4);
+  }
+  sa.len = sizeof(sockaddr_in6);
   return sa;
+}
+
+// The sender of a datagram; a mapped IPv4 address becomes an IPv4 endpoint.
+Endpoint from_sockaddr(const SockAddr& sa) {
+  Endpoint e;
+  if (sa.u.v4.sin_family == AF_INET) {
+    e.ip = ntohl(sa.u.v4.sin_addr.s_addr);
+    e.port = ntohs(sa.u.v4.sin_port);
+    return e;
+  }
+  const unsigned char* b = sa.u.v6.sin6_addr.s6_addr;
+  e.port = ntohs(sa.u.v6.sin6_port);
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(b, kMapped, 12) == 0) {
+    std::uint32_t n = 0;
+    std::memcpy(&n, b + 12, 4);
+    e.ip = ntohl(n);
+    return e;
+  }
+  e.v6 = true;
+  std::memcpy(e.ip6.data(), b, 16);
+  return e;
 }
 
 void set_buffer(int fd, int opt, int force_opt, int bytes) {
@@ -46,20 +87,21 @@ void set_buffer(int fd, int opt, int force_opt, int bytes) {
 
 UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptions& options)
     : loop_(loop), batch_(options.batch) {
-  fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  v6_ = bind.v6;
+  fd_ = ::socket(v6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw Error(Errc::kIoError, std::string("socket: ") + std::strerror(errno));
   set_buffer(fd_, SO_RCVBUF, SO_RCVBUFFORCE, options.socket_buffer_bytes);
   set_buffer(fd_, SO_SNDBUF, SO_SNDBUFFORCE, options.socket_buffer_bytes);
-  auto sa = to_sockaddr(bind);
-  if (::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+  auto sa = to_sockaddr(bind, v6_);
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&sa.u), sa.len) != 0) {
     const int err = errno;
     ::close(fd_);
     throw Error(Errc::kIoError, "bind " + bind.to_string() + ": " + std::strerror(err));
   }
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-  local_ = Endpoint{ntohl(sa.sin_addr.s_addr), ntohs(sa.sin_port)};
-  if (local_.ip == 0) local_.ip = bind.ip;
+  sa.len = sizeof(sa.u);
+  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sa.u), &sa.len);
+  local_ = bind;  // the address as bound (a wildcard stays a wildcard), with the port the kernel chose
+  local_.port = from_sockaddr(sa).port;
 
   if (options.gso) {
     // Probing the options is the runtime check: a kernel without them
@@ -86,10 +128,9 @@ UdpTransport::~UdpTransport() {
 }
 
 bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
-  auto sa = to_sockaddr(to);
+  const auto sa = to_sockaddr(to, v6_);
   for (;;) {
-    const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&sa),
-                            sizeof(sa));
+    const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<const sockaddr*>(&sa.u), sa.len);
     if (n >= 0) {
       sent_.fetch_add(1, std::memory_order_relaxed);  // any thread
       return true;
@@ -116,7 +157,7 @@ UdpTransport::Stats UdpTransport::stats() const {
   return s;
 }
 
-long UdpTransport::send_chunk(const sockaddr_in& sa, std::span<const std::span<const std::byte>> datagrams,
+long UdpTransport::send_chunk(const SockAddr& sa, std::span<const std::span<const std::byte>> datagrams,
                               bool gso) {
   mmsghdr msgs[kMaxBatch];
   iovec iov[kMaxBatch];
@@ -142,8 +183,8 @@ long UdpTransport::send_chunk(const sockaddr_in& sa, std::span<const std::span<c
     }
     std::memset(&msgs[m], 0, sizeof(mmsghdr));
     auto& h = msgs[m].msg_hdr;
-    h.msg_name = const_cast<sockaddr_in*>(&sa);
-    h.msg_namelen = sizeof(sa);
+    h.msg_name = const_cast<void*>(static_cast<const void*>(&sa.u));
+    h.msg_namelen = sa.len;
     h.msg_iov = &iov[i];
     h.msg_iovlen = run;
     if (run > 1) {
@@ -174,7 +215,7 @@ long UdpTransport::send_chunk(const sockaddr_in& sa, std::span<const std::span<c
 
 std::size_t UdpTransport::send_batch(const Endpoint& to,
                                      std::span<const std::span<const std::byte>> datagrams) {
-  auto sa = to_sockaddr(to);
+  const auto sa = to_sockaddr(to, v6_);
   std::size_t sent = 0;
   while (sent < datagrams.size()) {
     const auto chunk = datagrams.subspan(sent, std::min(kMaxBatch, datagrams.size() - sent));
@@ -232,8 +273,8 @@ void UdpTransport::on_readable() {
       std::memset(&hdrs_[i], 0, sizeof(mmsghdr));
       hdrs_[i].msg_hdr.msg_iov = &iovs_[i];
       hdrs_[i].msg_hdr.msg_iovlen = 1;
-      hdrs_[i].msg_hdr.msg_name = &addrs_[i];
-      hdrs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      hdrs_[i].msg_hdr.msg_name = &addrs_[i].u;
+      hdrs_[i].msg_hdr.msg_namelen = sizeof(addrs_[i].u);
       if (gro_) {
         hdrs_[i].msg_hdr.msg_control = controls_.data() + kRecvCtrl * static_cast<std::size_t>(i);
         hdrs_[i].msg_hdr.msg_controllen = kRecvCtrl;
@@ -243,8 +284,7 @@ void UdpTransport::on_readable() {
     bump(recv_calls_);
     if (n <= 0) return;
     for (int i = 0; i < n; ++i) {
-      const auto& sa = addrs_[i];
-      Endpoint from{ntohl(sa.sin_addr.s_addr), ntohs(sa.sin_port)};
+      const Endpoint from = from_sockaddr(addrs_[i]);
       if (receiver_ == nullptr || (hdrs_[i].msg_hdr.msg_flags & MSG_TRUNC)) {
         bump(received_);
         continue;

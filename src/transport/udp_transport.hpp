@@ -31,6 +31,15 @@ struct UdpOptions {
   bool gso = true;                     ///< use UDP GSO/GRO where the kernel has them
 };
 
+/// A socket address of either family (what sendto/recvmmsg take).
+struct SockAddr {
+  union {
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  } u{};
+  socklen_t len = 0;
+};
+
 class UdpTransport final : public Transport {
  public:
   /// Binds to `bind` (port 0 = any free port). Throws Error{kIoError} naming
@@ -65,7 +74,7 @@ class UdpTransport final : public Transport {
   void deliver(const Endpoint& from, std::span<const std::byte> data, int segment);
   /// One sendmmsg of `datagrams` (at most kMaxBatch); GSO runs when `gso`.
   /// Returns how many datagrams the kernel took, or -1 with errno set.
-  long send_chunk(const sockaddr_in& sa, std::span<const std::span<const std::byte>> datagrams, bool gso);
+  long send_chunk(const SockAddr& sa, std::span<const std::span<const std::byte>> datagrams, bool gso);
 
   EpollLoop& loop_;  // outlives this
   int fd_ = -1;
@@ -75,7 +84,8 @@ class UdpTransport final : public Transport {
   std::vector<std::byte> buffers_;
   std::vector<mmsghdr> hdrs_;
   std::vector<iovec> iovs_;
-  std::vector<sockaddr_in> addrs_;
+  std::vector<SockAddr> addrs_;
+  bool v6_ = false;  ///< an AF_INET6 socket (IPv4 peers as ::ffff:a.b.c.d)
   std::vector<std::byte> controls_;  // one cmsg slot per receive buffer (GRO)
   std::atomic<bool> gso_{false};     // any thread reads; cleared on a refused send
   bool gro_ = false;

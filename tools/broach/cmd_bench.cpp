@@ -163,9 +163,9 @@ int run_bench(const BenchFlags& f) {
     std::cerr << "broach bench: --join needs --seed\n";
     return kExitUsage;
   }
-  std::uint32_t ip = 0;
-  if (!f.ip.empty() && !Endpoint::parse_ip(f.ip, ip)) {
-    std::cerr << "broach bench: --ip: expected a dotted IPv4 address, got '" << f.ip << "'\n";
+  Endpoint ip;
+  if (!f.ip.empty() && !Endpoint::parse_host(f.ip, ip)) {
+    std::cerr << "broach bench: --ip: expected an IPv4 or IPv6 address, got '" << f.ip << "'\n";
     return kExitUsage;
   }
   std::vector<Endpoint> targets;
@@ -201,7 +201,7 @@ int run_bench(const BenchFlags& f) {
     // A member for the length of the run: `broach keys` reaches it too, so
     // a key rotation under this load changes its ring with everyone's.
     c.cluster_address = {f.seed};
-    c.rpc_ip = !f.ip.empty() ? f.ip : "127.0.0.1";
+    if (!f.ip.empty()) c.rpc_ip = f.ip;
   }
   // SIGINT/SIGTERM end the run early (calls in flight finish, the summary
   // is printed): blocked before the node's threads start, polled below.

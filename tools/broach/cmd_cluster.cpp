@@ -198,7 +198,12 @@ std::string unreachable_hint(const std::string& addr) {
 Config client_config(const Endpoint& to, double timeout_s) {
   Config c = default_config();
   c.security.keyring = keyring_flag();
-  c.rpc_ip = (to.ip >> 24) == 127 ? "127.0.0.1" : "0.0.0.0";
+  // The client's socket has the family of the node it talks to.
+  if (to.v6) {
+    c.rpc_ip = to.loopback() ? "::1" : "::";
+  } else {
+    c.rpc_ip = to.loopback() ? "127.0.0.1" : "0.0.0.0";
+  }
   c.rpc_port = 0;
   c.log_level = "warn";
   c.thread_pool.core = 1;

@@ -9,7 +9,7 @@ namespace broach::cli {
 
 void add_node_flags(CLI::App& cmd, NodeFlags& f) {
   cmd.add_option("--config", f.config_file, "JSON config file (the seed's format); default: built-in");
-  cmd.add_option("--ip", f.ip, "IPv4 address to bind (params.rpcIp)");
+  cmd.add_option("--ip", f.ip, "address to bind, IPv4 or IPv6 (params.rpcIp)");
   cmd.add_option("--port", f.port, "UDP port (params.rpcPort; 0 = any free port)");
   cmd.add_option("--seed", f.seeds, "IP:PORT of a live member to join through (repeatable)");
   cmd.add_option("--name", f.name, "instance name");

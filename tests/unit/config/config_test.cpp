@@ -417,20 +417,24 @@ TEST(ConfigErrors, ClusterAddressMustBeArrayOfIpPort) {
   EXPECT_EQ(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:1", 18080])")),
             "config.json: params.clusterAddress[1]: must be a string, got 18080");
   EXPECT_EQ(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:1", "localhost:18080"])")),
-            "config.json: params.clusterAddress[1]: must be \"IPv4:port\" with port 1..65535, got "
-            "\"localhost:18080\"");
+            "config.json: params.clusterAddress[1]: must be \"IPv4:port\" or \"[IPv6]:port\" with port "
+            "1..65535, got \"localhost:18080\" (not an IPv4 address: localhost)");
   EXPECT_CONTAINS(parse_error(with_params(R"("clusterAddress": ["127.0.0.1:0"])")),
                   "params.clusterAddress[0]");
   EXPECT_CONTAINS(parse_error(with_params(R"("clusterAddress": ["127.0.0.1"])")),
                   "params.clusterAddress[0]");
 }
 
-TEST(ConfigErrors, RpcIpMustBeDottedIpv4) {
-  for (const char* ip : {"localhost", "127.0.0", "256.0.0.1", "1.2.3.4 ", "", "::1", "01.2.3.4"}) {
+TEST(ConfigErrors, RpcIpMustBeAnIpv4OrIpv6Address) {
+  for (const char* ip : {"localhost", "127.0.0", "256.0.0.1", "1.2.3.4 ", "", "[::1]", "::1%lo", "::g",
+                         "01.2.3.4", "1:2:3:4:5:6:7:8:9"}) {
     std::string msg = parse_error(with_params(std::string(R"("rpcIp": ")") + ip + "\""));
-    EXPECT_CONTAINS(msg, "config.json: params.rpcIp: must be a dotted IPv4 address, got \"");
+    EXPECT_CONTAINS(msg, "config.json: params.rpcIp: must be an IPv4 address (a.b.c.d) or an IPv6 address (no "
+                         "brackets, no zone), got \"");
   }
   EXPECT_EQ(parse_config(with_params(R"("rpcIp": "0.0.0.0")"), "x").rpc_ip, "0.0.0.0");
+  EXPECT_EQ(parse_config(with_params(R"("rpcIp": "::1")"), "x").rpc_ip, "::1");
+  EXPECT_EQ(parse_config(with_params(R"("rpcIp": "fd00::5")"), "x").rpc_ip, "fd00::5");
 }
 
 TEST(ConfigErrors, ThreadPoolShape) {
@@ -567,12 +571,13 @@ TEST(ConfigOverrides, BadValuesNameTheFlagAndKey) {
   EXPECT_EQ(error_of(port), "--port (params.rpcPort): must be an integer in 0..65535, got 70000");
   ConfigOverrides ip;
   ip.ip = "1.2.3";
-  EXPECT_EQ(error_of(ip), "--ip (params.rpcIp): must be a dotted IPv4 address, got \"1.2.3\"");
+  EXPECT_EQ(error_of(ip), "--ip (params.rpcIp): must be an IPv4 address (a.b.c.d) or an IPv6 address (no brackets, "
+                         "no zone), got \"1.2.3\"");
   ConfigOverrides seed;
   seed.seeds = std::vector<std::string>{"1.2.3.4:80", "1.2.3.4"};
   EXPECT_EQ(error_of(seed),
-            "--seed (params.clusterAddress)[1]: must be \"IPv4:port\" with port "
-            "1..65535, got \"1.2.3.4\"");
+            "--seed (params.clusterAddress)[1]: must be \"IPv4:port\" or \"[IPv6]:port\" with port "
+            "1..65535, got \"1.2.3.4\" (missing ':port')");
   ConfigOverrides level;
   level.log_level = "loud";
   EXPECT_CONTAINS(error_of(level), "--log-level (logLevel): must be one of");
@@ -609,7 +614,11 @@ TEST(ConfigAddresses, ClusterAddressFollowsEndpointRules) {
       {"1..3.4:80", false},        // empty octet
       {"01.2.3.4:80", false},      // leading zero octet
       {"localhost:80", false},     // names are not resolved
-      {"[::1]:80", false},         // IPv6
+      {"[::1]:80", true},          // IPv6
+      {"[fd00::1]:18080", true},
+      {"::1:80", false},           // IPv6 without brackets
+      {"[::1]:0", false},          // port 0
+      {"[fe80::1%eth0]:80", false},  // zone
       {"1.2.3.4:80:81", false},    // two ports
       {"", false},
       {":80", false},
@@ -620,9 +629,9 @@ TEST(ConfigAddresses, ClusterAddressFollowsEndpointRules) {
     if (k.ok) {
       EXPECT_EQ(parse_config(json, "x").cluster_address, std::vector<std::string>{k.text});
     } else {
-      EXPECT_EQ(parse_error(json), std::string("config.json: params.clusterAddress[0]: must be "
-                                               "\"IPv4:port\" with port 1..65535, got \"") +
-                                       k.text + "\"");
+      EXPECT_CONTAINS(parse_error(json), std::string("config.json: params.clusterAddress[0]: must be "
+                                                     "\"IPv4:port\" or \"[IPv6]:port\" with port 1..65535, got \"") +
+                                             k.text + "\" (");
     }
   }
 }
@@ -633,16 +642,16 @@ TEST(ConfigAddresses, HttpIsABindAddressAllowingPortZero) {
   };
   EXPECT_EQ(parse_config(with_http("127.0.0.1:0"), "x").http, "127.0.0.1:0");
   EXPECT_EQ(parse_config(with_http("0.0.0.0:8080"), "x").http, "0.0.0.0:8080");
+  EXPECT_EQ(parse_config(with_http("[::1]:8080"), "x").http, "[::1]:8080");
   EXPECT_EQ(parse_config(with_params(R"("broach": {"http": ""})"), "x").http, "");  // off
   // stoi used to accept these: a sign, a leading space, "-0", a leading zero.
   for (const char* bad : {"127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:+80",
                           "127.0.0.1: 80", "127.0.0.1:-0", "127.0.0.1:080", "localhost:80",
-                          "[::1]:80", "01.0.0.1:80", "1.2.3.4:80x"}) {
-    EXPECT_EQ(parse_error(with_http(bad)),
-              std::string("config.json: params.broach.http: must be \"IPv4:port\" (port 0 = any "
-                          "free port), got \"") +
-                  bad + "\"")
-        << bad;
+                          "::1:80", "01.0.0.1:80", "1.2.3.4:80x"}) {
+    EXPECT_CONTAINS(parse_error(with_http(bad)),
+                    std::string("config.json: params.broach.http: must be \"IPv4:port\" or \"[IPv6]:port\" (port 0 "
+                                "= any free port), got \"") +
+                        bad + "\" (");
   }
   ConfigOverrides o;
   o.http = "1.2.3.4";
@@ -651,19 +660,20 @@ TEST(ConfigAddresses, HttpIsABindAddressAllowingPortZero) {
     apply_overrides(c, o);
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
-    EXPECT_CONTAINS(e.message(), "params.broach.http: must be \"IPv4:port\"");
+    EXPECT_CONTAINS(e.message(), "params.broach.http: must be \"IPv4:port\" or \"[IPv6]:port\"");
   }
 }
 
-TEST(ConfigAddresses, RpcIpFollowsEndpointParseIp) {
-  for (const char* ip : {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.0.0.1"}) {
+TEST(ConfigAddresses, RpcIpFollowsEndpointParseHost) {
+  for (const char* ip : {"0.0.0.0", "127.0.0.1", "255.255.255.255", "10.0.0.1", "fe80::1", "::", "::1"}) {
     EXPECT_EQ(parse_config(with_params(std::string(R"("rpcIp": ")") + ip + "\""), "x").rpc_ip, ip);
   }
   for (const char* ip : {"1.2.3.4:80", "+1.2.3.4", "1.2.3.-4", "1.2.3.4.", ".1.2.3.4", "1.2.3.0400",
-                         "1.2.3.256", "fe80::1"}) {
+                         "1.2.3.256", "[fe80::1]", "fe80::1%eth0", "fe80:::1"}) {
     EXPECT_EQ(parse_error(with_params(std::string(R"("rpcIp": ")") + ip + "\"")),
-              std::string("config.json: params.rpcIp: must be a dotted IPv4 address, got \"") + ip +
-                  "\"")
+              std::string("config.json: params.rpcIp: must be an IPv4 address (a.b.c.d) or an IPv6 address (no "
+                          "brackets, no zone), got \"") +
+                  ip + "\"")
         << ip;
   }
 }

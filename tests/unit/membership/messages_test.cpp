@@ -44,6 +44,42 @@ TEST(Messages, ProbeRoundTripsWithUpdates) {
   EXPECT_EQ(m.updates[1].meta, nullptr);
 }
 
+// IPv6 addresses travel as bin 8 of 16 bytes (IPv4 stays an integer), in
+// updates, their `from`, and a ping-req's target.
+TEST(Messages, Ipv6AddressesRoundTrip) {
+  Endpoint a, b, t;
+  ASSERT_TRUE(Endpoint::parse("[fd00::1:2]:7946", a));
+  ASSERT_TRUE(Endpoint::parse("[::1]:7000", b));
+  ASSERT_TRUE(Endpoint::parse("[2001:db8::ff]:1", t));
+  ProbeWriter w(Kind::kPingReq, 9, t);
+  Update u = alive_update();
+  u.addr = a;
+  u.from = b;
+  const auto one = encode_update(u);
+  ASSERT_TRUE(w.try_add(one, 1400));
+  Update v4 = alive_update();  // an IPv4 one beside it
+  ASSERT_TRUE(w.try_add(encode_update(v4), 1400));
+  ProbeMessage m;
+  ASSERT_TRUE(decode_probe(w.finish(), m));
+  ASSERT_TRUE(m.target.has_value());
+  EXPECT_EQ(*m.target, t);
+  ASSERT_EQ(m.updates.size(), 2u);
+  EXPECT_EQ(m.updates[0].addr, a);
+  EXPECT_EQ(m.updates[0].from, b);
+  EXPECT_EQ(m.updates[1].addr, v4.addr);
+  EXPECT_FALSE(m.updates[1].addr.v6);
+  // The address field is bin 8 (0xc4) of length 16 right after the state.
+  ASSERT_GT(one.size(), 20u);
+  EXPECT_EQ(std::to_integer<int>(one[2]), 0xc4);
+  EXPECT_EQ(std::to_integer<int>(one[3]), 16);
+  // Any other bin length is refused, like a malformed integer address.
+  auto bad = one;
+  bad[3] = std::byte{15};
+  ProbeWriter w2(Kind::kPing, 1, std::nullopt);
+  ASSERT_TRUE(w2.try_add(bad, 1400));
+  EXPECT_FALSE(decode_probe(w2.finish(), m));
+}
+
 TEST(Messages, WriterRespectsTheSizeLimit) {
   ProbeWriter w(Kind::kGossip, 0, std::nullopt);
   const auto u = encode_update(alive_update());

@@ -139,11 +139,71 @@ TEST(EndpointParse, SpacesAreRefused) {
   EXPECT_EQ(why_not("1.2.3.4:\t80"), "address contains a space: '1.2.3.4:\t80'");
 }
 
-TEST(EndpointParse, Ipv6IsRefusedWithAClearReason) {
-  const std::string kWhy = "not an IPv4 address (IPv6 is not supported): ";
-  for (const char* text : {"[::1]:80", "::1", "::1:80", "fe80::1:80", "[fe80::1%eth0]:80",
-                           "2001:db8::1", "::ffff:1.2.3.4:80", "[::1]", "::"}) {
-    EXPECT_EQ(why_not(text), kWhy + text) << text;
+TEST(EndpointParse, Ipv6InBrackets) {
+  Endpoint e;
+  ASSERT_TRUE(Endpoint::parse("[::1]:18080", e));
+  EXPECT_TRUE(e.v6);
+  EXPECT_EQ(e.ip, 0u);
+  EXPECT_EQ(e.port, 18080);
+  EXPECT_TRUE(e.loopback());
+  EXPECT_EQ(e.to_string(), "[::1]:18080");
+  EXPECT_EQ(e.ip_string(), "::1");
+  ASSERT_TRUE(Endpoint::parse("[2001:DB8:0:0:0:0:0:1]:80", e));
+  EXPECT_EQ(e.to_string(), "[2001:db8::1]:80");  // RFC 5952 text
+  EXPECT_FALSE(e.loopback());
+  ASSERT_TRUE(Endpoint::parse("[::]:0", e));  // a wildcard bind address
+  EXPECT_EQ(e.to_string(), "[::]:0");
+  ASSERT_TRUE(Endpoint::parse("[::ffff:1.2.3.4]:80", e));
+  EXPECT_TRUE(e.v6);
+  // Text round trip, and the same address twice is one endpoint.
+  Endpoint a, b;
+  ASSERT_TRUE(Endpoint::parse("[fd00::1:2]:7000", a));
+  ASSERT_TRUE(Endpoint::parse(a.to_string(), b));
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(std::hash<Endpoint>{}(a), std::hash<Endpoint>{}(b));
+  ASSERT_TRUE(Endpoint::parse("[fd00::1:2]:7001", b));
+  EXPECT_NE(a, b);
+  EXPECT_NE(a.key(), b.key());
+  EXPECT_TRUE(a.same_host(b));
+  Endpoint v4;
+  ASSERT_TRUE(Endpoint::parse("127.0.0.1:7000", v4));
+  EXPECT_NE(a, v4);
+  EXPECT_FALSE(a.same_host(v4));
+}
+
+TEST(EndpointParse, MalformedIpv6HasAClearReason) {
+  const std::string kBrackets = "an IPv6 address needs brackets, as in [::1]:18080: ";
+  for (const char* text : {"::1", "::1:80", "fe80::1:80", "2001:db8::1", "::ffff:1.2.3.4:80", "::"}) {
+    EXPECT_EQ(why_not(text), kBrackets + text) << text;
+  }
+  EXPECT_EQ(why_not("[fe80::1%eth0]:80"), "not an IPv6 address: fe80::1%eth0");  // zones: no
+  EXPECT_EQ(why_not("[1.2.3.4]:80"), "not an IPv6 address: 1.2.3.4");
+  EXPECT_EQ(why_not("[::g]:80"), "not an IPv6 address: ::g");
+  EXPECT_EQ(why_not("[]:80"), "not an IPv6 address: ");
+  EXPECT_EQ(why_not("[::1]"), "missing ':port' after ']'");
+  EXPECT_EQ(why_not("[::1]80"), "missing ':port' after ']'");
+  EXPECT_EQ(why_not("[::1:80"), "missing ']' after an IPv6 address: [::1:80");
+  EXPECT_EQ(why_not("[::1]:"), "missing port after ':'");
+  EXPECT_EQ(why_not("[::1]:65536"), "port out of range: 65536");
+  EXPECT_EQ(why_not("[::1]:080"), "port has a leading zero: 080");
+  EXPECT_EQ(why_not("[1:2:3:4:5:6:7:8:9]:80"), "not an IPv6 address: 1:2:3:4:5:6:7:8:9");
+}
+
+TEST(EndpointParseHost, Ipv4OrIpv6WithoutBrackets) {
+  Endpoint e;
+  e.port = 99;
+  ASSERT_TRUE(Endpoint::parse_host("10.0.0.1", e));
+  EXPECT_FALSE(e.v6);
+  EXPECT_EQ(e.ip, ip4(10, 0, 0, 1));
+  EXPECT_EQ(e.port, 99);  // untouched
+  ASSERT_TRUE(Endpoint::parse_host("::1", e));
+  EXPECT_TRUE(e.v6);
+  EXPECT_EQ(e.ip, 0u);
+  EXPECT_TRUE(e.loopback());
+  for (const char* bad : {"", "[::1]", "::1%lo", "localhost", "1.2.3", "::g", "1.2.3.4:80"}) {
+    Endpoint out{7, 7};
+    EXPECT_FALSE(Endpoint::parse_host(bad, out)) << bad;
+    EXPECT_EQ(out, (Endpoint{7, 7})) << bad;
   }
 }
 
