@@ -32,6 +32,21 @@ def test_values_cross_as_msgpack(pair):
         client.call("echo", object(), to=server.address)
 
 
+def test_ipv6_loopback_nodes(tmp_path):
+    cfg = '{"logLevel":"warn","params":{"rpcIp":"::1","rpcPort":0,"rpcTimeOut":5}}'
+    try:
+        server, client = broach.Node(json=cfg), broach.Node(json=cfg)
+    except broach.BroachError as e:  # a host without ::1
+        pytest.skip(str(e))
+    try:
+        assert server.address.startswith("[::1]:")
+        server.provide("add", lambda a, b: a + b)
+        assert client.call("add", 2, 3, to=server.address) == 5
+    finally:
+        client.close()
+        server.close()
+
+
 def test_errors_are_typed(pair):
     server, client = pair
 
