@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/assert.hpp"
+
 namespace broach::breaker {
 
 ConcurrencyLimiter::ConcurrencyLimiter(const ConcurrencyLimitOptions& o, TimePoint now)
@@ -39,12 +41,15 @@ void ConcurrencyLimiter::reset_window(TimePoint now) {
 
 void ConcurrencyLimiter::finish(TimePoint admitted, TimePoint now) {
   const int left = in_flight_.fetch_sub(1, std::memory_order_relaxed) - 1;
+  BROACH_ASSERT(left >= 0);
   if (!adaptive_) return;
   MutexLock lock(mu_);
+  const Duration open = now - window_start_;
   if (remeasuring_ && !remeasure_counting_) {
     // A re-measurement starts counting once the queue of the old limit has
-    // drained to the halved one, and then only requests admitted after that.
-    if (left > limit_.load(std::memory_order_relaxed)) return;
+    // drained to the halved one (or after kWindowMax, whatever is left),
+    // and then only requests admitted after that.
+    if (left > limit_.load(std::memory_order_relaxed) && open < kWindowMax) return;
     remeasure_counting_ = true;
     reset_window(now);
     return;
@@ -53,12 +58,17 @@ void ConcurrencyLimiter::finish(TimePoint admitted, TimePoint now) {
     window_sum_us_ += std::max(0.0, std::chrono::duration<double, std::micro>(now - admitted).count());
     ++window_count_;
   }
-  const Duration open = now - window_start_;
-  // A long queue closes the window early (from half its samples): the
-  // sooner the cut, the fewer requests wait in it.
-  const bool alarm = !remeasuring_ && noload_us_ > 0 && window_count_ >= kWindowMinSamples / 2 &&
+  // A long queue closes the window early (from half its samples, after at
+  // least a tenth of a window): the sooner the cut, the fewer requests wait.
+  const bool alarm = !remeasuring_ && noload_us_ > 0 && open >= kWindow / 10 &&
+                     window_count_ >= kWindowMinSamples / 2 &&
                      window_sum_us_ / static_cast<double>(window_count_) > 2 * noload_us_ * (1 + kHeadroom);
-  if ((open >= kWindow && window_count_ >= kWindowMinSamples) || alarm) {
+  // At a low limit behind a slow handler few requests finish per window (a
+  // limit of 1 and a 100 ms handler: 10 a second): after kWindowMax a
+  // window closes with kWindowFewSamples, or the limit could never grow.
+  const bool full = open >= kWindow && window_count_ >= kWindowMinSamples;
+  const bool slow = open >= kWindowMax && window_count_ >= kWindowFewSamples;
+  if (full || slow || alarm) {
     close_window(now);
   } else if (open >= kWindowMax) {
     // Too little traffic to learn from: start again, limit unchanged (a
@@ -108,6 +118,7 @@ void ConcurrencyLimiter::close_window(TimePoint now) {
   if (noload_us_ == 0 || avg_us < noload_us_) noload_us_ = avg_us;
   const double target_us = noload_us_ * (1 + kHeadroom);
   const double fit = throughput * target_us / 1e6;  // Little's law
+  // Reached (or within a rounding of) the limit: the limit bound this window.
   const bool binding = peak >= static_cast<int>(base_limit_);
   if (avg_us > target_us) {
     // Queueing. When the limit was reached, or the queue is long (average
@@ -117,8 +128,8 @@ void ConcurrencyLimiter::close_window(TimePoint now) {
     // meets the limit next time).
     const bool heavy = avg_us > 1.5 * target_us;
     const double to = binding || heavy ? fit : std::min(base_limit_, double(peak));
+    if (to < base_limit_) ++cuts_in_a_row_;
     base_limit_ = std::clamp(std::min(base_limit_, to), double(kMinLimit), double(kMaxLimit));
-    ++cuts_in_a_row_;
   } else {
     cuts_in_a_row_ = 0;
     if (binding) {

@@ -14,24 +14,30 @@
 // gradient limiter, works in sample windows:
 //   - A window collects the latency (admission to finish: queue wait plus
 //     handler) of every request that finished in it. It closes at the first
-//     finish after kWindow with at least kWindowMinSamples samples; one that
-//     has not reached them after kWindowMax is discarded (too little traffic
-//     to learn from; the limit stays).
+//     finish after kWindow with at least kWindowMinSamples samples; early,
+//     from half of those, when its average shows a long queue (beyond 2x
+//     target); or after kWindowMax with kWindowFewSamples (a low limit
+//     behind a slow handler finishes few requests, and must still grow).
+//     One with fewer after kWindowMax is discarded (too little traffic to
+//     learn from; the limit stays).
 //   - noload: the latency without queueing. The lowest window average seen;
 //     re-measured every kRemeasureEvery (and after kCutsBeforeRemeasure
-//     windows in a row that cut the limit): for one window the limit is
+//     windows in a row that cut the limit), counting from when the old
+//     queue has drained to the halved limit (at most kWindowMax later): for one window the limit is
 //     halved so that any queue drains, and that window's average replaces
 //     noload (so it follows a handler that really became slower). The
 //     first re-measurement comes after the first window, and another
 //     follows at once, from the halved limit, while each finds noload >10%
 //     lower than before (the halved limit still queued).
 //   - target = noload * (1 + kHeadroom).
-//   - A window whose average exceeds the target cuts the limit to
-//     throughput * target (Little's law: the concurrency at which this
-//     throughput waits no longer than the target).
+//   - A window whose average exceeds the target, when its peak in-flight
+//     reached the limit or its average exceeds 1.5x target, cuts the limit
+//     to throughput * target (Little's law: the concurrency at which this
+//     throughput waits no longer than the target); a milder queue under the
+//     limit (a burst) only brings the limit down to the peak seen.
 //   - A window under the target whose peak in-flight reached the limit
-//     raises it by sqrt(limit) (at least 1), or to throughput * target if
-//     that is higher: probing for capacity that is there.
+//     raises it by sqrt(limit) / 2 (at least 1), or to throughput * target
+//     if that is higher: probing for capacity that is there.
 //   - The limit stays within [kMinLimit, kMaxLimit]; it starts at
 //     kInitialLimit.
 #pragma once
@@ -59,6 +65,7 @@ class ConcurrencyLimiter {
   static constexpr Duration kWindow = std::chrono::milliseconds(100);
   static constexpr Duration kWindowMax = std::chrono::seconds(1);
   static constexpr int kWindowMinSamples = 20;
+  static constexpr int kWindowFewSamples = 4;
   static constexpr Duration kRemeasureEvery = std::chrono::seconds(10);
   static constexpr int kCutsBeforeRemeasure = 3;
 

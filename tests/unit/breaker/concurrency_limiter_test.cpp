@@ -155,8 +155,15 @@ TEST(ConcurrencyLimiter, FixedLimitRefusesBeyondIt) {
   EXPECT_FALSE(l.try_admit());
   EXPECT_EQ(l.in_flight(), 3);
   EXPECT_EQ(l.refused(), 1u);
-  for (int i = 0; i < 1000; ++i) l.finish(t0(), t0() + ms(i));  // a fixed limit never moves
+  for (int i = 0; i < 1000; ++i) {  // a fixed limit never moves, whatever the latency
+    l.finish(t0(), t0() + ms(i));
+    ASSERT_TRUE(l.try_admit());
+  }
   EXPECT_EQ(l.limit(), 3);
+  EXPECT_EQ(l.in_flight(), 3);
+  EXPECT_FALSE(l.try_admit());
+  l.finish(t0(), t0());
+  EXPECT_EQ(l.in_flight(), 2);
   EXPECT_TRUE(l.try_admit());
 }
 
@@ -223,6 +230,26 @@ TEST(ConcurrencyLimiter, ConvergesFromTheInitialLimit) {
     EXPECT_GE(r[1].goodput(), 0.8 * 800);
     EXPECT_GE(p.limiter().limit(), 6);
     EXPECT_LE(p.limiter().limit(), 20);
+  }
+}
+
+// A slow handler (100 ms, 8 places) stalls for 3 s (every request takes
+// 3 s: the limit is cut to its floor), then recovers: the limit must grow
+// back to the capacity's fit although at a limit of 1 only ~10 requests
+// finish per second (fewer than a full window's samples).
+TEST(ConcurrencyLimiter, RecoversFromTheFloorAfterAStall) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Provider p(seed, kAuto);
+    const auto r = p.run({{20, 60, 8, 100},     // 75% of 80/s
+                          {3, 60, 8, 3000},     // stalled
+                          {30, 60, 8, 100},     // back
+                          {20, 60, 8, 100}});
+    // Stuck at the floor, goodput would be ~10/s. (At 75% load behind a
+    // 100 ms handler the limit sheds up to ~12%: few samples per window.)
+    EXPECT_GE(r[2].goodput(), 0.6 * 60);
+    EXPECT_GE(r[3].goodput(), 0.85 * 60) << "limit " << p.limiter().limit();
+    EXPECT_GE(p.limiter().limit(), 3);  // (a re-measurement halves it for a window)
   }
 }
 
