@@ -55,13 +55,15 @@ void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline,
     complete_on_loop(d_.loop, std::move(done), Error(Errc::kOverloaded, d_.server.limit_message(service)));
     return;
   }
+  // The completion (or the task) holds the admission: it leaves the limit
+  // once, when answered, or when dropped unrun.
   const Server::Admission a = *admission;
   if (svc->async_handler) {
     // A coroutine handler starts here, on the loop; its completion is
     // posted, so it never runs before this call returns.
     d_.server.invoke_async(service, svc->async_handler, args, deadline,
-                           [&loop = d_.loop, &server = d_.server, a, done = std::move(done)](RawResult r) mutable {
-                             server.finish(a);
+                           [&loop = d_.loop, a, done = std::move(done)](RawResult r) mutable {
+                             Server::finish(a);
                              complete_on_loop(loop, std::move(done), std::move(r));
                            },
                            std::nullopt, metadata);
@@ -71,18 +73,16 @@ void LocalCalls::run(const std::string& service, Bytes args, TimePoint deadline,
   auto task = [this, service, handler = std::move(svc->handler), args = std::move(args), deadline,
                shared_done, metadata = std::move(metadata), a]() mutable {
     RawResult r = d_.server.invoke(service, handler, args, deadline, std::nullopt, metadata);
-    d_.server.finish(a);
+    Server::finish(a);
     complete_on_loop(d_.loop, std::move(*shared_done), std::move(r));
   };
   if (svc->options.run_on_loop) {
     if (!d_.loop.try_post(std::move(task))) {
-      d_.server.finish(a);
       complete_on_loop(d_.loop, std::move(*shared_done), Error(Errc::kShutdown, "node is stopping"));
     }
     return;
   }
   const Errc rc = d_.executor.try_submit(std::move(task));
-  if (rc != Errc::kOk) d_.server.finish(a);  // destroyed unrun
   if (rc == Errc::kQueueFull) {
     d_.counters.rejected_overloaded.fetch_add(1, std::memory_order_relaxed);
     complete_on_loop(d_.loop, std::move(*shared_done),

@@ -17,7 +17,7 @@ Server::Server(const Deps& deps, reliable::Engine& engine, InternalHandler& inte
 
 std::optional<Server::Admission> Server::admit(const std::string& service) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
-  if (!any_limit_) return Admission{};
+  if (!any_limit_) return Admission{};  // null: no limit
   auto it = limiters_.find(service);
   if (it == limiters_.end()) {
     auto c = d_.max_concurrency.find(service);
@@ -35,7 +35,7 @@ std::optional<Server::Admission> Server::admit(const std::string& service) {
     d_.counters.rejected_concurrency_limit.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
-  return Admission{l, d_.clock.now()};
+  return std::make_shared<AdmissionHold>(*l, d_.clock);
 }
 
 std::string Server::limit_message(const std::string& service) const {
@@ -74,26 +74,28 @@ void Server::on_request(reliable::IncomingRequest&& req) {
     return;
   }
   if (svc->async_handler) {
+    // The completion holds the admission: answered (even twice) or
+    // dropped uncalled, it leaves the limit once.
     invoke_async(req.service, svc->async_handler, req.args, req.deadline,
                  [this, token = req.token, a = *admission](RawResult r) {
-                   engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
                    finish(a);
+                   engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
                  },
                  req.token.reply_to, req.metadata);
     return;
   }
   if (svc->options.run_on_loop) {
-    run(svc->handler, req);
-    finish(*admission);
+    run(svc->handler, req, *admission);
     return;
   }
   // Handed to the pool at the end of this loop iteration, with the other
   // requests that arrived in it: one lock and at most one wake-up per batch.
-  handoff_tokens_.push_back(Handed{req.token, *admission});
+  // The task holds the admission: run, refused or destroyed unrun, it
+  // leaves the limit once.
+  handoff_tokens_.push_back(req.token);
   outstanding_.fetch_add(1, std::memory_order_relaxed);
   handoff_.push_back([this, handler = std::move(svc->handler), req = std::move(req), a = *admission]() mutable {
-    run(handler, req);
-    finish(a);
+    run(handler, req, a);
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
   });
 }
@@ -105,16 +107,13 @@ void Server::hand_off() {
   d_.executor.try_submit_batch(handoff_, results_);
   for (std::size_t i = 0; i < handoff_.size(); ++i) {
     const Errc rc = results_[i];
-    if (rc != Errc::kOk) {  // destroyed unrun
-      outstanding_.fetch_sub(1, std::memory_order_relaxed);
-      finish(handoff_tokens_[i].admission);
-    }
+    if (rc != Errc::kOk) outstanding_.fetch_sub(1, std::memory_order_relaxed);  // destroyed unrun
     if (rc == Errc::kQueueFull) {
       d_.counters.rejected_overloaded.fetch_add(1, std::memory_order_relaxed);
-      refuse(handoff_tokens_[i].token, Errc::kOverloaded,
+      refuse(handoff_tokens_[i], Errc::kOverloaded,
              "provider " + engine_.options().advertised.to_string() + " has its queue and threads full");
     } else if (rc != Errc::kOk) {
-      refuse(handoff_tokens_[i].token, Errc::kOverloaded, kStoppingMessage);
+      refuse(handoff_tokens_[i], Errc::kOverloaded, kStoppingMessage);
     }
   }
   handoff_.clear();
@@ -129,9 +128,10 @@ void Server::hand_off() {
 }
 
 // Runs on a worker thread, or on the loop thread (run_on_loop, caller-runs).
-void Server::run(const RawHandler& handler, reliable::IncomingRequest& req) {
-  engine_.respond_from_any_thread(
-      req.token, to_call_result(invoke(req.service, handler, req.args, req.deadline, req.token.reply_to, req.metadata)));
+void Server::run(const RawHandler& handler, reliable::IncomingRequest& req, const Admission& a) {
+  RawResult r = invoke(req.service, handler, req.args, req.deadline, req.token.reply_to, req.metadata);
+  finish(a);  // before the answer: a caller that sends again at once finds room
+  engine_.respond_from_any_thread(req.token, to_call_result(std::move(r)));
 }
 
 void Server::refuse(const reliable::RequestToken& token, Errc code, std::string message) {

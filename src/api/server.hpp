@@ -62,12 +62,31 @@ class Server final : public reliable::RequestHandler {
     /// params.broach.maxConcurrency (service or "*" -> limit).
     const std::map<std::string, ConcurrencyLimitConfig>& max_concurrency;
   };
-  /// A request let in under its service's concurrency limit (limiter null:
-  /// the service has none).
-  struct Admission {
-    breaker::ConcurrencyLimiter* limiter = nullptr;
-    TimePoint at{};
+  /// A request let in under its service's concurrency limit. It leaves the
+  /// limit once: at release() (called before the response is sent, so a
+  /// caller that sends again at once finds room), or, when that never
+  /// happens (a completion dropped uncalled, a task destroyed unrun, an
+  /// exception), when the last copy of its Admission goes away. A second
+  /// release() does nothing (a completion called twice).
+  class AdmissionHold {
+   public:
+    AdmissionHold(breaker::ConcurrencyLimiter& limiter, const Clock& clock)
+        : limiter_(limiter), clock_(clock), at_(clock.now()) {}
+    ~AdmissionHold() { release(); }
+    AdmissionHold(const AdmissionHold&) = delete;
+    AdmissionHold& operator=(const AdmissionHold&) = delete;
+    void release() {
+      if (!released_.exchange(true, std::memory_order_acq_rel)) limiter_.finish(at_, clock_.now());
+    }
+
+   private:
+    breaker::ConcurrencyLimiter& limiter_;
+    const Clock& clock_;
+    const TimePoint at_;
+    std::atomic<bool> released_{false};
   };
+  /// Null when the service has no limit.
+  using Admission = std::shared_ptr<AdmissionHold>;
   /// `engine` is where responses go; it may still be under construction
   /// (it is not used before the first request).
   /// Installs the loop's idle hook that hands requests to the executor
@@ -83,9 +102,9 @@ class Server final : public reliable::RequestHandler {
   /// concurrency limit, or refuses it (nullopt; counted, and the caller
   /// answers `overloaded` with limit_message()).
   std::optional<Admission> admit(const std::string& service);
-  /// Any thread: an admitted request has been answered or dropped.
-  void finish(const Admission& a) const {
-    if (a.limiter != nullptr) a.limiter->finish(a.at, d_.clock.now());
+  /// Any thread: an admitted request is answered (or dropped).
+  static void finish(const Admission& a) {
+    if (a) a->release();
   }
   /// The message of a refusal by admit().
   std::string limit_message(const std::string& service) const;
@@ -118,7 +137,7 @@ class Server final : public reliable::RequestHandler {
                               TimePoint deadline, const std::optional<Endpoint>& caller,
                               std::span<const std::byte> metadata);
   static RawResult call_handler(NodeCounters& counters, const RawHandler& handler, std::span<const std::byte> args);
-  void run(const RawHandler& handler, reliable::IncomingRequest& req);
+  void run(const RawHandler& handler, reliable::IncomingRequest& req, const Admission& a);
   void refuse(const reliable::RequestToken& token, Errc code, std::string message);
   /// Loop thread, end of each iteration: the requests of this iteration to
   /// the executor in one batch.
@@ -132,11 +151,7 @@ class Server final : public reliable::RequestHandler {
   InternalHandler& internal_;
   std::uint64_t hook_ = 0;
   std::vector<Task> handoff_;                          // loop thread
-  struct Handed {
-    reliable::RequestToken token;
-    Admission admission;
-  };
-  std::vector<Handed> handoff_tokens_;                 // loop thread, same order
+  std::vector<reliable::RequestToken> handoff_tokens_; // loop thread, same order
   /// Loop thread: limiters made on first use; null: the service has none.
   std::unordered_map<std::string, std::unique_ptr<breaker::ConcurrencyLimiter>> limiters_;
   bool any_limit_ = false;

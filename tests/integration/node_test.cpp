@@ -422,6 +422,37 @@ TEST(Node, ConcurrencyLimitRefusesBeyondItAtOnce) {
   EXPECT_EQ(server.stats().rejected_concurrency_limit, 1u);
 }
 
+// An admitted request leaves the concurrency limit exactly once, whatever
+// its handler does with its completion: drop it uncalled, or call it twice.
+TEST(Node, ConcurrencyLimitSlotsAreReleasedOnceByAnyHandler) {
+  Config sc = loopback_config();
+  sc.max_concurrency["*"] = ConcurrencyLimitConfig{false, 1};
+  Node server(sc);
+  server.provide_raw_async("drop", [](std::span<const std::byte>, std::function<void(RawResult)>) {
+    // never answers: the completion is destroyed uncalled
+  });
+  server.provide_raw_async("twice", [](std::span<const std::byte>, std::function<void(RawResult)> done) {
+    done(detail::pack_value(1));
+    done(detail::pack_value(2));
+  });
+  server.provide("one", [] { return 1; });
+  Node client(loopback_config());
+  CallOptions quick;
+  quick.timeout = std::chrono::milliseconds(300);
+  for (int i = 0; i < 3; ++i) {  // each dropped request freed its slot: the next is admitted, not refused
+    auto r = client.call_raw(server.address(), "drop", detail::pack_args(), quick);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(r.error().code(), Errc::kOverloaded) << r.error().message();
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto r = client.call_raw(server.address(), "twice", detail::pack_args());
+    ASSERT_TRUE(r.ok()) << r.error().message();
+  }
+  // Still exactly one slot: never negative (which would let two in), never leaked.
+  EXPECT_EQ(client.call<int>(server.address(), "one"), 1);
+  EXPECT_EQ(server.stats().rejected_concurrency_limit, 0u);
+}
+
 TEST(Node, RequestWhoseCallerGaveUpIsNotRun) {
   Config sc = loopback_config();
   sc.thread_pool = ThreadPoolConfig{1, 1, 1, 100, false, 100};
