@@ -70,6 +70,8 @@ struct Endpoint {
   static bool parse_ip(std::string_view text, std::uint32_t& out);
   /// Parses an address alone, IPv4 (dotted) or IPv6 (no brackets), into
   /// `out` (its port unchanged); false when malformed (`out` unchanged).
+  /// Here and in parse(), an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is
+  /// the IPv4 address.
   static bool parse_host(std::string_view text, Endpoint& out);
 };
 
@@ -138,6 +140,22 @@ inline bool parse_ip6(std::string_view text, std::array<std::uint8_t, 16>& out) 
   out = a;
   return true;
 }
+
+/// 16 address bytes as an endpoint's address: an IPv4-mapped address
+/// (::ffff:a.b.c.d) becomes the IPv4 address, as the UDP layer reports
+/// such senders, so that one host has one identity.
+inline void set_ip6(Endpoint& e, const std::array<std::uint8_t, 16>& a) {
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(a.data(), kMapped, 12) == 0) {
+    e.v6 = false;
+    e.ip6 = {};
+    e.ip = (std::uint32_t{a[12]} << 24) | (std::uint32_t{a[13]} << 16) | (std::uint32_t{a[14]} << 8) | a[15];
+    return;
+  }
+  e.v6 = true;
+  e.ip = 0;
+  e.ip6 = a;
+}
 }  // namespace endpoint_detail
 
 inline bool Endpoint::parse_host(std::string_view text, Endpoint& out) {
@@ -150,9 +168,7 @@ inline bool Endpoint::parse_host(std::string_view text, Endpoint& out) {
   }
   std::array<std::uint8_t, 16> a{};
   if (!endpoint_detail::parse_ip6(text, a)) return false;
-  out.v6 = true;
-  out.ip = 0;
-  out.ip6 = a;
+  endpoint_detail::set_ip6(out, a);
   return true;
 }
 
@@ -183,10 +199,11 @@ inline bool Endpoint::parse(std::string_view text, Endpoint& out, std::string* w
   if (text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos) return fail(why, "missing ']' after an IPv6 address: " + str(text));
-    if (!endpoint_detail::parse_ip6(text.substr(1, close - 1), e.ip6)) {
+    std::array<std::uint8_t, 16> a{};
+    if (!endpoint_detail::parse_ip6(text.substr(1, close - 1), a)) {
       return fail(why, "not an IPv6 address: " + str(text.substr(1, close - 1)));
     }
-    e.v6 = true;
+    endpoint_detail::set_ip6(e, a);
     if (close + 1 >= text.size() || text[close + 1] != ':') return fail(why, "missing ':port' after ']'");
     ps = text.substr(close + 2);
   } else {

@@ -50,9 +50,13 @@ bool InternalServices::allowed(const reliable::IncomingRequest& req) const {
   for (const auto& n : d_.admin_networks) {
     if (!from.v6 && n.contains(from.ip)) return true;
   }
-  // IPv6 callers: adminNetworks are IPv4 networks; loopback (::1) is
-  // admitted as 127.0.0.0/8 is by default.
-  if (from.v6 && from.loopback()) return true;
+  // IPv6 callers: adminNetworks are IPv4 networks; ::1 is admitted when
+  // they admit IPv4 loopback (127.0.0.1), as they do by default.
+  if (from.v6 && from.loopback()) {
+    for (const auto& n : d_.admin_networks) {
+      if (n.contains(0x7f000001u)) return true;
+    }
+  }
   // A host of the cluster: this node's own (a CLI on the same host) or a
   // live member's, whatever the port.
   if (from.same_host(d_.engine.options().advertised)) return true;

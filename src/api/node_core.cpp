@@ -18,6 +18,8 @@ std::shared_ptr<const reliable::Keyring> keyring_of(const Config& c) {
   return nullptr;
 }
 
+constexpr std::size_t kIpv6ExtraHeader = 20;  // 40-byte IPv6 header vs 20-byte IPv4
+
 reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, const Endpoint& advertised) {
   reliable::EngineOptions o;
   o.security.keyring = keyring_of(c);
@@ -26,6 +28,10 @@ reliable::EngineOptions engine_options(const Config& c, std::uint64_t node_id, c
   o.node_id = node_id;
   o.advertised = advertised;
   o.max_datagram = static_cast<std::size_t>(c.transport.max_datagram_bytes);
+  // maxDatagramBytes counts an IPv4 header (1472 = 1500 - 20 - 8); IPv6's
+  // is 20 bytes longer, so an IPv6 node sends 20 bytes less per datagram
+  // (1452 by default) and a full datagram still fits the same MTU.
+  if (advertised.v6) o.max_datagram = std::max<std::size_t>(o.max_datagram - kIpv6ExtraHeader, 512);
   o.max_message = c.transport.max_message_bytes;
   o.send_window = c.transport.send_window;
   o.rto_initial = seconds_f(c.transport.rto_initial_ms / 1000.0);

@@ -37,8 +37,9 @@ bool as_endpoint(const msgpack::object& ip, const msgpack::object& port, Endpoin
     if (ip.via.u64 > 0xffffffffu) return false;
     e.ip = static_cast<std::uint32_t>(ip.via.u64);
   } else if (ip.type == msgpack::type::BIN && ip.via.bin.size == 16) {
-    e.v6 = true;
-    std::memcpy(e.ip6.data(), ip.via.bin.ptr, 16);
+    std::array<std::uint8_t, 16> a{};
+    std::memcpy(a.data(), ip.via.bin.ptr, 16);
+    endpoint_detail::set_ip6(e, a);  // a mapped IPv4 address is that IPv4 address
   } else {
     return false;
   }

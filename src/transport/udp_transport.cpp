@@ -63,17 +63,10 @@ Endpoint from_sockaddr(const SockAddr& sa) {
     e.port = ntohs(sa.u.v4.sin_port);
     return e;
   }
-  const unsigned char* b = sa.u.v6.sin6_addr.s6_addr;
   e.port = ntohs(sa.u.v6.sin6_port);
-  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(b, kMapped, 12) == 0) {
-    std::uint32_t n = 0;
-    std::memcpy(&n, b + 12, 4);
-    e.ip = ntohl(n);
-    return e;
-  }
-  e.v6 = true;
-  std::memcpy(e.ip6.data(), b, 16);
+  std::array<std::uint8_t, 16> a{};
+  std::memcpy(a.data(), sa.u.v6.sin6_addr.s6_addr, 16);
+  endpoint_detail::set_ip6(e, a);
   return e;
 }
 
@@ -92,6 +85,12 @@ UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptio
   if (fd_ < 0) throw Error(Errc::kIoError, std::string("socket: ") + std::strerror(errno));
   set_buffer(fd_, SO_RCVBUF, SO_RCVBUFFORCE, options.socket_buffer_bytes);
   set_buffer(fd_, SO_SNDBUF, SO_SNDBUFFORCE, options.socket_buffer_bytes);
+  if (v6_) {
+    // Dual stack on "::" whatever net.ipv6.bindv6only says: IPv4 peers
+    // arrive as mapped addresses (reported as IPv4).
+    const int off = 0;
+    ::setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+  }
   auto sa = to_sockaddr(bind, v6_);
   if (::bind(fd_, reinterpret_cast<const sockaddr*>(&sa.u), sa.len) != 0) {
     const int err = errno;
@@ -127,7 +126,17 @@ UdpTransport::~UdpTransport() {
   ::close(fd_);
 }
 
+bool UdpTransport::reachable(const Endpoint& to) const {
+  if (!v6_) return !to.v6;  // an IPv4 socket reaches IPv4 only
+  // An IPv6 socket reaches IPv4 (mapped) only when bound to "::".
+  return to.v6 || local_.ip6 == std::array<std::uint8_t, 16>{};
+}
+
 bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
+  if (!reachable(to)) {  // the other family: refused here, not by the kernel
+    send_errors_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
   const auto sa = to_sockaddr(to, v6_);
   for (;;) {
     const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<const sockaddr*>(&sa.u), sa.len);
@@ -215,6 +224,10 @@ long UdpTransport::send_chunk(const SockAddr& sa, std::span<const std::span<cons
 
 std::size_t UdpTransport::send_batch(const Endpoint& to,
                                      std::span<const std::span<const std::byte>> datagrams) {
+  if (!reachable(to)) {  // the other family (a kernel EINVAL would also turn GSO off)
+    send_errors_.fetch_add(datagrams.size(), std::memory_order_relaxed);
+    return 0;
+  }
   const auto sa = to_sockaddr(to, v6_);
   std::size_t sent = 0;
   while (sent < datagrams.size()) {

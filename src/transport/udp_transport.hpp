@@ -70,6 +70,8 @@ class UdpTransport final : public Transport {
   bool gro_active() const { return gro_; }
 
  private:
+  /// Whether this socket's family can send to `to` (any thread).
+  bool reachable(const Endpoint& to) const;
   void on_readable();
   void deliver(const Endpoint& from, std::span<const std::byte> data, int segment);
   /// One sendmmsg of `datagrams` (at most kMaxBatch); GSO runs when `gso`.

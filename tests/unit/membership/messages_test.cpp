@@ -59,7 +59,7 @@ TEST(Messages, Ipv6AddressesRoundTrip) {
   ASSERT_TRUE(w.try_add(one, 1400));
   Update v4 = alive_update();  // an IPv4 one beside it
   ASSERT_TRUE(w.try_add(encode_update(v4), 1400));
-  ProbeMessage m;
+  ProbeMessage m, m3;
   ASSERT_TRUE(decode_probe(w.finish(), m));
   ASSERT_TRUE(m.target.has_value());
   EXPECT_EQ(*m.target, t);
@@ -72,6 +72,17 @@ TEST(Messages, Ipv6AddressesRoundTrip) {
   ASSERT_GT(one.size(), 20u);
   EXPECT_EQ(std::to_integer<int>(one[2]), 0xc4);
   EXPECT_EQ(std::to_integer<int>(one[3]), 16);
+  // A mapped IPv4 address in bin form is that IPv4 address (one identity
+  // per host, as the UDP layer reports such senders).
+  auto mapped = one;
+  const std::uint8_t mapped_ip[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1};
+  for (int i = 0; i < 16; ++i) mapped[4 + i] = std::byte{mapped_ip[i]};
+  ProbeWriter w3(Kind::kPing, 1, std::nullopt);
+  ASSERT_TRUE(w3.try_add(mapped, 1400));
+  ASSERT_TRUE(decode_probe(w3.finish(), m3));
+  ASSERT_EQ(m3.updates.size(), 1u);
+  EXPECT_FALSE(m3.updates[0].addr.v6);
+  EXPECT_EQ(m3.updates[0].addr.ip, 0x0a000001u);
   // Any other bin length is refused, like a malformed integer address.
   auto bad = one;
   bad[3] = std::byte{15};

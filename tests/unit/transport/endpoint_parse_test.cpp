@@ -153,8 +153,12 @@ TEST(EndpointParse, Ipv6InBrackets) {
   EXPECT_FALSE(e.loopback());
   ASSERT_TRUE(Endpoint::parse("[::]:0", e));  // a wildcard bind address
   EXPECT_EQ(e.to_string(), "[::]:0");
-  ASSERT_TRUE(Endpoint::parse("[::ffff:1.2.3.4]:80", e));
-  EXPECT_TRUE(e.v6);
+  ASSERT_TRUE(Endpoint::parse("[::ffff:1.2.3.4]:80", e));  // IPv4-mapped: the IPv4 address
+  EXPECT_FALSE(e.v6);
+  EXPECT_EQ(e.to_string(), "1.2.3.4:80");
+  ASSERT_TRUE(Endpoint::parse_host("::ffff:127.0.0.1", e));
+  EXPECT_FALSE(e.v6);
+  EXPECT_TRUE(e.loopback());
   // Text round trip, and the same address twice is one endpoint.
   Endpoint a, b;
   ASSERT_TRUE(Endpoint::parse("[fd00::1:2]:7000", a));

@@ -166,3 +166,116 @@ TEST(UdpTransport, GroBuffersAreCutAtTheSegmentSize) {
 
 }  // namespace
 }  // namespace broach
+
+namespace broach {
+namespace {
+
+// IPv6 sockets: ::1 to ::1 (senders seen as IPv6), "::" dual stack reaching
+// an IPv4 socket (the IPv4 side sees a plain IPv4 sender, the "::" side sees
+// IPv4 replies as IPv4), and sends to the other family refused before the
+// kernel (counted, GSO left on).
+class From final : public DatagramReceiver {
+ public:
+  void on_datagram(const Endpoint& from, std::span<const std::byte>) override {
+    std::lock_guard lock(mu_);
+    from_.push_back(from);
+  }
+  std::vector<Endpoint> wait_for(std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      {
+        std::lock_guard lock(mu_);
+        if (from_.size() >= n) return from_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard lock(mu_);
+    return from_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Endpoint> from_;
+};
+
+TEST(UdpTransport, Ipv6SocketsAndTheOtherFamily) {
+  EpollLoop loop;
+  loop.start_thread("udp6-test");
+  auto run = [&](auto f) {
+    std::promise<void> done;
+    loop.post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  };
+  Endpoint lo6, any6;
+  ASSERT_TRUE(Endpoint::parse("[::1]:0", lo6));
+  ASSERT_TRUE(Endpoint::parse("[::]:0", any6));
+  std::unique_ptr<UdpTransport> a, b, dual, v4;
+  From at_b, at_v4, at_dual;
+  try {
+    run([&] {
+      a = std::make_unique<UdpTransport>(loop, lo6, UdpOptions{1 << 20, 8, true});
+      b = std::make_unique<UdpTransport>(loop, lo6, UdpOptions{1 << 20, 8, true});
+      dual = std::make_unique<UdpTransport>(loop, any6, UdpOptions{1 << 20, 8, true});
+      v4 = std::make_unique<UdpTransport>(loop, Endpoint{0x7f000001, 0}, UdpOptions{1 << 20, 8, true});
+    });
+  } catch (const Error& e) {
+    loop.stop();
+    GTEST_SKIP() << "no IPv6 here: " << e.what();
+  }
+  run([&] {
+    b->set_receiver(&at_b);
+    v4->set_receiver(&at_v4);
+    dual->set_receiver(&at_dual);
+  });
+  const std::byte payload[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  bool ok = false;
+  run([&] { ok = a->send(b->local(), payload); });
+  ASSERT_TRUE(ok);
+  auto seen = at_b.wait_for(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], a->local());  // [::1]:port, an IPv6 endpoint
+  EXPECT_TRUE(seen[0].v6);
+
+  Endpoint v4_at = v4->local();
+  run([&] { ok = dual->send(v4_at, payload); });
+  ASSERT_TRUE(ok);
+  seen = at_v4.wait_for(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_FALSE(seen[0].v6);
+  EXPECT_EQ(seen[0].ip, 0x7f000001u);
+  Endpoint dual_at = seen[0];  // where the dual-stack socket is, as IPv4 sees it
+  run([&] { ok = v4->send(dual_at, payload); });
+  ASSERT_TRUE(ok);
+  seen = at_dual.wait_for(1);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_FALSE(seen[0].v6);  // mapped ::ffff:127.0.0.1 reported as IPv4
+  EXPECT_EQ(seen[0], v4_at);
+
+  // The other family: refused here and counted, GSO stays on.
+  std::size_t n = 7;
+  const std::span<const std::byte> one(payload);
+  std::vector<std::span<const std::byte>> views{one, one};
+  const bool gso_before = a->gso_active();
+  run([&] {
+    ok = v4->send(b->local(), payload);
+    n = a->send_batch(v4_at, views);  // ::1-bound: cannot reach IPv4
+  });
+  EXPECT_FALSE(ok);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(v4->stats().send_errors, 1u);
+  EXPECT_EQ(a->stats().send_errors, 2u);
+  EXPECT_EQ(a->gso_active(), gso_before);
+  run([&] {
+    a.reset();
+    b.reset();
+    dual.reset();
+    v4.reset();
+  });
+  loop.stop();
+}
+
+}  // namespace
+}  // namespace broach
