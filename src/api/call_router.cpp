@@ -25,7 +25,8 @@ bool unreachable(Errc code) { return code == Errc::kDeliveryTimeout || code == E
 // `overloaded` is not a failure: the provider answered at once that it did
 // not run the request (its concurrency limit, a full pool, a drain), the
 // call is retried elsewhere, and fusing a provider that sheds load would
-// turn shedding a part into refusing all.
+// turn shedding a part into refusing all. Only a provider that refuses
+// everything is fused (CircuitBreaker::on_refusal).
 bool service_failure(Errc code) {
   return unreachable(code) || code == Errc::kRemoteError || code == Errc::kDeadlineExpired;
 }
@@ -306,6 +307,8 @@ void CallRouter::on_finish(const Endpoint& provider, const std::string& service,
     sb.on_failure(now);
   } else if (code == Errc::kOk) {
     sb.on_success(now);
+  } else if (code == Errc::kOverloaded) {
+    sb.on_refusal(now);
   }
   log_change(sb, before_s, service.c_str());
 }

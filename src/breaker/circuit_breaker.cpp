@@ -84,6 +84,7 @@ void CircuitBreaker::trip(TimePoint now) {
 void CircuitBreaker::on_success(TimePoint now) {
   count(now, true);
   consecutive_ = 0;
+  refusals_ = 0;
   // A late success of a call made before the trip does not close it: only
   // a half-open probe does.
   if (state_ == BreakerState::kHalfOpen) {
@@ -103,7 +104,19 @@ void CircuitBreaker::on_failure(TimePoint now) {
   }
   if (state_ == BreakerState::kOpen) return;  // late result of an earlier call
   ++consecutive_;
+  refusals_ = 0;
   if (consecutive_ >= opt_.consecutive_failures || rate_exceeded(now)) trip(now);
+}
+
+void CircuitBreaker::on_refusal(TimePoint now) {
+  if (state_ == BreakerState::kHalfOpen) {
+    trip(now);  // still refusing: back off longer
+    return;
+  }
+  if (state_ == BreakerState::kOpen) return;
+  // Not in the error-rate window (a provider shedding part of its load is
+  // healthy); only a long unbroken run of refusals trips.
+  if (++refusals_ >= kRefusalsPerFailure * opt_.consecutive_failures) trip(now);
 }
 
 }  // namespace broach::breaker

@@ -42,6 +42,14 @@ class CircuitBreaker {
   bool would_allow(TimePoint now) const;
   void on_success(TimePoint now);
   void on_failure(TimePoint now);
+  /// The provider answered that it did not run the call (`overloaded`: a
+  /// concurrency limit, a full pool, a drain). Not a failure: it stays out
+  /// of the error rate, so a provider that sheds part of its load is not
+  /// fused; but kRefusalsPerFailure x consecutive_failures refusals with no
+  /// other outcome between them (it refuses everything) trip the breaker,
+  /// as does a refused half-open probe.
+  void on_refusal(TimePoint now);
+  static constexpr int kRefusalsPerFailure = 4;
   /// A call allow() let through was not made after all: gives back its
   /// half-open probe slot, if it took one; counts no outcome.
   void release() {
@@ -65,6 +73,7 @@ class CircuitBreaker {
   BreakerOptions opt_;
   BreakerState state_ = BreakerState::kClosed;
   int consecutive_ = 0;
+  int refusals_ = 0;  ///< refusals in a row (on_refusal)
   TimePoint open_until_{};
   Duration backoff_{};
   int probes_in_flight_ = 0;

@@ -201,7 +201,7 @@ int run_bench(const BenchFlags& f) {
     // A member for the length of the run: `broach keys` reaches it too, so
     // a key rotation under this load changes its ring with everyone's.
     c.cluster_address = {f.seed};
-    if (!f.ip.empty()) c.rpc_ip = f.ip;
+    c.rpc_ip = !f.ip.empty() ? f.ip : (targets.front().v6 ? "::1" : "127.0.0.1");
   }
   // SIGINT/SIGTERM end the run early (calls in flight finish, the summary
   // is printed): blocked before the node's threads start, polled below.
@@ -330,7 +330,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   cmd->add_flag("--join", f->join,
                 "join the cluster (--seed) as a member for the run, so that `broach keys` rotates this "
                 "process's key too; its --keyring file is written back like a node's");
-  cmd->add_option("--ip", f->ip, "with --join: the address members reach this process at (default 127.0.0.1)");
+  cmd->add_option("--ip", f->ip, "with --join: the address members reach this process at (default 127.0.0.1, or ::1 for an IPv6 seed)");
   cmd->callback([f, &exit_code] {
     if (f->to.empty() && f->seed.empty()) {
       std::cerr << "broach bench: one of --to or --seed is required\n";

@@ -20,6 +20,26 @@ TEST(CircuitBreaker, TripsOnConsecutiveFailures) {
   EXPECT_EQ(b.trips(), 1u);
 }
 
+// `overloaded` answers: shedding part of the load never trips (not in the
+// error rate); refusing everything (20 in a row with the defaults) does, and
+// a refused half-open probe opens it again.
+TEST(CircuitBreaker, RefusalsTripOnlyWhenTheProviderRefusesEverything) {
+  CircuitBreaker b;
+  for (int i = 0; i < 1000; ++i) {  // half refused, half served
+    b.on_refusal(at(0.001 * i));
+    b.on_success(at(0.001 * i));
+  }
+  EXPECT_EQ(b.state(at(1)), BreakerState::kClosed);
+  for (int i = 0; i < 19; ++i) b.on_refusal(at(1));
+  EXPECT_EQ(b.state(at(1)), BreakerState::kClosed);
+  b.on_refusal(at(1));
+  EXPECT_EQ(b.state(at(1)), BreakerState::kOpen);
+  ASSERT_TRUE(b.allow(at(2.1)));  // half-open probe
+  b.on_refusal(at(2.1));
+  EXPECT_EQ(b.state(at(2.2)), BreakerState::kOpen);
+  EXPECT_EQ(b.trips(), 2u);
+}
+
 TEST(CircuitBreaker, SuccessResetsTheConsecutiveCount) {
   CircuitBreaker b;
   for (int round = 0; round < 3; ++round) {
