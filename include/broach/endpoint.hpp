@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -237,9 +238,34 @@ inline bool Endpoint::parse(std::string_view text, Endpoint& out, std::string* w
 
 }  // namespace broach
 
+namespace broach::endpoint_detail {
+/// A per-process random salt for hashing IPv6 endpoints: tables keyed by
+/// senders' addresses (anyone with a /64 picks many) must not be made to
+/// collide by someone who knows the hash. IPv4 keys are exact (no salt
+/// needed). Not used by Endpoint::key(), which must agree across nodes.
+inline std::uint64_t hash_salt() {
+  static const std::uint64_t salt = [] {
+    std::uint64_t s = 0;
+    const auto* p = &s;  // ASLR and the clock: not secret-grade, but unknown to a remote sender
+    s = reinterpret_cast<std::uintptr_t>(p) ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    return (s * 0xbf58476d1ce4e5b9ULL) | 1;
+  }();
+  return salt;
+}
+}  // namespace broach::endpoint_detail
+
 template <>
 struct std::hash<broach::Endpoint> {
   std::size_t operator()(const broach::Endpoint& e) const noexcept {
-    return std::hash<std::uint64_t>{}(e.key() * 0x9e3779b97f4a7c15ULL);
+    if (!e.v6) return std::hash<std::uint64_t>{}(e.key() * 0x9e3779b97f4a7c15ULL);
+    std::uint64_t hi = 0, lo = 0;
+    std::memcpy(&hi, e.ip6.data(), 8);
+    std::memcpy(&lo, e.ip6.data() + 8, 8);
+    const std::uint64_t s = broach::endpoint_detail::hash_salt();
+    std::uint64_t h = (hi ^ s) * 0x9e3779b97f4a7c15ULL;
+    h = (h ^ (h >> 29) ^ lo ^ (s << 7)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 31) ^ e.port) * 0x94d049bb133111ebULL;
+    return static_cast<std::size_t>(h ^ (h >> 32));
   }
 };
