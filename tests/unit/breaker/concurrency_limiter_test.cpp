@@ -54,6 +54,7 @@ class Provider {
   /// Runs the phases in order; the result of each.
   std::vector<Result> run(const std::vector<Phase>& phases) {
     std::vector<Result> out;
+    out.reserve(phases.size());  // jobs keep pointers to their phase's Result
     TimePoint now = t0();
     for (const auto& ph : phases) {
       out.push_back(Result{});
