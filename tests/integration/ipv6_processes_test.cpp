@@ -16,10 +16,13 @@
 #include <thread>
 
 #include "broach/node.hpp"
-#include "support/process.hpp"
+#include "support/node_process.hpp"
 
 namespace broach {
 namespace {
+
+using testing::eventually;
+using testing::wait_listening;
 
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
@@ -42,24 +45,6 @@ std::unique_ptr<testing::ChildProcess> spawn(const std::string& seed) {
     argv.push_back(seed);
   }
   return std::make_unique<testing::ChildProcess>(argv);
-}
-
-Endpoint wait_listening(testing::ChildProcess& p) {
-  const std::string line = p.wait_for_line("listening on", std::chrono::seconds(30));
-  Endpoint e;
-  EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), e, nullptr, /*allow_port_zero=*/false))
-      << "got: " << line;
-  return e;
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return pred();
 }
 
 TEST(Ipv6Processes, ClusterOnIpv6LoopbackJoinsCallsByNameAndDetectsAKill) {
