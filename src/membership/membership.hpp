@@ -22,6 +22,7 @@
 #include "base/rng.hpp"
 #include "broach/member.hpp"
 #include "membership/broadcast_queue.hpp"
+#include "membership/member_table.hpp"
 #include "membership/messages.hpp"
 #include "membership/suspicion.hpp"
 #include "reliable/engine.hpp"
@@ -156,14 +157,18 @@ class Membership final : public reliable::ExtensionReceiver {
       return MemberInfo{address, state, life, incarnation, *meta, self};
     }
   };
-  static constexpr std::uint32_t kNotCandidate = 0xffffffffu;
-  /// 72 bytes (96 with the hash node; 16 of them the IPv6 address an
-  /// Endpoint has room for): a running suspicion lives apart, in
-  /// suspicions_.
+  using Index = std::uint32_t;  // a record's place in members_
+  static constexpr std::uint32_t kUnlisted = 0xffffffffu;
+  /// 72 bytes (16 of them the IPv6 address an Endpoint has room for), plus
+  /// about 5 bytes of index in the member table and 4 in one of the two
+  /// lists; a running suspicion lives apart, in suspicions_.
   struct Record {
     Member info;
     TimePoint since{};
-    std::uint32_t candidate = kNotCandidate;  // index in candidates_ while alive or suspect
+    /// Position in candidates_ (live: alive or suspect) or in gone_ (dead,
+    /// left, tombstones); kUnlisted only while a record is being added.
+    std::uint32_t pos = kUnlisted;
+    bool live = false;
     /// Reclaimed (dead or left for dead_reclaim): only its identity is
     /// kept; invisible to members()/find(); reported dead in push-pull.
     bool tombstone = false;
@@ -172,6 +177,7 @@ class Membership final : public reliable::ExtensionReceiver {
     /// stays small (the 3x rule: pings without piggyback, no gossip, no
     /// push-pull). Cleared whenever info.life changes.
     bool proven = false;
+    const Endpoint& key() const { return info.address; }
   };
   static_assert(sizeof(void*) != 8 || sizeof(Record) <= 72, "a member record grew: N^2 of them in a simulation");
   /// True when `addr` has a record that is not a tombstone.
@@ -211,14 +217,25 @@ class Membership final : public reliable::ExtensionReceiver {
   void broadcast(const Member& m, const Endpoint& from = {});
   void emit(EventKind kind, const Member& m, bool self = false);
   void reclaim();
-  void set_live(const Endpoint& addr);  // alive or suspect
-  void set_gone(const Endpoint& addr);  // dead or left
-  void forget(const Endpoint& addr);    // record erased
+  void set_live(Index i) { list(i, true); }   // alive or suspect
+  void set_gone(Index i) { list(i, false); }  // dead or left
+  /// Puts record i in candidates_ (live) or gone_, out of the other.
+  void list(Index i, bool live);
+  void unlist(Index i);
+  /// Erases record i (and its list entry); the table's last record takes
+  /// index i.
+  void forget(Index i);
   Update to_update(const Member& m, bool with_meta) const;
   // membership_probe.cpp: failure detection and gossip
   void schedule_probe();
   void probe();
   void probe_node(const Endpoint& target);
+  /// A member that has just become live (joined, or a new life) goes at a
+  /// random place in the rest of this probe round: a round covers the
+  /// members known when it began and lasts N probe intervals (500 s at
+  /// 1,000 members), so a late joiner would otherwise go unprobed by
+  /// everyone who started their round before it joined.
+  void add_to_probe_round(Index i);
   void handle_probe(const reliable::Dest& reply, ProbeMessage& msg);
   void send_probe(Kind kind, std::uint32_t seq, const Endpoint& to,
                   const std::optional<Endpoint>& target = std::nullopt);
@@ -251,16 +268,19 @@ class Membership final : public reliable::ExtensionReceiver {
   Rng rng_;
   Listener* listener_;
   Member self_;
-  std::unordered_map<Endpoint, Record> members_;  // others only
+  MemberTable<Record> members_;  // others only
   std::unordered_map<Endpoint, Suspicion> suspicions_;  // running ones (suspect members)
   BroadcastQueue queue_;
   std::unordered_map<std::uint32_t, AckWait> acks_;
-  std::vector<Endpoint> probe_order_;
-  // Kept in step with every state change (set_live/set_gone/forget), so
-  // counting members and drawing random ones is O(1) whatever the cluster
-  // size: recounting on each change made a 10,000-member join O(N^2).
-  std::vector<Endpoint> candidates_;       // alive + suspect others (Record::candidate: index)
-  std::unordered_set<Endpoint> gone_set_;                   // dead or left (tombstones too)
+  /// This probe round's order: record indices (a record erased meanwhile
+  /// may make the round skip or repeat one member; the next round is whole).
+  std::vector<Index> probe_order_;
+  // Kept in step with every state change (list/unlist/forget), so counting
+  // members and drawing random ones is O(1) whatever the cluster size:
+  // recounting on each change made a 10,000-member join O(N^2). Record
+  // indices (4 bytes, not 24-byte addresses: a simulation holds N^2).
+  std::vector<Index> candidates_;  // alive + suspect others
+  std::vector<Index> gone_;        // dead or left (tombstones too)
   std::size_t tombstones_ = 0;
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;

@@ -31,25 +31,26 @@ void Membership::probe() {
   // order reshuffled each round, so a failure is detected within one round.
   for (int tries = 0; tries < 2; ++tries) {
     while (probe_index_ < probe_order_.size()) {
-      const Endpoint target = probe_order_[probe_index_++];
-      auto it = members_.find(target);
-      if (it == members_.end()) continue;
-      const auto st = it->second.info.state;
+      const Index i = probe_order_[probe_index_++];
+      if (i >= members_.size()) continue;
+      const auto st = members_[i].info.state;
       if (st != MemberState::kAlive && st != MemberState::kSuspect) continue;
+      const Endpoint target = members_[i].info.address;
       probe_node(target);
       return;
     }
-    probe_order_.clear();
-    for (const auto& [addr, r] : members_) {
-      if (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect) {
-        probe_order_.push_back(addr);
-      }
-    }
+    probe_order_ = candidates_;  // alive and suspect ones
     for (std::size_t i = probe_order_.size(); i > 1; --i) {
       std::swap(probe_order_[i - 1], probe_order_[rng_.below(i)]);
     }
     probe_index_ = 0;
   }
+}
+
+void Membership::add_to_probe_round(Index i) {
+  probe_order_.push_back(i);
+  const std::size_t rest = probe_order_.size() - probe_index_;
+  if (rest > 1) std::swap(probe_order_.back(), probe_order_[probe_index_ + rng_.below(rest)]);
 }
 
 void Membership::probe_node(const Endpoint& target) {
@@ -71,9 +72,9 @@ void Membership::probe_node(const Endpoint& target) {
         // Lifeguard: indirect probers that did not even nack suggest the
         // problem may be ours, so slow down.
         adjust_awareness(st->nacks < st->expected_nacks ? +1 : 0);
-        auto it = members_.find(target);
-        if (it == members_.end()) return;
-        Update s = to_update(it->second.info, false);
+        const Record* r = members_.find(target);
+        if (r == nullptr) return;
+        Update s = to_update(r->info, false);
         s.state = MemberState::kSuspect;
         s.from = self_.address;
         on_suspect(s);
@@ -145,9 +146,9 @@ void Membership::send_probe(Kind kind, std::uint32_t seq, const reliable::Dest& 
     // Lifeguard's buddy system: a ping to a member we suspect always carries
     // that suspicion, so the member learns of it and can refute in time even
     // when gossip happened to miss it.
-    auto it = members_.find(to);
-    if (it != members_.end() && it->second.info.state == MemberState::kSuspect) {
-      Update u = to_update(it->second.info, false);
+    const Record* r = members_.find(to);
+    if (r != nullptr && r->info.state == MemberState::kSuspect) {
+      Update u = to_update(r->info, false);
       u.from = self_.address;
       w.try_add(encode_update(u), limit);
     }
@@ -216,8 +217,7 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
       // it receives what we send (later replies to it are not metered).
       if (it->second.target == from) {
         engine_.mark_proven(from, reply.node_id);
-        auto m = members_.find(from);
-        if (m != members_.end()) m->second.proven = true;
+        if (Record* m = members_.find(from)) m->proven = true;
       }
       auto cb = std::move(it->second.on_ack);
       loop_.cancel(it->second.timer);
@@ -229,9 +229,8 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
       if (!msg.target) break;
       // Only members are probed for others: a ping-req must not make this
       // node send to an address of the requester's choosing.
-      auto target_it = members_.find(*msg.target);
-      if (target_it == members_.end() || (target_it->second.info.state != MemberState::kAlive &&
-                                          target_it->second.info.state != MemberState::kSuspect)) {
+      const Record* t = members_.find(*msg.target);
+      if (t == nullptr || (t->info.state != MemberState::kAlive && t->info.state != MemberState::kSuspect)) {
         ++stats_.ping_req_refused;
         break;
       }
@@ -256,9 +255,9 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
 
 bool Membership::proven(const Endpoint& addr) const {
   if (engine_.trusts_all_incoming()) return true;
-  auto it = members_.find(addr);
-  if (it == members_.end()) return true;  // seeds: configured by the operator
-  return it->second.proven;
+  const Record* r = members_.find(addr);
+  if (r == nullptr) return true;  // seeds: configured by the operator
+  return r->proven;
 }
 
 void Membership::gossip() {
@@ -276,12 +275,11 @@ std::vector<Endpoint> Membership::random_members(std::size_t k, const std::vecto
   const std::size_t n = candidates_.size();
   // Sample without replacement by rejection: k is small next to n.
   for (std::size_t tries = 0; out.size() < k && tries < 4 * k + 8 && n > 0; ++tries) {
-    const Endpoint& c = candidates_[rng_.below(n)];
+    const Record& r = members_[candidates_[rng_.below(n)]];
+    const Endpoint& c = r.info.address;
     if (std::find(out.begin(), out.end(), c) != out.end()) continue;
     if (std::find(exclude.begin(), exclude.end(), c) != exclude.end()) continue;
-    auto it = members_.find(c);
-    if (it == members_.end()) continue;
-    if (!include_suspect && it->second.info.state != MemberState::kAlive) continue;
+    if (!include_suspect && r.info.state != MemberState::kAlive) continue;
     out.push_back(c);
   }
   return out;

@@ -62,10 +62,10 @@ void Membership::apply(const Update& u, bool from_push_pull, const Endpoint* sou
     // The sender accuses a member we know has since refuted: it missed the
     // refutation (gossip is probabilistic). Correct it directly, before its
     // own suspicion timer turns the stale news into a false death.
-    auto it = members_.find(u.addr);
-    if (it != members_.end() && it->second.info.state == MemberState::kAlive &&
-        it->second.info.life == u.life && it->second.info.incarnation > u.incarnation) {
-      send_correction(*source, it->second.info);
+    const Record* r = members_.find(u.addr);
+    if (r != nullptr && r->info.state == MemberState::kAlive && r->info.life == u.life &&
+        r->info.incarnation > u.incarnation) {
+      send_correction(*source, r->info);
     }
   }
   if (u.addr == self_.address) {
@@ -100,20 +100,27 @@ void Membership::apply(const Update& u, bool from_push_pull, const Endpoint* sou
 }
 
 void Membership::on_alive(const Update& u) {
-  auto it = members_.find(u.addr);
-  if (it == members_.end() || u.life > it->second.info.life) {
+  Index idx = members_.index_of(u.addr);
+  if (idx == members_.kNone || u.life > members_[idx].info.life) {
     // A new member, or a new life of a known address (a restart): it is not
     // shut out by its previous life's dead record.
-    const bool rejoin = it != members_.end();
-    if (rejoin) end_suspicion(u.addr);
-    Record& r = members_[u.addr];
+    const bool rejoin = idx != members_.kNone;
+    if (rejoin) {
+      end_suspicion(u.addr);
+    } else {
+      Record fresh;
+      fresh.info.address = u.addr;
+      idx = members_.insert(std::move(fresh));
+    }
+    Record& r = members_[idx];
     if (r.tombstone) --tombstones_;
     r.tombstone = false;
     r.proven = false;
     r.info = Member{u.addr, MemberState::kAlive, u.incarnation, u.life,
                     intern_meta(u.meta ? *u.meta : MemberMeta{})};
     r.since = loop_.now();
-    set_live(u.addr);
+    set_live(idx);
+    add_to_probe_round(idx);
     ++stats_.joins;
     BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta->name,
                     rejoin ? "rejoined (new life)" : "joined");
@@ -121,7 +128,7 @@ void Membership::on_alive(const Update& u) {
     broadcast(r.info);
     return;
   }
-  Record& r = it->second;
+  Record& r = members_[idx];
   if (u.life < r.info.life || r.info.state == MemberState::kLeft) return;
   if (u.incarnation <= r.info.incarnation) return;
   const MemberState prev = r.info.state;
@@ -131,10 +138,11 @@ void Membership::on_alive(const Update& u) {
     --tombstones_;
     ++stats_.joins;
   }
+  if (prev == MemberState::kDead || prev == MemberState::kLeft) add_to_probe_round(idx);
   r.info.state = MemberState::kAlive;
   r.info.incarnation = u.incarnation;
   if (u.meta && *u.meta != *r.info.meta) r.info.meta = intern_meta(*u.meta);
-  set_live(u.addr);
+  set_live(idx);
   end_suspicion(u.addr);
   r.since = loop_.now();
   if (prev != MemberState::kAlive) {
@@ -145,9 +153,9 @@ void Membership::on_alive(const Update& u) {
 }
 
 void Membership::on_suspect(const Update& u) {
-  auto it = members_.find(u.addr);
-  if (it == members_.end()) return;
-  Record& r = it->second;
+  Record* found = members_.find(u.addr);
+  if (found == nullptr) return;
+  Record& r = *found;
   if (u.life != r.info.life || u.incarnation < r.info.incarnation) return;
   if (r.info.state == MemberState::kDead || r.info.state == MemberState::kLeft) return;
   if (r.info.state == MemberState::kSuspect && u.incarnation == r.info.incarnation) {
@@ -206,9 +214,9 @@ void Membership::suspicion_timer(const Endpoint& addr, std::uint64_t life, std::
   auto s = suspicions_.find(addr);
   if (s == suspicions_.end()) return;
   s->second.timer = kNoTimer;
-  auto it = members_.find(addr);
-  if (it == members_.end()) return;
-  const Member& info = it->second.info;
+  const Record* r = members_.find(addr);
+  if (r == nullptr) return;
+  const Member& info = r->info;
   if (info.life != life || info.incarnation != inc || info.state != MemberState::kSuspect) return;
   const TimePoint now = loop_.now();
   if (now >= s->second.due() && !suspicion_due(addr, s->second, life, inc)) return;  // declared dead
@@ -244,9 +252,9 @@ bool Membership::suspicion_due(const Endpoint& addr, Suspicion& s, std::uint64_t
 }
 
 void Membership::on_dead(const Update& u) {
-  auto it = members_.find(u.addr);
-  if (it == members_.end()) return;  // never knew it: nothing to remove
-  Record& r = it->second;
+  const Index idx = members_.index_of(u.addr);
+  if (idx == members_.kNone) return;  // never knew it: nothing to remove
+  Record& r = members_[idx];
   if (u.life < r.info.life) return;
   if (u.life == r.info.life) {
     if (r.info.state == MemberState::kLeft) return;
@@ -257,7 +265,7 @@ void Membership::on_dead(const Update& u) {
   r.info.life = u.life;
   r.info.state = u.state;
   r.info.incarnation = u.incarnation;
-  set_gone(u.addr);
+  set_gone(idx);
   end_suspicion(u.addr);
   if (r.tombstone) {
     // Already gone for this node's users: only the identity moves on.
@@ -307,18 +315,16 @@ void Membership::refute(std::uint32_t seen_incarnation) {
 void Membership::reclaim() {
   const TimePoint now = loop_.now();
   if (last_correction_.size() > 4 * (members_.size() + 1)) last_correction_.clear();
-  if (gone_set_.empty()) return;  // nothing dead or left to forget
+  if (gone_.empty()) return;  // nothing dead or left to forget
   std::vector<Endpoint> erase;
-  for (const auto& addr : gone_set_) {
-    auto it = members_.find(addr);
-    BROACH_ASSERT(it != members_.end());
-    Record& r = it->second;
+  for (const Index i : gone_) {
+    Record& r = members_[i];
     if (r.tombstone) {
-      if (now - r.since >= opt_.tombstone_keep) erase.push_back(addr);
+      if (now - r.since >= opt_.tombstone_keep) erase.push_back(r.info.address);
     } else if (now - r.since >= opt_.dead_reclaim) {
       emit(EventKind::kReclaim, r.info);
       if (tombstones_ >= opt_.max_tombstones) {
-        erase.push_back(addr);
+        erase.push_back(r.info.address);
         continue;
       }
       r.tombstone = true;
@@ -328,39 +334,40 @@ void Membership::reclaim() {
     }
   }
   for (const auto& addr : erase) {
-    forget(addr);
-    auto it = members_.find(addr);
-    if (it->second.tombstone) --tombstones_;
-    members_.erase(it);
+    const Index i = members_.index_of(addr);
+    if (members_[i].tombstone) --tombstones_;
+    forget(i);
   }
 }
 
-void Membership::set_live(const Endpoint& addr) {
-  gone_set_.erase(addr);
-  Record& r = members_.at(addr);
-  if (r.candidate != kNotCandidate) return;
-  r.candidate = static_cast<std::uint32_t>(candidates_.size());
-  candidates_.push_back(addr);
-}
-
-void Membership::set_gone(const Endpoint& addr) {
-  gone_set_.insert(addr);
-  Record& r = members_.at(addr);
-  if (r.candidate == kNotCandidate) return;
-  // Swap-remove: the last candidate takes the leaver's place.
-  const std::uint32_t i = r.candidate;
-  r.candidate = kNotCandidate;
-  if (i + 1 != candidates_.size()) {
-    candidates_[i] = candidates_.back();
-    members_.at(candidates_[i]).candidate = i;
+void Membership::unlist(Index i) {
+  Record& r = members_[i];
+  if (r.pos == kUnlisted) return;
+  auto& from = r.live ? candidates_ : gone_;
+  // Swap-remove: the list's last entry takes the leaver's place.
+  if (r.pos + 1 != from.size()) {
+    from[r.pos] = from.back();
+    members_[from[r.pos]].pos = r.pos;
   }
-  candidates_.pop_back();
+  from.pop_back();
+  r.pos = kUnlisted;
 }
 
-void Membership::forget(const Endpoint& addr) {
-  // Called before the record is erased.
-  set_gone(addr);
-  gone_set_.erase(addr);
+void Membership::list(Index i, bool live) {
+  Record& r = members_[i];
+  if (r.pos != kUnlisted && r.live == live) return;
+  unlist(i);
+  auto& to = live ? candidates_ : gone_;
+  r.live = live;
+  r.pos = static_cast<std::uint32_t>(to.size());
+  to.push_back(i);
+}
+
+void Membership::forget(Index i) {
+  unlist(i);
+  members_.erase(i, [this](Record& moved, Index now_at) {
+    if (moved.pos != kUnlisted) (moved.live ? candidates_ : gone_)[moved.pos] = now_at;
+  });
 }
 
 void Membership::set_meta(MemberMeta meta) {
@@ -376,7 +383,7 @@ std::vector<MemberInfo> Membership::members() const {
   std::vector<MemberInfo> out;
   out.reserve(members_.size() + 1);
   out.push_back(self_.snapshot(true));
-  for (const auto& [addr, r] : members_) {
+  for (const Record& r : members_) {
     if (!r.tombstone) out.push_back(r.info.snapshot());
   }
   std::sort(out.begin(), out.end(),
@@ -390,27 +397,27 @@ std::size_t Membership::alive_count() const {
 
 std::optional<MemberInfo> Membership::find(const Endpoint& addr) const {
   if (addr == self_.address) return self_.snapshot(true);
-  auto it = members_.find(addr);
-  if (it == members_.end() || it->second.tombstone) return std::nullopt;
-  return it->second.info.snapshot();
+  const Record* r = members_.find(addr);
+  if (r == nullptr || r->tombstone) return std::nullopt;
+  return r->info.snapshot();
 }
 
 std::optional<MemberState> Membership::state_of(const Endpoint& addr) const {
   if (addr == self_.address) return self_.state;
-  auto it = members_.find(addr);
-  if (it == members_.end() || it->second.tombstone) return std::nullopt;
-  return it->second.info.state;
+  const Record* r = members_.find(addr);
+  if (r == nullptr || r->tombstone) return std::nullopt;
+  return r->info.state;
 }
 
 bool Membership::known(const Endpoint& addr) const {
-  auto it = members_.find(addr);
-  return it != members_.end() && !it->second.tombstone;
+  const Record* r = members_.find(addr);
+  return r != nullptr && !r->tombstone;
 }
 
 bool Membership::live_member_at(const Endpoint& host) const {
   if (self_.address.same_host(host)) return true;
-  for (const auto& [addr, r] : members_) {
-    if (addr.same_host(host) && (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect)) return true;
+  for (const Record& r : members_) {
+    if (r.info.address.same_host(host) && (r.info.state == MemberState::kAlive || r.info.state == MemberState::kSuspect)) return true;
   }
   return false;
 }

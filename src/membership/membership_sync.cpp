@@ -135,7 +135,7 @@ wire::Bytes Membership::local_state(bool join) const {
   all.push_back(to_update(self_, true));
   // Tombstones go as bare "dead" records: the receiver cannot revive them
   // from stale news, and one alive across a healed partition refutes.
-  for (const auto& [addr, r] : members_) all.push_back(to_update(r.info, !r.tombstone));
+  for (const Record& r : members_) all.push_back(to_update(r.info, !r.tombstone));
   return encode_push_pull(join, all);
 }
 
@@ -191,8 +191,8 @@ void Membership::reconnect() {
     // void each time is ~100 bytes per member known, per member, per
     // interval (at 10,000 members, ~300 KB/s from each member).
     std::vector<Endpoint> dead;
-    for (const auto& addr : gone_set_) {
-      if (members_.at(addr).info.state == MemberState::kDead) dead.push_back(addr);
+    for (const Index i : gone_) {
+      if (members_[i].info.state == MemberState::kDead) dead.push_back(members_[i].info.address);
     }
     std::sort(dead.begin(), dead.end());
     if (!dead.empty()) {

@@ -4,7 +4,7 @@
 // others also find unreachable is declared dead sooner, and a member only one
 // (perhaps overloaded) prober suspects gets the longest chance to refute.
 // k is at most kMaxConfirmations (a suspicion_mult past 9 reaches the
-// minimum after 7 confirmations): the confirmers are kept inline, because
+// minimum after 7 confirmations): the confirmers are kept inline and short, because
 // during a partition every member holds a suspicion of every member on the
 // other side (a simulation of N members holds up to N^2/5 of them).
 // Layer: membership. Thread contract: loop thread only; pure arithmetic.
@@ -25,7 +25,7 @@ class Suspicion {
  public:
   Suspicion(TimePoint start, Duration min, Duration max, int k, const Endpoint& first)
       : start_(start), min_(min), max_(max), k_(std::clamp(k, 0, kMaxConfirmations)) {
-    confirmers_[0] = first;
+    confirmers_[0] = first.key();
   }
   static constexpr int kMaxConfirmations = 7;
   /// Adds a confirmation from `from`; true when it is new (and so shortens
@@ -33,8 +33,8 @@ class Suspicion {
   bool confirm(const Endpoint& from) {
     if (confirmations() >= k_) return false;
     const auto end = confirmers_.begin() + count_;
-    if (std::find(confirmers_.begin(), end, from) != end) return false;
-    confirmers_[count_++] = from;
+    if (std::find(confirmers_.begin(), end, from.key()) != end) return false;
+    confirmers_[count_++] = from.key();
     return true;
   }
   /// Lifeguard extension: the expiry was put off once, until
@@ -65,7 +65,10 @@ class Suspicion {
   Duration min_, max_;
   int k_;
   std::uint8_t count_ = 1;  // confirmers_ in use: the first suspecter, then confirmations
-  std::array<Endpoint, kMaxConfirmations + 1> confirmers_{};
+  /// Endpoint::key() of each: exact for IPv4, a 64-bit hash for IPv6 (a
+  /// collision would only count two confirmers as one). 8 bytes, not the
+  /// 24 of an Endpoint.
+  std::array<std::uint64_t, kMaxConfirmations + 1> confirmers_{};
 };
 
 }  // namespace broach::membership

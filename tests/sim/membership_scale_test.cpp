@@ -92,12 +92,15 @@ double pct(const std::vector<double>& v, double p) {
 TEST(MembershipScale, JoinConvergeAndDetectCrashesAt10_100_1000) {
   const char* max_env = std::getenv("BROACH_SCALE_MAX");
   const std::size_t max_n = max_env ? std::strtoull(max_env, nullptr, 10) : 1000;
+  // BROACH_SIM_SEED=N runs other trajectories (the default is 1000).
+  const char* seed_env = std::getenv("BROACH_SIM_SEED");
+  const std::uint64_t seed_base = seed_env ? std::strtoull(seed_env, nullptr, 10) : 1000;
   double per_node_10 = 0;
   std::printf("%6s %12s %14s %14s %10s %10s %10s\n", "nodes", "converge_s", "periods(200ms)",
               "bytes/node/s", "detect_p50", "detect_p99", "detect_max");
   for (std::size_t n : {std::size_t{10}, std::size_t{100}, std::size_t{1000}}) {
     if (n > max_n) break;
-    const auto r = run_scale(n, 1000 + n);
+    const auto r = run_scale(n, seed_base + n);
     std::printf("%6zu %12.2f %14.0f %14.0f %10.2f %10.2f %10.2f\n", n, r.converge_s,
                 r.converge_s / 0.2, r.bytes_per_node_per_s, pct(r.detect_s, 0.5),
                 pct(r.detect_s, 0.99), r.detect_s.empty() ? 0.0 : r.detect_s.back());
@@ -108,9 +111,12 @@ TEST(MembershipScale, JoinConvergeAndDetectCrashesAt10_100_1000) {
     if (n > 10) {
       EXPECT_LT(r.bytes_per_node_per_s, per_node_10 * 4) << "n=" << n;
     }
-    // A crash is known everywhere within a few seconds (suspicion time
-    // grows with log N).
-    EXPECT_LT(pct(r.detect_s, 0.99), n <= 100 ? 8.0 : 20.0) << "n=" << n;
+    // A crash is known everywhere within 2x the theory (one probe interval
+    // plus the minimum suspicion timeout, which grows with log N: 4.5 s at
+    // 100, 6.5 s at 1,000). It was 24 s at 1,000 while a member that joined
+    // after others had begun their probe round went unprobed by them for
+    // the rest of it (up to N probe intervals).
+    EXPECT_LT(pct(r.detect_s, 0.99), n <= 100 ? 8.0 : 13.0) << "n=" << n;
   }
 }
 
