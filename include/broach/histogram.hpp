@@ -122,6 +122,10 @@ class LatencyHistogram {
     return out;
   }
 
+  /// Samples in bucket i (0 <= i < kBuckets): with lower_bound(i) and
+  /// width(i), enough to compute quantiles over a window from two snapshots.
+  std::uint64_t bucket_count(std::size_t i) const { return counts_[i].load(std::memory_order_relaxed); }
+
   static std::size_t index_of(std::uint64_t v) {
     if (v < kSub) return static_cast<std::size_t>(v);
     const int e = 63 - std::countl_zero(v);

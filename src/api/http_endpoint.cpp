@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <future>
 
 #include "api/status_page.hpp"
@@ -59,6 +60,15 @@ void HttpEndpoint::start() {
   route("/members", "application/json", [this] { return status_.members_json().dump(); });
   route("/routes", "application/json", [this] { return status_.routes_json().dump(); });
   route("/status.json", "application/json", [this] { return status_.snapshot().dump(); });
+  http_->Get("/series.json", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string prefix = req.has_param("prefix") ? req.get_param_value("prefix") : "";
+    std::string body;
+    if (stopping_.load() || !on_loop(loop_, [&] { body = status_.series_json(prefix).dump(); })) {
+      res.status = 503;
+      return;
+    }
+    res.set_content(body, "application/json");
+  });
   http_->Get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kStatusPage, "text/html; charset=utf-8");
   });
@@ -67,13 +77,28 @@ void HttpEndpoint::start() {
   if (bound < 0) throw Error(Errc::kIoError, source_ + ": params.broach.http: cannot listen on " + listen_);
   port_ = bound;
   thread_ = std::thread([this] { http_->listen_after_bind(); });
+  on_loop(loop_, [this] { tick_series(); });
   BROACH_LOG_INFO("status page and metrics on http://{}/", address());
+}
+
+void HttpEndpoint::tick_series() {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+  status_.record_series(unix_ms);
+  series_timer_ = loop_.run_after(std::chrono::seconds(1), [this] { tick_series(); });
 }
 
 void HttpEndpoint::stop() {
   if (!http_) return;
   http_->stop();
   if (thread_.joinable()) thread_.join();
+  // The loop may have stopped already (then its timers never run again).
+  on_loop(loop_, [this] {
+    loop_.cancel(series_timer_);
+    series_timer_ = kNoTimer;
+  });
 }
 
 std::string HttpEndpoint::address() const {

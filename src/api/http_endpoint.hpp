@@ -1,6 +1,7 @@
 // Internal header (api layer). The node's HTTP endpoint (params.broach.http,
-// off by default): Prometheus /metrics, /members, /routes, /status.json and
-// the live status page at /. cpp-httplib serves it on its own threads; every
+// off by default): Prometheus /metrics, /members, /routes, /status.json,
+// /series.json (the last ten minutes, one point per second, recorded while
+// the endpoint runs) and the live status page at /. cpp-httplib serves it on its own threads; every
 // handler reads the node's state on the loop thread (Status) by posting
 // there and waiting.
 // Thread contract: construct, start and stop from the node's owning thread;
@@ -44,6 +45,9 @@ class HttpEndpoint {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;
+  /// Once a second on the loop thread: Status::record_series.
+  void tick_series();
+  TimerId series_timer_ = kNoTimer;  // loop thread
 };
 
 }  // namespace broach::api

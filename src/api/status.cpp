@@ -182,6 +182,16 @@ nlohmann::json Status::snapshot() const {
   return j;
 }
 
+void Status::record_series(std::int64_t unix_ms) {
+  BROACH_ASSERT_IN_LOOP(core_.loop());
+  series_.record(unix_ms, samples(), core_.metrics().all());
+}
+
+nlohmann::json Status::series_json(const std::string& prefix) const {
+  BROACH_ASSERT_IN_LOOP(core_.loop());
+  return series_.to_json(prefix);
+}
+
 Bytes Status::stats_msgpack() const {
   const auto bytes = nlohmann::json::to_msgpack(snapshot());
   const auto* p = reinterpret_cast<const std::byte*>(bytes.data());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "api/counters.hpp"
+#include "api/series.hpp"
 #include "broach/codec.hpp"
 
 namespace broach::api {
@@ -40,9 +41,17 @@ class Status {
   /// Any thread.
   nlohmann::json routes_json() const;
 
+  /// Adds one point (at `unix_ms`) to every series of the node's recent
+  /// history (series.hpp). The HTTP endpoint calls it once a second.
+  void record_series(std::int64_t unix_ms);
+  /// The history as /series.json serves it (`prefix`: a filter on names).
+  nlohmann::json series_json(const std::string& prefix = "") const;
+  const SeriesRecorder& series() const { return series_; }
+
  private:
   NodeCore& core_;
   std::vector<SampleSource> sources_;
+  SeriesRecorder series_;
 };
 
 }  // namespace broach::api

@@ -92,6 +92,45 @@ TEST(Http, MetricsCountKnownCallsAndPassPromtool) {
   EXPECT_EQ(status, 0) << out;
 }
 
+// /series.json: the node's history, one point per second. Calls made
+// between two points show as a rate with a latency, by service.
+TEST(Http, SeriesJsonPlotsCallsPerSecondAndLatency) {
+  Node server(http_config());
+  server.provide("add", [](int a, int b) { return a + b; });
+  auto series = [&](const std::string& prefix) {
+    const std::string body = get(server.http_address(), "/series.json?prefix=" + prefix);
+    return body.empty() ? nlohmann::json() : nlohmann::json::parse(body);
+  };
+  // Calls keep coming until a point shows them (points are a second apart).
+  const auto end = Clock::now() + std::chrono::seconds(20);
+  nlohmann::json j;
+  auto seen = [&] {
+    j = series("broach_calls_served");
+    const auto& s = j["series"];
+    const std::string rate = R"(broach_calls_served_total{service="add"})";
+    const std::string p50 = R"(broach_calls_served_p50_us{service="add"})";
+    if (!s.contains(rate) || !s.contains(p50)) return false;
+    for (std::size_t i = 0; i < s[rate]["values"].size(); ++i) {
+      const auto& r = s[rate]["values"][i];
+      const auto& l = s[p50]["values"][i];
+      if (r.is_number() && r.get<double>() > 0 && l.is_number() && l.get<double>() > 0) return true;
+    }
+    return false;
+  };
+  while (!seen() && Clock::now() < end) {
+    for (int i = 0; i < 20; ++i) server.call<int>(server.address(), "add", i, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(seen()) << j.dump();
+  EXPECT_EQ(j["interval_ms"], 1000);
+  EXPECT_EQ(j["times_ms"].size(), j["series"][R"(broach_calls_served_total{service="add"})"]["values"].size());
+  for (const auto& [name, s] : j["series"].items()) EXPECT_EQ(name.rfind("broach_calls_served", 0), 0u) << name;
+  // Without a filter: the transport's counters and the membership gauges too.
+  const auto all = series("");
+  EXPECT_TRUE(all["series"].contains("broach_datagrams_sent_total"));
+  EXPECT_EQ(all["series"][R"(broach_members{state="alive"})"]["kind"], "gauge");
+}
+
 TEST(Http, MembersAndRoutesAreJson) {
   Node server(http_config());
   server.provide("add", [](int a, int b) { return a + b; });
