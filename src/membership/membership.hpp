@@ -253,6 +253,9 @@ class Membership final : public reliable::ExtensionReceiver {
   // membership_sync.cpp: push-pull, join, reconnect
   void push_pull(const Endpoint& peer, bool join, std::function<void(bool)> done);
   void merge_remote(const std::vector<Update>& state);
+  /// True when applying `u` (its metadata not read yet) would change
+  /// nothing: push-pull skips decoding it.
+  bool old_news(const Update& u) const;
   wire::Bytes local_state(bool join) const;
   void try_join();
   void gossip_tick();

@@ -89,7 +89,8 @@ void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(b
                      const auto remote_bin = detail::unpack_value<std::vector<char>>(r.body);
                      bool j = false;
                      std::vector<Update> remote;
-                     if (decode_push_pull(std::as_bytes(std::span(remote_bin)), j, remote)) {
+                     if (decode_push_pull(std::as_bytes(std::span(remote_bin)), j, remote,
+                                          [this](const Update& u) { return old_news(u); })) {
                        merge_remote(remote);
                        ok = true;
                      }
@@ -115,7 +116,8 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
   }
   bool join = false;
   std::vector<Update> remote;
-  if (!decode_push_pull(std::as_bytes(std::span(bin)), join, remote)) {
+  if (!decode_push_pull(std::as_bytes(std::span(bin)), join, remote,
+                        [this](const Update& u) { return old_news(u); })) {
     ++stats_.bad_messages;
     throw Error(Errc::kBadArguments, "malformed push-pull state");
   }
@@ -129,14 +131,25 @@ void Membership::merge_remote(const std::vector<Update>& state) {
   for (const auto& u : state) apply(u, true);
 }
 
+bool Membership::old_news(const Update& u) const {
+  // An alive record that on_alive would ignore: same or older life, and
+  // not a newer incarnation of ours (or a life that left).
+  if (u.state != MemberState::kAlive || u.addr == self_.address) return false;
+  const Record* r = members_.find(u.addr);
+  if (r == nullptr || u.life > r->info.life) return false;
+  return u.life < r->info.life || r->info.state == MemberState::kLeft || u.incarnation <= r->info.incarnation;
+}
+
 wire::Bytes Membership::local_state(bool join) const {
-  std::vector<Update> all;
-  all.reserve(members_.size() + 1);
-  all.push_back(to_update(self_, true));
+  PushPullWriter w;
+  w.begin(join, members_.size() + 1);
+  w.add(self_.state, self_.address, self_.life, self_.incarnation, self_.meta.get());
   // Tombstones go as bare "dead" records: the receiver cannot revive them
   // from stale news, and one alive across a healed partition refutes.
-  for (const Record& r : members_) all.push_back(to_update(r.info, !r.tombstone));
-  return encode_push_pull(join, all);
+  for (const Record& r : members_) {
+    w.add(r.info.state, r.info.address, r.info.life, r.info.incarnation, r.tombstone ? nullptr : r.info.meta.get());
+  }
+  return w.take();
 }
 
 void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "membership/meta_pool.hpp"
+
 namespace broach::membership {
 namespace {
 
@@ -68,7 +70,8 @@ bool read_meta(const msgpack::object& o, MemberMeta& m) {
   return true;
 }
 
-bool read_update(const msgpack::object& o, Update& u) {
+// Everything but the metadata; read_update_meta reads that.
+bool read_update_head(const msgpack::object& o, Update& u) {
   if (o.type != msgpack::type::ARRAY || o.via.array.size != 8) return false;
   const auto* a = o.via.array.ptr;
   if (a[0].type != msgpack::type::POSITIVE_INTEGER || a[0].via.u64 > 3) return false;
@@ -80,7 +83,11 @@ bool read_update(const msgpack::object& o, Update& u) {
   }
   u.life = a[3].via.u64;
   u.incarnation = static_cast<std::uint32_t>(a[4].via.u64);
-  if (!as_endpoint(a[5], a[6], u.from)) return false;
+  return as_endpoint(a[5], a[6], u.from);
+}
+
+bool read_update_meta(const msgpack::object& o, Update& u) {
+  const auto* a = o.via.array.ptr;
   if (a[7].type == msgpack::type::NIL) {
     u.meta.reset();
   } else {
@@ -90,6 +97,8 @@ bool read_update(const msgpack::object& o, Update& u) {
   }
   return true;
 }
+
+bool read_update(const msgpack::object& o, Update& u) { return read_update_head(o, u) && read_update_meta(o, u); }
 
 void append_array_header(Bytes& out, std::uint32_t n) {
   ByteSink sink{out};
@@ -197,6 +206,45 @@ bool decode_probe(std::span<const std::byte> body, ProbeMessage& out) {
   }
 }
 
+void PushPullWriter::begin(bool join, std::size_t count) {
+  out_.clear();
+  out_.reserve(16 + count * 64);
+  ByteSink sink{out_};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(2);
+  pk.pack(join);
+  pk.pack_array(static_cast<std::uint32_t>(count));
+}
+
+void PushPullWriter::add(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
+                         const MemberMeta* meta) {
+  ByteSink sink{out_};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(8);
+  pk.pack(static_cast<std::uint8_t>(state));
+  pack_address(pk, addr);
+  pk.pack(addr.port);
+  pk.pack(life);
+  pk.pack(incarnation);
+  pack_address(pk, Endpoint{});
+  pk.pack(std::uint16_t{0});
+  if (meta == nullptr) {
+    pk.pack_nil();
+  } else if (const Bytes* packed = packed_meta(*meta)) {
+    out_.insert(out_.end(), packed->begin(), packed->end());
+  } else {
+    pack_meta(pk, *meta);
+  }
+}
+
+Bytes pack_member_meta(const MemberMeta& m) {
+  Bytes out;
+  ByteSink sink{out};
+  msgpack::packer<ByteSink> pk(sink);
+  pack_meta(pk, m);
+  return out;
+}
+
 Bytes encode_push_pull(bool join, const std::vector<Update>& state) {
   Bytes out;
   ByteSink sink{out};
@@ -209,7 +257,8 @@ Bytes encode_push_pull(bool join, const std::vector<Update>& state) {
   return out;
 }
 
-bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state) {
+bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state,
+                      const std::function<bool(const Update&)>& old_news) {
   if (wire::msgpack_object_size(body) != body.size()) return false;  // see decode_probe
   try {
     auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
@@ -222,8 +271,17 @@ bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<U
     state.clear();
     state.reserve(list.via.array.size);
     for (std::uint32_t i = 0; i < list.via.array.size; ++i) {
+      const auto& item = list.via.array.ptr[i];
       Update u;
-      if (!read_update(list.via.array.ptr[i], u)) return false;
+      if (!read_update_head(item, u)) return false;
+      if (old_news && old_news(u)) {
+        // Its metadata is not decoded (most of the cost of a record), only
+        // checked for shape.
+        const auto& m = item.via.array.ptr[7];
+        if (m.type != msgpack::type::NIL && (m.type != msgpack::type::ARRAY || m.via.array.size != 5)) return false;
+        continue;
+      }
+      if (!read_update_meta(item, u)) return false;
       state.push_back(std::move(u));
     }
     return true;

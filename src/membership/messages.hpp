@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -65,12 +66,32 @@ class ProbeWriter {
   std::uint32_t count_ = 0;
 };
 
+/// The encoding of `m` inside an update ([name, version, [services],
+/// weight, {tags}]).
+wire::Bytes pack_member_meta(const MemberMeta& m);
 wire::Bytes encode_update(const Update& u);
 /// Appends the encoding of `u` to `out`.
 void encode_update_into(const Update& u, wire::Bytes& out);
 bool decode_probe(std::span<const std::byte> body, ProbeMessage& out);
 
 wire::Bytes encode_push_pull(bool join, const std::vector<Update>& state);
-bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state);
+/// Writes a push-pull body record by record, without an Update per record
+/// (a node's whole state: N records, N metadata references): begin() with
+/// the count, then exactly that many add()s (`from` is none), then take().
+class PushPullWriter {
+ public:
+  void begin(bool join, std::size_t count);
+  void add(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
+           const MemberMeta* meta);
+  wire::Bytes take() { return std::move(out_); }
+
+ private:
+  wire::Bytes out_;
+};
+/// `old_news` (optional) sees each record before its metadata is decoded;
+/// true leaves the record out of `state` undecoded (it would change
+/// nothing: most of a push-pull from a settled cluster).
+bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<Update>& state,
+                      const std::function<bool(const Update&)>& old_news = {});
 
 }  // namespace broach::membership

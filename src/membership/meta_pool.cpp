@@ -1,5 +1,7 @@
 #include "membership/meta_pool.hpp"
 
+#include "membership/messages.hpp"
+
 #include <functional>
 #include <mutex>
 #include <unordered_map>
@@ -23,9 +25,19 @@ struct MetaHash {
   }
 };
 
+// The shared value and its MessagePack encoding, made once.
+struct Entry {
+  MemberMeta meta;
+  wire::Bytes packed;
+};
+
 struct Pool {
   std::mutex mu;
-  std::unordered_map<MemberMeta, std::weak_ptr<const MemberMeta>, MetaHash> entries;
+  std::unordered_map<MemberMeta, std::weak_ptr<const Entry>, MetaHash> entries;
+  // By address of the shared value. An entry outlives its value only until
+  // the next purge, and a new value at the same address replaces it, so a
+  // live value always finds its own entry here.
+  std::unordered_map<const MemberMeta*, std::weak_ptr<const Entry>> by_address;
   std::size_t purge_at = 1024;  // size at which expired entries are swept (amortised O(1))
 };
 
@@ -41,15 +53,28 @@ std::shared_ptr<const MemberMeta> intern_meta(const MemberMeta& meta) {
   std::lock_guard lock(p.mu);
   auto [it, inserted] = p.entries.try_emplace(meta);
   if (!inserted) {
-    if (auto shared = it->second.lock()) return shared;
+    if (auto e = it->second.lock()) return std::shared_ptr<const MemberMeta>(e, &e->meta);
   }
-  auto shared = std::make_shared<const MemberMeta>(meta);
-  it->second = shared;
+  auto e = std::make_shared<const Entry>(Entry{meta, pack_member_meta(meta)});
+  it->second = e;
+  p.by_address[&e->meta] = e;
   if (p.entries.size() >= p.purge_at) {
-    std::erase_if(p.entries, [](const auto& e) { return e.second.expired(); });
+    std::erase_if(p.entries, [](const auto& kv) { return kv.second.expired(); });
+    std::erase_if(p.by_address, [](const auto& kv) { return kv.second.expired(); });
     p.purge_at = std::max<std::size_t>(1024, 2 * p.entries.size());
   }
-  return shared;
+  return std::shared_ptr<const MemberMeta>(e, &e->meta);
+}
+
+const wire::Bytes* packed_meta(const MemberMeta& meta) {
+  Pool& p = pool();
+  std::lock_guard lock(p.mu);
+  auto it = p.by_address.find(&meta);
+  if (it == p.by_address.end()) return nullptr;
+  const auto e = it->second.lock();
+  // The caller holds `meta` (a shared value), so a live entry at its
+  // address is its own and stays alive after this returns.
+  return e && &e->meta == &meta ? &e->packed : nullptr;
 }
 
 std::size_t interned_meta_count() {

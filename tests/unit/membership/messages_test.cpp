@@ -1,4 +1,5 @@
 #include "membership/messages.hpp"
+#include "membership/meta_pool.hpp"
 
 #include <gtest/gtest.h>
 
@@ -137,6 +138,53 @@ TEST(Messages, PushPullRoundTrips) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[1].state, MemberState::kDead);
   EXPECT_EQ(out[1].addr.port, 9);
+}
+
+// The streaming writer (a node's own state) writes what encode_push_pull
+// writes for the same records; old news is left out undecoded.
+TEST(Messages, PushPullWriterMatchesAndOldNewsIsSkipped) {
+  std::vector<Update> state{alive_update(), alive_update(), alive_update()};
+  state[1].state = MemberState::kDead;
+  state[1].addr.port = 9;
+  state[2].addr.port = 10;
+  state[2].meta.reset();
+  PushPullWriter w;
+  w.begin(false, state.size());
+  for (const auto& u : state) w.add(u.state, u.addr, u.life, u.incarnation, u.meta.get());
+  const auto written = w.take();
+  EXPECT_EQ(written, encode_push_pull(false, state));
+  bool join = true;
+  std::vector<Update> out;
+  std::vector<std::uint16_t> asked;
+  ASSERT_TRUE(decode_push_pull(written, join, out, [&](const Update& u) {
+    asked.push_back(u.addr.port);
+    EXPECT_EQ(u.meta, nullptr) << "asked before the metadata is read";
+    return u.addr.port == state[0].addr.port;
+  }));
+  EXPECT_FALSE(join);
+  EXPECT_EQ(asked.size(), 3u);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].addr.port, 9);
+  ASSERT_NE(out[0].meta, nullptr);
+  EXPECT_EQ(*out[0].meta, *state[1].meta);
+  EXPECT_EQ(out[1].meta, nullptr);
+}
+
+// Interned metadata carries its encoding, made once: the writer copies it.
+TEST(Messages, InternedMetadataIsPackedOnce) {
+  const Update u = alive_update();
+  const auto shared = intern_meta(*u.meta);
+  const wire::Bytes* packed = packed_meta(*shared);
+  ASSERT_NE(packed, nullptr);
+  EXPECT_EQ(*packed, pack_member_meta(*u.meta));
+  EXPECT_EQ(packed_meta(*u.meta), nullptr) << "not an interned value";
+  EXPECT_EQ(intern_meta(*u.meta).get(), shared.get());
+  PushPullWriter w;
+  w.begin(true, 1);
+  w.add(u.state, u.addr, u.life, u.incarnation, shared.get());
+  Update plain = u;
+  plain.from = Endpoint{};
+  EXPECT_EQ(w.take(), encode_push_pull(true, {plain}));
 }
 
 }  // namespace
