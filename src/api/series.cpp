@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "broach/error.hpp"
 
@@ -46,6 +47,12 @@ std::string labelled(const std::string& name, const char* key, const std::string
     v += c == '\n' ? ' ' : c;
   }
   return name + "{" + key + "=\"" + v + "\"}";
+}
+
+std::string float_text(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.7g", static_cast<double>(v));
+  return buf;
 }
 
 const char* kind_name(SeriesRecorder::Kind k) {
@@ -161,18 +168,21 @@ std::vector<double> SeriesRecorder::values(const std::string& name) const {
   return out;
 }
 
-nlohmann::json SeriesRecorder::to_json(const std::string& prefix) const {
+nlohmann::json SeriesRecorder::to_json(const std::string& prefix, std::size_t last) const {
   nlohmann::json j;
   j["interval_ms"] = 1000;
   auto& times = j["times_ms"] = nlohmann::json::array();
-  for (std::size_t k = 0; k < filled_; ++k) times.push_back(times_[(head_ + kPoints - filled_ + k) % kPoints]);
+  const std::size_t first = last == 0 || last >= filled_ ? 0 : filled_ - last;
+  for (std::size_t k = first; k < filled_; ++k) times.push_back(times_[(head_ + kPoints - filled_ + k) % kPoints]);
   auto& out = j["series"] = nlohmann::json::object();
   for (const auto& s : series_) {
     if (s.name.compare(0, prefix.size(), prefix) != 0) continue;
     nlohmann::json values = nlohmann::json::array();
-    for (std::size_t k = 0; k < filled_; ++k) {
+    for (std::size_t k = first; k < filled_; ++k) {
       const float v = s.ring[(head_ + kPoints - filled_ + k) % kPoints];
-      values.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(static_cast<double>(v)));
+      // Points are floats: printed to their precision (7 digits), not a
+      // double's 17 (0.488 rather than 0.4880000054836273).
+      values.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(std::stod(float_text(v))));
     }
     out[s.name] = {{"kind", kind_name(s.kind)}, {"values", std::move(values)}};
   }

@@ -51,8 +51,8 @@ class SeriesRecorder {
 
   /// {"interval_ms": 1000, "times_ms": [...], "series": {name: {"kind": k,
   /// "values": [...]}}}, oldest point first; `prefix`: only series whose
-  /// name starts with it.
-  nlohmann::json to_json(const std::string& prefix = "") const;
+  /// name starts with it; `last`: only the newest `last` points (0: all).
+  nlohmann::json to_json(const std::string& prefix = "", std::size_t last = 0) const;
 
   std::size_t points() const { return filled_; }
   std::size_t series_count() const { return series_.size(); }

@@ -187,9 +187,9 @@ void Status::record_series(std::int64_t unix_ms) {
   series_.record(unix_ms, samples(), core_.metrics().all());
 }
 
-nlohmann::json Status::series_json(const std::string& prefix) const {
+nlohmann::json Status::series_json(const std::string& prefix, std::size_t last) const {
   BROACH_ASSERT_IN_LOOP(core_.loop());
-  return series_.to_json(prefix);
+  return series_.to_json(prefix, last);
 }
 
 Bytes Status::stats_msgpack() const {

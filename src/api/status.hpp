@@ -45,7 +45,7 @@ class Status {
   /// history (series.hpp). The HTTP endpoint calls it once a second.
   void record_series(std::int64_t unix_ms);
   /// The history as /series.json serves it (`prefix`: a filter on names).
-  nlohmann::json series_json(const std::string& prefix = "") const;
+  nlohmann::json series_json(const std::string& prefix = "", std::size_t last = 0) const;
   const SeriesRecorder& series() const { return series_; }
 
  private:

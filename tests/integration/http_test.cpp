@@ -176,6 +176,25 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
     if (!body.empty() && nlohmann::json::parse(body).size() == 3) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Load through the cluster while the page records it: calls by name from
+  // a client that is not a member (member0 serves a share of them).
+  testing::ChildProcess load({BROACH_CLI, "bench", "--seed", addrs[0], "--service", "add", "--args", "[1,2]",
+                              "--concurrency", "2", "--duration", "60"});
+  // Wait until member0's history holds a second with calls served.
+  const auto busy_end = Clock::now() + std::chrono::seconds(30);
+  auto served = [&] {
+    const auto body = get(http, "/series.json?prefix=broach_calls_served_total&last=3");
+    if (body.empty()) return false;
+    const auto j = nlohmann::json::parse(body);
+    for (const auto& [name, s] : j["series"].items()) {
+      for (const auto& v : s["values"]) {
+        if (v.is_number() && v.get<double>() > 0) return true;
+      }
+    }
+    return false;
+  };
+  while (!served() && Clock::now() < busy_end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(served()) << "no calls served by member0: " << get(http, "/series.json?prefix=broach_calls&last=3");
   const std::string profile = ::testing::TempDir() + "/broach_chromium_" + std::to_string(::getpid());
   const std::string cmd =
       "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
@@ -190,6 +209,22 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   for (const char* name : {"member0", "member1", "member2"}) EXPECT_NE(dom.find(name), std::string::npos) << name;
   EXPECT_NE(dom.find("add, echo, sleep, whoami"), std::string::npos) << "services not shown";
   EXPECT_NE(dom.find("3 alive"), std::string::npos);
+  // The charts were drawn with data: the page's own script reports, on each
+  // canvas, the points it plotted and the pixels it inked.
+  auto attr = [&](const std::string& id, const std::string& name) -> long {
+    const auto at = dom.find("id=\"chart-" + id + "\"");
+    if (at == std::string::npos) return -1;
+    const auto tag_start = dom.rfind('<', at);
+    const auto tag_end = dom.find('>', at);
+    const std::string tag = dom.substr(tag_start, tag_end - tag_start);
+    std::smatch m;
+    if (!std::regex_search(tag, m, std::regex(name + "=\"([0-9]+)\""))) return -1;
+    return std::stol(m[1]);
+  };
+  for (const char* id : {"calls", "latency", "members"}) {
+    EXPECT_GT(attr(id, "data-points"), 0) << id << " chart has no data";
+    EXPECT_GT(attr(id, "data-pixels"), 1000) << id << " chart is blank";
+  }
 }
 
 }  // namespace
