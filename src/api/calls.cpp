@@ -22,10 +22,13 @@ void DirectCalls::call(const Endpoint& to, const std::string& service, std::span
     return;
   }
   const TimePoint now = d_.clock.now();
-  auto complete = [done = std::move(done), m = &d_.metrics.service(service), now,
-                   clock = &d_.clock](reliable::CallResult&& r) {
+  auto complete = [done = std::move(done), m = &d_.metrics.service(service), now, clock = &d_.clock,
+                   metrics = &d_.metrics, to, service](reliable::CallResult&& r) {
     m->made.fetch_add(1, std::memory_order_relaxed);
-    if (r.code != Errc::kOk) m->made_errors.add(r.code);
+    if (r.code != Errc::kOk) {
+      m->made_errors.add(r.code);
+      metrics->record_error(CallError{unix_now_ms(), service, to.to_string(), r.code, r.message});
+    }
     m->made_latency.record(clock->now() - now);
     if (r.code == Errc::kOk) {
       done(RawResult(std::move(r.body)));

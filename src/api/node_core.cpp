@@ -143,6 +143,17 @@ std::vector<MemberInfo> NodeCore::members() const {
 // (a join storm) is folded into one rebuild.
 void NodeCore::on_member_event(membership::EventKind kind, const MemberInfo& m) {
   BROACH_ASSERT_IN_LOOP(seams_.loop);
+  {
+    using membership::EventKind;
+    const char* what = kind == EventKind::kJoin      ? "joined"
+                       : kind == EventKind::kSuspect ? "suspect"
+                       : kind == EventKind::kAlive   ? "alive (refuted)"
+                       : kind == EventKind::kDead    ? "dead"
+                       : kind == EventKind::kLeft    ? "left"
+                       : kind == EventKind::kUpdate  ? "updated"
+                                                     : nullptr;  // reclaimed: bookkeeping only
+    if (what != nullptr) metrics_.record_event(MemberEvent{unix_now_ms(), what, m.address.to_string(), m.meta.name});
+  }
   // Slow start: a provider that joins a cluster this node is part of, or
   // comes back from dead, is ramped up; the members this node finds as it
   // joins (before its join completes) are the cluster as it is: warm.

@@ -179,6 +179,17 @@ nlohmann::json Status::snapshot() const {
                     {"noload_us", std::chrono::duration<double, std::micro>(l->noload()).count()}};
   }
   j["concurrency_limits"] = limits;
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& e : core_.metrics().recent_events()) {
+    events.push_back({{"time_ms", e.unix_ms}, {"event", e.kind}, {"address", e.address}, {"name", e.name}});
+  }
+  j["events"] = events;
+  nlohmann::json errors = nlohmann::json::array();
+  for (const auto& e : core_.metrics().recent_errors()) {
+    errors.push_back({{"time_ms", e.unix_ms}, {"service", e.service}, {"provider", e.provider},
+                      {"error", errc_name(e.code)}, {"message", e.message}});
+  }
+  j["recent_errors"] = errors;
   return j;
 }
 

@@ -29,6 +29,10 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 <p id="charts-state"></p>
 <h2>Members</h2>
 <table id="members"><thead><tr><th>address</th><th>name</th><th>version</th><th>state</th><th>incarnation</th><th>services</th></tr></thead><tbody></tbody></table>
+<h2>Membership events (newest first)</h2>
+<table id="events"><thead><tr><th>time</th><th>event</th><th>address</th><th>name</th></tr></thead><tbody></tbody></table>
+<h2>Recent errors of calls made by this node (newest first)</h2>
+<table id="errors"><thead><tr><th>time</th><th>service</th><th>provider</th><th>error</th><th>message</th></tr></thead><tbody></tbody></table>
 <h2>Services (this node)</h2>
 <table id="services"><thead><tr><th>service</th><th>served/s</th><th>served</th><th>errors</th><th>p50 us</th><th>p99 us</th><th>made/s</th><th>made</th><th>errors</th><th>p50 us</th><th>p99 us</th></tr></thead><tbody></tbody></table>
 <script>
@@ -51,6 +55,10 @@ async function refresh(){
       rows+='<tr><td>'+esc(name)+'</td><td class="n">'+rs+'</td><td class="n">'+s.served+'</td><td class="n">'+errs(s.served_errors)+'</td><td class="n">'+s.served_latency_us.p50.toFixed(0)+'</td><td class="n">'+s.served_latency_us.p99.toFixed(0)+'</td><td class="n">'+rm+'</td><td class="n">'+s.made+'</td><td class="n">'+errs(s.made_errors)+'</td><td class="n">'+s.made_latency_us.p50.toFixed(0)+'</td><td class="n">'+s.made_latency_us.p99.toFixed(0)+'</td></tr>';
     }
     document.querySelector('#services tbody').innerHTML = rows;
+    const when = ms => new Date(ms).toLocaleTimeString();
+    const cls = e => e.startsWith('alive') || e === 'joined' ? 'alive' : e;
+    document.querySelector('#events tbody').innerHTML = (st.events||[]).slice().reverse().map(e=>'<tr><td>'+when(e.time_ms)+'</td><td class="'+esc(cls(e.event))+'">'+esc(e.event)+'</td><td>'+esc(e.address)+'</td><td>'+esc(e.name)+'</td></tr>').join('');
+    document.querySelector('#errors tbody').innerHTML = (st.recent_errors||[]).slice().reverse().map(e=>'<tr><td>'+when(e.time_ms)+'</td><td>'+esc(e.service)+'</td><td>'+esc(e.provider)+'</td><td class="dead">'+esc(e.error)+'</td><td>'+esc(e.message)+'</td></tr>').join('');
     last = st; lastT = now;
   }catch(e){document.getElementById('summary').textContent='node unreachable: '+e;}
 }

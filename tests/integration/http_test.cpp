@@ -81,6 +81,14 @@ TEST(Http, MetricsCountKnownCallsAndPassPromtool) {
   const auto stats = nlohmann::json::parse(client.stats_json());
   EXPECT_EQ(stats["services"]["add"]["made"].get<int>(), 7);
   EXPECT_EQ(stats["services"]["boom"]["made_errors"]["remote_error"].get<int>(), 3);
+  // ... and each failure among the recent errors the status page lists.
+  ASSERT_EQ(stats["recent_errors"].size(), 3u);
+  for (const auto& e : stats["recent_errors"]) {
+    EXPECT_EQ(e["service"], "boom");
+    EXPECT_EQ(e["provider"], server.address().to_string());
+    EXPECT_EQ(e["error"], "remote_error");
+    EXPECT_GT(e["time_ms"].get<std::int64_t>(), 1'700'000'000'000);
+  }
 
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
@@ -195,6 +203,21 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   };
   while (!served() && Clock::now() < busy_end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(served()) << "no calls served by member0: " << get(http, "/series.json?prefix=broach_calls&last=3");
+  // member2 dies: the events must show it.
+  nodes[2]->kill(SIGKILL);
+  nodes[2]->wait();
+  const auto dead_end = Clock::now() + std::chrono::seconds(30);
+  auto seen_dead = [&] {
+    const auto body = get(http, "/status.json");
+    if (body.empty()) return false;
+    const auto st = nlohmann::json::parse(body);
+    for (const auto& e : st["events"]) {
+      if (e["event"] == "dead" && e["address"] == addrs[2]) return true;
+    }
+    return false;
+  };
+  while (!seen_dead() && Clock::now() < dead_end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(seen_dead()) << "member2's death is not among member0's events";
   const std::string profile = ::testing::TempDir() + "/broach_chromium_" + std::to_string(::getpid());
   const std::string cmd =
       "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
@@ -208,7 +231,15 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   for (const auto& a : addrs) EXPECT_NE(dom.find(a), std::string::npos) << a << " not on the page";
   for (const char* name : {"member0", "member1", "member2"}) EXPECT_NE(dom.find(name), std::string::npos) << name;
   EXPECT_NE(dom.find("add, echo, sleep, whoami"), std::string::npos) << "services not shown";
-  EXPECT_NE(dom.find("3 alive"), std::string::npos);
+  EXPECT_NE(dom.find("2 alive"), std::string::npos);
+  // The events table: both others joined, member2 died (newest first).
+  const auto events = dom.substr(dom.find("id=\"events\""));
+  for (int i : {1, 2}) {
+    EXPECT_NE(events.find("joined</td><td>" + addrs[i] + "</td><td>member" + std::to_string(i)), std::string::npos)
+        << "member" << i << " joined, not in the events table";
+  }
+  EXPECT_NE(events.find("<td class=\"dead\">dead</td><td>" + addrs[2] + "</td>"), std::string::npos)
+      << "member2 dead, not in the events table";
   // The charts were drawn with data: the page's own script reports, on each
   // canvas, the points it plotted and the pixels it inked.
   auto attr = [&](const std::string& id, const std::string& name) -> long {
