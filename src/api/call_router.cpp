@@ -341,6 +341,22 @@ bool CallRouter::may_retry(const std::string& service, const CallOptions& opts, 
   return budget_.try_retry();
 }
 
+CallRouter::ProviderView CallRouter::provider_view(const Endpoint& provider, const std::string& service,
+                                                   TimePoint now) {
+  MutexLock lock(mu_);
+  ProviderView v;
+  v.warmth = warmth_locked(provider, now);
+  auto it = providers_.find(provider);
+  if (it != providers_.end()) {
+    v.outstanding = it->second.outstanding;
+    v.latency_ewma_us = it->second.ewma_us;
+    v.breaker = it->second.breaker.state(now);
+  }
+  auto sb = service_breakers_.find({provider, service});
+  if (v.breaker == breaker::BreakerState::kClosed && sb != service_breakers_.end()) v.breaker = sb->second.state(now);
+  return v;
+}
+
 std::vector<CallRouter::BreakerView> CallRouter::breakers(TimePoint now) const {
   MutexLock lock(mu_);
   std::vector<BreakerView> out;

@@ -83,6 +83,18 @@ class CallRouter {
   };
   std::vector<BreakerView> breakers(TimePoint now) const;
 
+  /// What this node knows of a provider it has called (the status page's
+  /// route table).
+  struct ProviderView {
+    std::uint32_t outstanding = 0;  ///< calls from this node in flight now
+    double latency_ewma_us = 0;     ///< 0: no answer yet
+    breaker::BreakerState breaker = breaker::BreakerState::kClosed;  ///< provider-wide
+    double warmth = 1.0;            ///< < 1 while in slow start
+  };
+  /// `provider`'s view (a default one when this node never called it),
+  /// with the breaker of (provider, service) when that one is not closed.
+  ProviderView provider_view(const Endpoint& provider, const std::string& service, TimePoint now);
+
  private:
   struct ProviderState {
     std::uint32_t outstanding = 0;

@@ -179,6 +179,23 @@ nlohmann::json Status::snapshot() const {
                     {"noload_us", std::chrono::duration<double, std::micro>(l->noload()).count()}};
   }
   j["concurrency_limits"] = limits;
+  // The route table as this node calls it: per service, its providers with
+  // their breaker, this node's calls in flight to them, their latency and
+  // slow start.
+  nlohmann::json route_table = nlohmann::json::object();
+  const auto routes = core_.routes();
+  const TimePoint now = core_.clock().now();
+  for (const auto& [service, entry] : routes->services()) {
+    nlohmann::json providers = nlohmann::json::array();
+    for (const auto& p : entry.providers) {
+      const auto v = core_.router().provider_view(p.address, service, now);
+      providers.push_back({{"address", p.address.to_string()}, {"name", p.name}, {"state", member_state_name(p.state)},
+                           {"breaker", breaker::breaker_state_name(v.breaker)}, {"in_flight", v.outstanding},
+                           {"latency_ewma_us", v.latency_ewma_us}, {"warmth", v.warmth}});
+    }
+    route_table[service] = providers;
+  }
+  j["route_table"] = route_table;
   nlohmann::json events = nlohmann::json::array();
   for (const auto& e : core_.metrics().recent_events()) {
     events.push_back({{"time_ms", e.unix_ms}, {"event", e.kind}, {"address", e.address}, {"name", e.name}});

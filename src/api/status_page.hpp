@@ -29,6 +29,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 <p id="charts-state"></p>
 <h2>Members</h2>
 <table id="members"><thead><tr><th>address</th><th>name</th><th>version</th><th>state</th><th>incarnation</th><th>services</th></tr></thead><tbody></tbody></table>
+<h2>Routes (as this node calls them)</h2>
+<table id="routes"><thead><tr><th>service</th><th>provider</th><th>name</th><th>state</th><th>breaker</th><th>in flight</th><th>latency avg us</th><th>slow start</th></tr></thead><tbody></tbody></table>
 <h2>Membership events (newest first)</h2>
 <table id="events"><thead><tr><th>time</th><th>event</th><th>address</th><th>name</th></tr></thead><tbody></tbody></table>
 <h2>Recent errors of calls made by this node (newest first)</h2>
@@ -55,6 +57,14 @@ async function refresh(){
       rows+='<tr><td>'+esc(name)+'</td><td class="n">'+rs+'</td><td class="n">'+s.served+'</td><td class="n">'+errs(s.served_errors)+'</td><td class="n">'+s.served_latency_us.p50.toFixed(0)+'</td><td class="n">'+s.served_latency_us.p99.toFixed(0)+'</td><td class="n">'+rm+'</td><td class="n">'+s.made+'</td><td class="n">'+errs(s.made_errors)+'</td><td class="n">'+s.made_latency_us.p50.toFixed(0)+'</td><td class="n">'+s.made_latency_us.p99.toFixed(0)+'</td></tr>';
     }
     document.querySelector('#services tbody').innerHTML = rows;
+    let routes = '';
+    for (const [svc, provs] of Object.entries(st.route_table||{})) {
+      for (const p of provs) {
+        const bcls = p.breaker === 'closed' ? 'alive' : p.breaker === 'open' ? 'dead' : 'suspect';
+        routes += '<tr><td>'+esc(svc)+'</td><td>'+esc(p.address)+'</td><td>'+esc(p.name)+'</td><td class="'+esc(p.state)+'">'+esc(p.state)+'</td><td class="'+bcls+'">'+esc(p.breaker)+'</td><td class="n">'+p.in_flight+'</td><td class="n">'+(p.latency_ewma_us ? p.latency_ewma_us.toFixed(0) : '-')+'</td><td>'+(p.warmth < 1 ? (100*p.warmth).toFixed(0)+'% of its share' : 'warm')+'</td></tr>';
+      }
+    }
+    document.querySelector('#routes tbody').innerHTML = routes;
     const when = ms => new Date(ms).toLocaleTimeString();
     const cls = e => e.startsWith('alive') || e === 'joined' ? 'alive' : e;
     document.querySelector('#events tbody').innerHTML = (st.events||[]).slice().reverse().map(e=>'<tr><td>'+when(e.time_ms)+'</td><td class="'+esc(cls(e.event))+'">'+esc(e.event)+'</td><td>'+esc(e.address)+'</td><td>'+esc(e.name)+'</td></tr>').join('');

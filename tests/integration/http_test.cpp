@@ -240,6 +240,14 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   }
   EXPECT_NE(events.find("<td class=\"dead\">dead</td><td>" + addrs[2] + "</td>"), std::string::npos)
       << "member2 dead, not in the events table";
+  // The routes table: the two live members serve "add", with a breaker.
+  const auto routes = dom.substr(dom.find("id=\"routes\""));
+  for (int i : {0, 1}) {
+    EXPECT_NE(routes.find("<td>add</td><td>" + addrs[i] + "</td><td>member" + std::to_string(i) + "</td>"),
+              std::string::npos)
+        << "member" << i << " not a provider of add in the routes table";
+  }
+  EXPECT_NE(routes.find(">closed</td>"), std::string::npos) << "no breaker state in the routes table";
   // The charts were drawn with data: the page's own script reports, on each
   // canvas, the points it plotted and the pixels it inked.
   auto attr = [&](const std::string& id, const std::string& name) -> long {
