@@ -125,10 +125,30 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     return logs[i].get();
   };
 
+  // A progress line every 10 s of virtual time while forming (10,000
+  // members take a long time): joins so far, members that see everyone,
+  // push-pulls so far, wall time, RSS.
+  auto progress = [&](std::size_t started, std::size_t full) {
+    const auto pp = push_pulls();
+    double cached = 0, partial = 0;  // MiB held by the engines: responses kept, messages half reassembled
+    for (const auto& node : c.nodes) {
+      if (!node->engine) continue;
+      cached += static_cast<double>(node->engine->stats().dedup_bytes) / 1048576.0;
+      partial += static_cast<double>(node->engine->stats().reassembly_bytes) / 1048576.0;
+    }
+    std::fprintf(stderr,
+                 "[%zu]   ... virtual %7.1f s  wall %7.1f s  rss %6.0f MiB  joined %zu  seeing all %zu  push-pulls %lld"
+                 "  (events %zu, responses kept %.0f MiB, reassembly %.0f MiB)\n",
+                 n, to_seconds(c.net.now() - phase_virtual),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_wall).count(), peak_rss_mib(),
+                 started, full, static_cast<long long>(pp.first - phase_pp.first), c.net.pending_events(), cached,
+                 partial);
+  };
   c.start(0, {});
   for (std::size_t i = 1; i < n; ++i) {
     c.net.run_for(milliseconds(2));
     c.start(i, {SimCluster::address(0)});
+    if (i % 1000 == 0) progress(i + 1, 0);
   }
   const TimePoint joined = c.net.now();
   row.join_s = to_seconds(joined.time_since_epoch());
@@ -145,10 +165,36 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   for (std::size_t i = 0; i < n; ++i) first_n[i] = i;
   auto all_see_all = [&] { return counts_full(n, nullptr) && c.converged(first_n); };
   const TimePoint limit = joined + seconds(300);
-  while (!all_see_all() && c.net.now() < limit) c.net.run_for(milliseconds(100));
+  std::size_t ticks = 0;
+  while (!all_see_all() && c.net.now() < limit) {
+    c.net.run_for(milliseconds(100));
+    if (++ticks % 100 == 0) {
+      std::size_t full = 0;
+      for (std::size_t i = 0; i < n; ++i) full += c.nodes[i]->membership->alive_count() == n ? 1 : 0;
+      progress(n, full);
+    }
+  }
   row.converge_s = to_seconds(c.net.now() - joined);
   if (!all_see_all()) row.converge_s = -1;
-  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)");
+  // Per-peer state besides member records, per member: the reliable
+  // engine's RTT estimates and at-most-once records, the address guard's
+  // credit and proven pairs (N^2 of each across the simulation).
+  auto engine_state = [&] {
+    double rtt = 0, dedup = 0, credit = 0, proven = 0, live = 0;
+    for (const auto& node : c.nodes) {
+      if (!node->engine) continue;
+      live += 1;
+      rtt += static_cast<double>(node->engine->stats().peers_tracked);
+      dedup += static_cast<double>(node->engine->stats().dedup_entries);
+      credit += static_cast<double>(node->engine->path().guard().credit_entries());
+      proven += static_cast<double>(node->engine->path().guard().proven_entries());
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " per member: rtt %.0f dedup %.0f credit %.0f proven %.0f", rtt / live,
+                  dedup / live, credit / live, proven / live);
+    return std::string(buf);
+  };
+  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)" + engine_state());
 
   // Steady state: after the join news has died down.
   c.net.run_for(seconds(20));

@@ -97,7 +97,8 @@ class Listener {
   X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
   X(gossip_messages_sent, "Probe and gossip datagrams sent.")                          \
-  X(updates_dropped, "Queued gossip updates dropped because the queue was full.")
+  X(updates_dropped, "Queued gossip updates dropped because the queue was full.")     \
+  X(syncs_skipped, "Full-state exchanges with unknown senders not made: too many pending.")
 
 struct MembershipStats {
 #define BROACH_X(field, help) std::uint64_t field = 0;
@@ -246,6 +247,9 @@ class Membership final : public reliable::ExtensionReceiver {
                            std::function<void(bool)> on_ack, std::function<void()> on_timeout);
   void ack_timed_out(std::uint32_t seq);
   void gossip();
+  /// `reply.addr` sent us a message but is not a member we know: a full-
+  /// state exchange with it, unless gossip about it arrives first.
+  void sync_with_unknown(const reliable::Dest& reply);
   std::vector<Endpoint> random_members(std::size_t k, const std::vector<Endpoint>& exclude,
                                        bool include_suspect);
   Duration scaled(Duration d) const { return d * (awareness_ + 1); }
@@ -288,7 +292,13 @@ class Membership final : public reliable::ExtensionReceiver {
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;
   std::unordered_map<Endpoint, TimePoint> last_correction_;  // rate limit per accuser
-  std::unordered_set<Endpoint> syncing_;  // push-pulls in flight with unknown senders
+  /// Unknown senders waiting for (or in) a full-state exchange with us;
+  /// bounded, as any address can send a datagram.
+  std::unordered_set<Endpoint> syncing_;
+  static constexpr std::size_t kMaxSyncing = 256;
+  /// Of those, exchanges running (each carries our whole state).
+  int exchanges_with_unknown_ = 0;
+  static constexpr int kMaxUnknownExchanges = 2;
   Duration join_backoff_{};
   bool joined_ = false;
   bool running_ = false;

@@ -177,30 +177,59 @@ void Membership::on_extension(const Endpoint& from, const wire::Header& h,
   handle_probe(reliable::Dest::reply_to(from, h.node_id, (h.flags & wire::kFlagAuth) != 0), msg);
 }
 
+void Membership::sync_with_unknown(const reliable::Dest& reply) {
+  // A member we have never heard of is talking to us: gossip about its join
+  // may have missed us, and one full-state exchange with it repairs that
+  // long before the next periodic push-pull. But first give the gossip
+  // time to arrive: during a mass join (a cluster starting, a partition
+  // healing) nearly every sender is news still on its way, and exchanging
+  // at once cost ~6 full states per joining member (each N records, both
+  // ways). Wait as long as one holder keeps gossiping a piece of news; if
+  // the sender is still unknown then, exchange.
+  if (syncing_.size() >= kMaxSyncing) {
+    ++stats_.syncs_skipped;
+    return;
+  }
+  const Endpoint from = reply.addr;
+  syncing_.insert(from);
+  const int transmits = BroadcastQueue::transmit_limit(opt_.retransmit_mult, alive_count());
+  const Duration wait = opt_.gossip_interval * std::max(1, transmits / std::max(1, opt_.gossip_nodes));
+  std::weak_ptr<bool> token = alive_token_;
+  loop_.run_after(wait, [this, token, reply, from] {
+    if (token.expired()) return;
+    if (!running_ || known(from) || exchanges_with_unknown_ >= kMaxUnknownExchanges) {
+      if (running_ && !known(from)) ++stats_.syncs_skipped;
+      syncing_.erase(from);
+      return;
+    }
+    ++exchanges_with_unknown_;
+    auto finished = [this, from](bool) {
+      --exchanges_with_unknown_;
+      syncing_.erase(from);
+    };
+    // The request carries our whole state, so a sender that is neither a
+    // key holder nor proven must first ack a bare ping (sent as a reply,
+    // within the 3x rule).
+    if (engine_.reply_free(reply)) {
+      push_pull(from, false, finished);
+      return;
+    }
+    const std::uint32_t seq = expect_ack(
+        from, scaled(opt_.probe_timeout),
+        [this, from, finished](bool nack) {
+          if (!nack) push_pull(from, false, finished);  // (a nack is followed by the timeout)
+        },
+        [finished] { finished(false); });
+    ProbeWriter w(Kind::kPing, seq, std::nullopt);
+    const auto body = w.finish();
+    engine_.send_extension(wire::MsgType::kPing, reply, body);
+  });
+}
+
 void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
   const Endpoint& from = reply.addr;
   for (const auto& u : msg.updates) apply(u, false, &from);
-  if (from != self_.address && !known(from) && !syncing_.count(from)) {
-    // A member we have never heard of is talking to us: gossip about its
-    // join missed us. One full-state exchange with it repairs that now
-    // instead of at the next periodic push-pull. The request carries our
-    // whole state, so a sender that is neither a key holder nor proven must
-    // first ack a bare ping (sent as a reply, within the 3x rule).
-    syncing_.insert(from);
-    if (engine_.reply_free(reply)) {
-      push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
-    } else {
-      const std::uint32_t seq = expect_ack(
-          from, scaled(opt_.probe_timeout),
-          [this, from](bool nack) {
-            if (!nack) push_pull(from, false, [this, from](bool) { syncing_.erase(from); });
-          },
-          [this, from] { syncing_.erase(from); });
-      ProbeWriter w(Kind::kPing, seq, std::nullopt);
-      const auto body = w.finish();
-      engine_.send_extension(wire::MsgType::kPing, reply, body);
-    }
-  }
+  if (from != self_.address && !known(from) && !syncing_.count(from)) sync_with_unknown(reply);
   switch (msg.kind) {
     case Kind::kPing:
       send_probe(Kind::kAck, msg.seq, reply);

@@ -127,6 +127,7 @@ class DatagramPath final : public DatagramReceiver {
   bool reserve(const Dest& to, std::size_t bytes) { return guard_.try_charge(to, bytes, loop_.now()); }
   void refund(const Endpoint& to, std::uint64_t bytes) { guard_.refund(to, bytes); }
   AddressGuard& guard() { return guard_; }
+  const AddressGuard& guard() const { return guard_; }
 
   /// True when send_from_any_thread() may be used (a plain socket send).
   bool can_send_from_any_thread() const { return transport_.thread_safe_send(); }

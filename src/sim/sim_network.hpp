@@ -147,6 +147,8 @@ class SimNetwork {
                   delivered = 0, to_crashed = 0, deferred = 0;
   };
   const Stats& stats() const { return stats_; }
+  /// Events (timers, tasks, datagrams in flight) waiting to run.
+  std::size_t pending_events() const { return pending_.size(); }
   /// The last trace lines (bounded ring), oldest first, with the seed.
   std::string trace_tail(std::size_t lines = 40) const;
 
