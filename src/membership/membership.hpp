@@ -24,6 +24,7 @@
 #include "membership/broadcast_queue.hpp"
 #include "membership/member_table.hpp"
 #include "membership/messages.hpp"
+#include "membership/meta_pool.hpp"
 #include "membership/suspicion.hpp"
 #include "reliable/engine.hpp"
 
@@ -153,9 +154,9 @@ class Membership final : public reliable::ExtensionReceiver {
     MemberState state = MemberState::kAlive;
     std::uint32_t incarnation = 0;
     std::uint64_t life = 0;
-    std::shared_ptr<const MemberMeta> meta;  // never null
+    std::shared_ptr<const InternedMeta> meta;  // never null
     MemberInfo snapshot(bool self = false) const {
-      return MemberInfo{address, state, life, incarnation, *meta, self};
+      return MemberInfo{address, state, life, incarnation, meta->meta, self};
     }
   };
   using Index = std::uint32_t;  // a record's place in members_

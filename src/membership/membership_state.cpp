@@ -40,7 +40,7 @@ Update Membership::to_update(const Member& m, bool with_meta) const {
   u.addr = m.address;
   u.life = m.life;
   u.incarnation = m.incarnation;
-  if (with_meta) u.meta = m.meta;
+  if (with_meta) u.meta = std::shared_ptr<const MemberMeta>(m.meta, &m.meta->meta);
   return u;
 }
 
@@ -122,7 +122,7 @@ void Membership::on_alive(const Update& u) {
     set_live(idx);
     add_to_probe_round(idx);
     ++stats_.joins;
-    BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta->name,
+    BROACH_LOG_INFO("member {} ({}) {}", u.addr.to_string(), r.info.meta->meta.name,
                     rejoin ? "rejoined (new life)" : "joined");
     emit(EventKind::kJoin, r.info);
     broadcast(r.info);
@@ -141,7 +141,7 @@ void Membership::on_alive(const Update& u) {
   if (prev == MemberState::kDead || prev == MemberState::kLeft) add_to_probe_round(idx);
   r.info.state = MemberState::kAlive;
   r.info.incarnation = u.incarnation;
-  if (u.meta && *u.meta != *r.info.meta) r.info.meta = intern_meta(*u.meta);
+  if (u.meta && *u.meta != r.info.meta->meta) r.info.meta = intern_meta(*u.meta);
   set_live(idx);
   end_suspicion(u.addr);
   r.since = loop_.now();
@@ -372,7 +372,7 @@ void Membership::forget(Index i) {
 
 void Membership::set_meta(MemberMeta meta) {
   BROACH_ASSERT_IN_LOOP(loop_);
-  if (meta == *self_.meta) return;
+  if (meta == self_.meta->meta) return;
   self_.meta = intern_meta(meta);
   ++self_.incarnation;
   broadcast(self_);

@@ -143,11 +143,15 @@ bool Membership::old_news(const Update& u) const {
 wire::Bytes Membership::local_state(bool join) const {
   PushPullWriter w;
   w.begin(join, members_.size() + 1);
-  w.add(self_.state, self_.address, self_.life, self_.incarnation, self_.meta.get());
+  w.add_packed(self_.state, self_.address, self_.life, self_.incarnation, self_.meta->packed);
   // Tombstones go as bare "dead" records: the receiver cannot revive them
   // from stale news, and one alive across a healed partition refutes.
   for (const Record& r : members_) {
-    w.add(r.info.state, r.info.address, r.info.life, r.info.incarnation, r.tombstone ? nullptr : r.info.meta.get());
+    if (r.tombstone) {
+      w.add(r.info.state, r.info.address, r.info.life, r.info.incarnation, nullptr);
+    } else {
+      w.add_packed(r.info.state, r.info.address, r.info.life, r.info.incarnation, r.info.meta->packed);
+    }
   }
   return w.take();
 }

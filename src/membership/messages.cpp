@@ -4,7 +4,6 @@
 
 #include <cstring>
 
-#include "membership/meta_pool.hpp"
 
 namespace broach::membership {
 namespace {
@@ -216,10 +215,9 @@ void PushPullWriter::begin(bool join, std::size_t count) {
   pk.pack_array(static_cast<std::uint32_t>(count));
 }
 
-void PushPullWriter::add(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
-                         const MemberMeta* meta) {
-  ByteSink sink{out_};
-  msgpack::packer<ByteSink> pk(sink);
+namespace {
+template <class Pk>
+void pack_record_head(Pk& pk, MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation) {
   pk.pack_array(8);
   pk.pack(static_cast<std::uint8_t>(state));
   pack_address(pk, addr);
@@ -228,13 +226,27 @@ void PushPullWriter::add(MemberState state, const Endpoint& addr, std::uint64_t 
   pk.pack(incarnation);
   pack_address(pk, Endpoint{});
   pk.pack(std::uint16_t{0});
+}
+}  // namespace
+
+void PushPullWriter::add(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
+                         const MemberMeta* meta) {
+  ByteSink sink{out_};
+  msgpack::packer<ByteSink> pk(sink);
+  pack_record_head(pk, state, addr, life, incarnation);
   if (meta == nullptr) {
     pk.pack_nil();
-  } else if (const Bytes* packed = packed_meta(*meta)) {
-    out_.insert(out_.end(), packed->begin(), packed->end());
   } else {
     pack_meta(pk, *meta);
   }
+}
+
+void PushPullWriter::add_packed(MemberState state, const Endpoint& addr, std::uint64_t life,
+                                std::uint32_t incarnation, const Bytes& packed_meta) {
+  ByteSink sink{out_};
+  msgpack::packer<ByteSink> pk(sink);
+  pack_record_head(pk, state, addr, life, incarnation);
+  out_.insert(out_.end(), packed_meta.begin(), packed_meta.end());
 }
 
 Bytes pack_member_meta(const MemberMeta& m) {

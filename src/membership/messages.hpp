@@ -81,8 +81,12 @@ wire::Bytes encode_push_pull(bool join, const std::vector<Update>& state);
 class PushPullWriter {
  public:
   void begin(bool join, std::size_t count);
+  /// `meta` null: a record without metadata (a tombstone).
   void add(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
            const MemberMeta* meta);
+  /// With metadata already packed (interned metadata carries its encoding).
+  void add_packed(MemberState state, const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation,
+                  const wire::Bytes& packed_meta);
   wire::Bytes take() { return std::move(out_); }
 
  private:

@@ -25,19 +25,9 @@ struct MetaHash {
   }
 };
 
-// The shared value and its MessagePack encoding, made once.
-struct Entry {
-  MemberMeta meta;
-  wire::Bytes packed;
-};
-
 struct Pool {
   std::mutex mu;
-  std::unordered_map<MemberMeta, std::weak_ptr<const Entry>, MetaHash> entries;
-  // By address of the shared value. An entry outlives its value only until
-  // the next purge, and a new value at the same address replaces it, so a
-  // live value always finds its own entry here.
-  std::unordered_map<const MemberMeta*, std::weak_ptr<const Entry>> by_address;
+  std::unordered_map<MemberMeta, std::weak_ptr<const InternedMeta>, MetaHash> entries;
   std::size_t purge_at = 1024;  // size at which expired entries are swept (amortised O(1))
 };
 
@@ -48,33 +38,20 @@ Pool& pool() {
 
 }  // namespace
 
-std::shared_ptr<const MemberMeta> intern_meta(const MemberMeta& meta) {
+std::shared_ptr<const InternedMeta> intern_meta(const MemberMeta& meta) {
   Pool& p = pool();
   std::lock_guard lock(p.mu);
   auto [it, inserted] = p.entries.try_emplace(meta);
   if (!inserted) {
-    if (auto e = it->second.lock()) return std::shared_ptr<const MemberMeta>(e, &e->meta);
+    if (auto e = it->second.lock()) return e;
   }
-  auto e = std::make_shared<const Entry>(Entry{meta, pack_member_meta(meta)});
+  auto e = std::make_shared<const InternedMeta>(InternedMeta{meta, pack_member_meta(meta)});
   it->second = e;
-  p.by_address[&e->meta] = e;
   if (p.entries.size() >= p.purge_at) {
     std::erase_if(p.entries, [](const auto& kv) { return kv.second.expired(); });
-    std::erase_if(p.by_address, [](const auto& kv) { return kv.second.expired(); });
     p.purge_at = std::max<std::size_t>(1024, 2 * p.entries.size());
   }
-  return std::shared_ptr<const MemberMeta>(e, &e->meta);
-}
-
-const wire::Bytes* packed_meta(const MemberMeta& meta) {
-  Pool& p = pool();
-  std::lock_guard lock(p.mu);
-  auto it = p.by_address.find(&meta);
-  if (it == p.by_address.end()) return nullptr;
-  const auto e = it->second.lock();
-  // The caller holds `meta` (a shared value), so a live entry at its
-  // address is its own and stays alive after this returns.
-  return e && &e->meta == &meta ? &e->packed : nullptr;
+  return e;
 }
 
 std::size_t interned_meta_count() {

@@ -13,14 +13,16 @@
 
 namespace broach::membership {
 
+/// A member's metadata as records share it, with its MessagePack encoding
+/// (as a push-pull record carries it), made once when it was interned.
+struct InternedMeta {
+  MemberMeta meta;
+  wire::Bytes packed;
+};
+
 /// The shared copy of `meta`: equal metadata gives the same object while
 /// any holder keeps it. Never null.
-std::shared_ptr<const MemberMeta> intern_meta(const MemberMeta& meta);
-
-/// The MessagePack encoding of `meta` (as a push-pull record carries it),
-/// made once when it was interned; null when `meta` is not a value that
-/// intern_meta returned. Valid while the caller holds `meta`.
-const wire::Bytes* packed_meta(const MemberMeta& meta);
+std::shared_ptr<const InternedMeta> intern_meta(const MemberMeta& meta);
 
 /// Distinct metadata values currently held (expired entries excluded).
 std::size_t interned_meta_count();
