@@ -111,6 +111,14 @@ struct InterceptorConfig {
   bool access_log = false;          ///< accessLog: one debug line per call made and request served
 };
 
+/// params.broach.trace: per-call traces (docs/observability.md). A sampled
+/// call records spans on every node it passes through; each node keeps the
+/// last `keep` traces it saw in memory (/rpcz, `broach trace`).
+struct TraceConfig {
+  double sample_rate = 0;  ///< sampleRate: fraction of calls started here that are traced (0 = none)
+  int keep = 256;          ///< keep: traces held per node, the oldest forgotten first
+};
+
 /// params.broach.security: sealing every datagram with a shared key
 /// (docs/security.md). No key configured: plaintext, as in the seed.
 struct SecurityConfig {
@@ -159,6 +167,7 @@ struct Config {
   double drain_ms = 5000;
   SecurityConfig security;              ///< params.broach.security
   InterceptorConfig interceptors;       ///< params.broach.interceptors
+  TraceConfig trace;                    ///< params.broach.trace
   /// params.broach.maxConcurrency: service -> "auto" or a number; the key
   /// "*" covers services not listed. Empty (default): no limit, the
   /// worker pool's queue alone decides (the seed's semantics).

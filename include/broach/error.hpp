@@ -84,6 +84,10 @@ class Result {
     if (!ok()) throw std::get<1>(v_);
     return std::get<0>(v_);
   }
+  const T& value() const& {
+    if (!ok()) throw std::get<1>(v_);
+    return std::get<0>(v_);
+  }
   T&& value() && {
     if (!ok()) throw std::get<1>(v_);
     return std::get<0>(std::move(v_));

@@ -63,6 +63,9 @@ struct ClientCall {
   /// the attempts after it.
   Metadata metadata;
   int attempts = 0;  ///< attempts started so far
+  /// CallOptions::trace: the caller asked for this call to be traced
+  /// whatever the sample rate.
+  bool trace = false;
 };
 
 /// A request being served, as server interceptors and handlers see it.
@@ -74,6 +77,9 @@ struct ServerCall {
   /// The caller's deadline, on this node's clock (time_point::max(): none).
   std::chrono::steady_clock::time_point deadline;
   Metadata metadata;  ///< as the caller sent it
+  /// When the request arrived at this node (before it waited for a worker);
+  /// for an in-process call, when it was started.
+  std::chrono::steady_clock::time_point received;
 };
 
 class ClientInterceptor {

@@ -49,6 +49,9 @@ struct CallOptions {
   /// ("1.*"). Empty: any version.
   std::string version;
   RetryMode retry = RetryMode::kDefault;
+  /// Record this call's trace (spans on every node it reaches, and its
+  /// nested calls') whatever params.broach.trace.sampleRate says.
+  bool trace = false;
 };
 
 /// How a provided service runs.

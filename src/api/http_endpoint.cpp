@@ -1,11 +1,14 @@
-// HttpEndpoint: /metrics, /members, /routes, /status.json and the page.
+// HttpEndpoint: /metrics, /members, /routes, /status.json, /series.json,
+// /rpcz(.json) and the status page.
 #include "api/http_endpoint.hpp"
 
 #include <httplib.h>
 
 #include <chrono>
 #include <future>
+#include <map>
 
+#include "api/rpcz_page.hpp"
 #include "api/status_page.hpp"
 #include "base/log.hpp"
 
@@ -84,6 +87,25 @@ void HttpEndpoint::start() {
       return;
     }
     res.set_content(body, "application/json");
+  });
+  // Traces (tracing.hpp): JSON for scripts and `broach trace`, and a page.
+  http_->Get("/rpcz.json", [this](const httplib::Request& req, httplib::Response& res) {
+    std::map<std::string, std::string> params;
+    for (const auto& [k, v] : req.params) params[k] = v;
+    TraceStore::Filter f;
+    if (auto bad = read_filter(params, f)) {
+      res.status = 400;
+      res.set_content(*bad + "\n", "text/plain");
+      return;
+    }
+    if (stopping_.load()) {
+      res.status = 503;
+      return;
+    }
+    res.set_content(status_.rpcz_json(f).dump(), "application/json");
+  });
+  http_->Get("/rpcz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kRpczPage, "text/html; charset=utf-8");
   });
   // The charting library, embedded at build time (404 when it was absent:
   // the page then shows its tables only).

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 
 #include "reliable/keyring.hpp"
 
@@ -31,6 +32,8 @@ bool InternalServices::handle(reliable::IncomingRequest& req) {
       r.body = pack_routes(*d_.routes());
     } else if (req.service == kStatsService) {
       r.body = d_.stats_msgpack();
+    } else if (req.service == kRpczService && d_.rpcz_msgpack) {
+      r.body = d_.rpcz_msgpack(rpcz_filter(req.args));
     } else if (req.service == kKeysService) {
       r.body = keys(req.args);
     } else {
@@ -62,6 +65,21 @@ bool InternalServices::allowed(const reliable::IncomingRequest& req) const {
   if (from.same_host(d_.engine.options().advertised)) return true;
   const auto* membership = d_.membership();
   return membership != nullptr && membership->live_member_at(from);
+}
+
+TraceStore::Filter InternalServices::rpcz_filter(std::span<const std::byte> args) {
+  std::map<std::string, std::string> params;
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(args.data()), args.size());
+    const auto& a = oh.get();
+    if (a.type != msgpack::type::ARRAY || a.via.array.size > 1) throw Error(Errc::kBadArguments, "");
+    if (a.via.array.size == 1) a.via.array.ptr[0].convert(params);
+  } catch (const std::exception&) {
+    throw Error(Errc::kBadArguments, "__broach.rpcz takes [] or [{parameter: value}]");
+  }
+  TraceStore::Filter f;
+  if (auto bad = read_filter(params, f)) throw Error(Errc::kBadArguments, "__broach.rpcz: " + *bad);
+  return f;
 }
 
 namespace {

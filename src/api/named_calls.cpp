@@ -20,6 +20,7 @@ void NamedCalls::start(const std::string& service, Bytes args, const CallOptions
     auto ic = std::make_shared<InterceptedCall>();
     ic->list = list;
     ic->call.service = service;
+    ic->call.trace = opts.trace;
     ic->call.deadline = to_public(c->deadline);
     ic->started = d_.clock.now();
     // after_call runs on the loop thread, as the call ends.

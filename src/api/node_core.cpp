@@ -80,14 +80,23 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
     : config_(std::move(config)),
       seams_(seams),
       address_(seams.transport.local()),
+      tracer_(std::make_shared<Tracer>(address_.to_string(), config_.trace.sample_rate,
+                                       static_cast<std::size_t>(config_.trace.keep), interceptors_, seams.clock)),
       router_(config_, seams.rng_seed ^ 0x5bd1e995u),
       engine_(seams.loop, seams.transport, engine_options(config_, seams.node_id, address_), &server_),
       internal_(InternalServices::Deps{
           seams.loop, engine_, [this] { return membership_.get(); }, [this] { return routes_.load(); },
-          [this] { return status_->stats_msgpack(); }, config_.security.keyring,
+          [this] { return status_->stats_msgpack(); },
+          [this](const TraceStore::Filter& f) {
+            const auto j = status_->rpcz_json(f);
+            const auto packed = nlohmann::json::to_msgpack(j);
+            return Bytes(reinterpret_cast<const std::byte*>(packed.data()),
+                         reinterpret_cast<const std::byte*>(packed.data()) + packed.size());
+          },
+          config_.security.keyring,
           admin_networks(config_.security)}),
       server_(Server::Deps{seams.loop, seams.clock, seams.executor, services_, counters_, metrics_, stopping_,
-                           interceptors_, config_.max_concurrency},
+                           interceptors_, config_.max_concurrency, [this] { tracer_->ensure_installed(); }},
               engine_, internal_),
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),
       local_(LocalCalls::Deps{seams.loop, seams.executor, services_, server_, counters_}),
@@ -102,6 +111,9 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
     interceptors_.add(interceptors::client_access_log());
     interceptors_.add(interceptors::server_access_log());
   }
+  // Sampling on: the tracer from the start (after the built-in ones, so
+  // that a traced call's spans see the request id they set).
+  if (config_.trace.sample_rate > 0) tracer_->ensure_installed();
   membership_ = std::make_unique<membership::Membership>(seams.loop, engine_, membership_options(config_),
                                                          seams.life, meta(), seams.rng_seed, this);
   routes_.store(routing::RouteTable::build(membership_->members()));
@@ -215,6 +227,7 @@ void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes arg
                        Done done) {
   const TimePoint now = seams_.clock.now();
   TimePoint deadline = call_deadline(config_, opts, now);
+  if (opts.trace) tracer_->ensure_installed();
   const ClientList* list = interceptors_.client();
   if (list == nullptr) {
     direct_.call(to, service, args, deadline, std::move(done));
@@ -226,6 +239,7 @@ void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes arg
   ic->list = list;
   ic->call.service = service;
   ic->call.to = to;
+  ic->call.trace = opts.trace;
   ic->call.deadline = to_public(deadline);
   ic->started = now;
   std::optional<Error> refused = run_before_call(*list, ic->call);
@@ -258,6 +272,7 @@ void NodeCore::add_interceptor(std::shared_ptr<ClientInterceptor> i) { intercept
 void NodeCore::add_interceptor(std::shared_ptr<ServerInterceptor> i) { interceptors_.add(std::move(i)); }
 
 void NodeCore::call_by_name(const std::string& service, Bytes args, const CallOptions& opts, Done done) {
+  if (opts.trace) tracer_->ensure_installed();
   named_.start(service, std::move(args), opts, std::move(done));
 }
 

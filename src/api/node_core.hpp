@@ -32,6 +32,7 @@
 #include "api/named_calls.hpp"
 #include "api/server.hpp"
 #include "api/service_registry.hpp"
+#include "api/tracing.hpp"
 #include "base/clock.hpp"
 #include "base/executor.hpp"
 #include "membership/membership.hpp"
@@ -73,6 +74,7 @@ class NodeCore final : public membership::Listener {
   const reliable::Engine& engine() const { return engine_; }
   const membership::Membership& membership() const { return *membership_; }
   Status& status() { return *status_; }
+  const Tracer& tracer() const { return *tracer_; }
   void on_member_event(membership::EventKind kind, const MemberInfo& m) override;
 
   // Any thread.
@@ -109,6 +111,8 @@ class NodeCore final : public membership::Listener {
   Metrics metrics_;
   ServiceRegistry services_;
   InterceptorChain interceptors_;
+  /// Installs itself in interceptors_ when first needed (api/tracing.hpp).
+  std::shared_ptr<Tracer> tracer_;
   CallRouter router_;
   std::atomic<std::shared_ptr<const routing::RouteTable>> routes_;
   bool rebuild_pending_ = false;  // loop thread

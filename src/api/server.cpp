@@ -81,7 +81,7 @@ void Server::on_request(reliable::IncomingRequest&& req) {
                    finish(a);
                    engine_.respond_from_any_thread(token, to_call_result(std::move(r)));
                  },
-                 req.token.reply_to, req.metadata);
+                 req.token.reply_to, req.metadata, req.received);
     return;
   }
   if (svc->options.run_on_loop) {
@@ -129,7 +129,7 @@ void Server::hand_off() {
 
 // Runs on a worker thread, or on the loop thread (run_on_loop, caller-runs).
 void Server::run(const RawHandler& handler, reliable::IncomingRequest& req, const Admission& a) {
-  RawResult r = invoke(req.service, handler, req.args, req.deadline, req.token.reply_to, req.metadata);
+  RawResult r = invoke(req.service, handler, req.args, req.deadline, req.token.reply_to, req.metadata, req.received);
   finish(a);  // before the answer: a caller that sends again at once finds room
   engine_.respond_from_any_thread(req.token, to_call_result(std::move(r)));
 }
@@ -139,9 +139,10 @@ void Server::refuse(const reliable::RequestToken& token, Errc code, std::string 
 }
 
 RawResult Server::invoke(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
-                         TimePoint deadline, std::optional<Endpoint> caller, std::span<const std::byte> metadata) {
+                         TimePoint deadline, std::optional<Endpoint> caller, std::span<const std::byte> metadata,
+                         TimePoint received) {
   const TimePoint t0 = d_.clock.now();
-  RawResult r = invoke_unmeasured(service, handler, args, deadline, caller, metadata);
+  RawResult r = invoke_unmeasured(service, handler, args, deadline, caller, metadata, received);
   auto& m = d_.metrics.service(service);
   m.served.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) m.served_errors.add(r.error().code());
@@ -150,18 +151,20 @@ RawResult Server::invoke(const std::string& service, const RawHandler& handler, 
 }
 
 ServerCall Server::server_call(const std::string& service, TimePoint deadline, const std::optional<Endpoint>& caller,
-                               std::span<const std::byte> metadata) const {
+                               std::span<const std::byte> metadata, TimePoint received) const {
   ServerCall sc;
   sc.service = service;
   sc.caller = caller ? *caller : engine_.options().advertised;
   sc.deadline = deadline == TimePoint::max() ? std::chrono::steady_clock::time_point::max() : to_public(deadline);
   sc.metadata = unpack_metadata(metadata);
+  sc.received = to_public(received == TimePoint{} ? d_.clock.now() : received);
+  if (d_.on_traced_request && sc.metadata.count(kTraceMetadataKey)) d_.on_traced_request();
   return sc;
 }
 
 void Server::invoke_async(const std::string& service, const RawAsyncHandler& handler, std::span<const std::byte> args,
                           TimePoint deadline, std::function<void(RawResult)> done, std::optional<Endpoint> caller,
-                          std::span<const std::byte> metadata) {
+                          std::span<const std::byte> metadata, TimePoint received) {
   BROACH_ASSERT_IN_LOOP(d_.loop);
   if (d_.stopping.load(std::memory_order_relaxed)) {
     done(Error(Errc::kOverloaded, kStoppingMessage));
@@ -178,7 +181,7 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
   std::shared_ptr<const ServerCall> sc;
   const ServerList* list = nullptr;
   if (d_.interceptors.any() || !metadata.empty()) {
-    sc = std::make_shared<const ServerCall>(server_call(service, deadline, caller, metadata));
+    sc = std::make_shared<const ServerCall>(server_call(service, deadline, caller, metadata, received));
     list = d_.interceptors.server();
   }
   const ServerCallScope scope(sc.get());
@@ -226,7 +229,8 @@ void Server::invoke_async(const std::string& service, const RawAsyncHandler& han
 
 RawResult Server::invoke_unmeasured(const std::string& service, const RawHandler& handler,
                                     std::span<const std::byte> args, TimePoint deadline,
-                                    const std::optional<Endpoint>& caller, std::span<const std::byte> metadata) {
+                                    const std::optional<Endpoint>& caller, std::span<const std::byte> metadata,
+                                    TimePoint received) {
   if (d_.stopping.load(std::memory_order_relaxed)) return Error(Errc::kOverloaded, kStoppingMessage);
   if (d_.clock.now() >= deadline) {
     // The caller has given up: running the work now would only waste it.
@@ -236,7 +240,7 @@ RawResult Server::invoke_unmeasured(const std::string& service, const RawHandler
   if (!d_.interceptors.any() && metadata.empty()) return call_handler(d_.counters, handler, args);
   // Interceptors installed, or metadata came: they and the handler (and its
   // nested calls) see the request as current_server_call().
-  const ServerCall sc = server_call(service, deadline, caller, metadata);
+  const ServerCall sc = server_call(service, deadline, caller, metadata, received);
   const ServerCallScope scope(&sc);
   const ServerList* list = d_.interceptors.server();
   if (list == nullptr) return call_handler(d_.counters, handler, args);

@@ -33,6 +33,7 @@
 #include "api/interceptors.hpp"
 #include "api/metrics.hpp"
 #include "api/service_registry.hpp"
+#include "api/tracing.hpp"
 #include "base/clock.hpp"
 #include "base/executor.hpp"
 #include "breaker/concurrency_limiter.hpp"
@@ -61,6 +62,9 @@ class Server final : public reliable::RequestHandler {
     const InterceptorChain& interceptors;
     /// params.broach.maxConcurrency (service or "*" -> limit).
     const std::map<std::string, ConcurrencyLimitConfig>& max_concurrency;
+    /// A request that carries a trace arrived (any thread): the node makes
+    /// sure its tracer is installed. Empty: ignored.
+    std::function<void()> on_traced_request;
   };
   /// A request let in under its service's concurrency limit. It leaves the
   /// limit once: at release() (called before the response is sent, so a
@@ -120,22 +124,25 @@ class Server final : public reliable::RequestHandler {
   /// `metadata`: as it came (packed, checked).
   RawResult invoke(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
                    TimePoint deadline, std::optional<Endpoint> caller = std::nullopt,
-                   std::span<const std::byte> metadata = {});
+                   std::span<const std::byte> metadata = {}, TimePoint received = {});
   /// Loop thread: starts an async (coroutine) handler with the same rules;
   /// `done` runs once, on the thread where the handler finishes (at once,
   /// here, when it is refused or its arguments do not unpack).
   void invoke_async(const std::string& service, const RawAsyncHandler& handler, std::span<const std::byte> args,
                     TimePoint deadline, std::function<void(RawResult)> done,
-                    std::optional<Endpoint> caller = std::nullopt, std::span<const std::byte> metadata = {});
+                    std::optional<Endpoint> caller = std::nullopt, std::span<const std::byte> metadata = {},
+                    TimePoint received = {});
 
  private:
   /// What interceptors and nested calls see of a request (only built when
   /// an interceptor is installed).
+  /// `received` {}: now. A request that carries a trace installs the
+  /// node's tracer if it was not (a traced call is traced on every node).
   ServerCall server_call(const std::string& service, TimePoint deadline, const std::optional<Endpoint>& caller,
-                         std::span<const std::byte> metadata) const;
+                         std::span<const std::byte> metadata, TimePoint received) const;
   RawResult invoke_unmeasured(const std::string& service, const RawHandler& handler, std::span<const std::byte> args,
                               TimePoint deadline, const std::optional<Endpoint>& caller,
-                              std::span<const std::byte> metadata);
+                              std::span<const std::byte> metadata, TimePoint received);
   static RawResult call_handler(NodeCounters& counters, const RawHandler& handler, std::span<const std::byte> args);
   void run(const RawHandler& handler, reliable::IncomingRequest& req, const Admission& a);
   void refuse(const reliable::RequestToken& token, Errc code, std::string message);

@@ -136,8 +136,20 @@ std::vector<Sample> Status::samples() const {
   for (const auto& s : sources_) s(out);
   engine_samples(core_.engine(), out);
   membership_samples(core_.membership(), out);
+  const auto t = core_.tracer().store().stats();
+  out.push_back(Sample{"traces", "spans", "broach_trace_spans_total", "Trace spans recorded on this node.",
+                       static_cast<double>(t.spans)});
+  out.push_back(Sample{"traces", "spans_dropped", "broach_trace_spans_dropped_total",
+                       "Trace spans dropped: their trace already held the most spans a trace keeps.",
+                       static_cast<double>(t.spans_dropped)});
+  out.push_back(Sample{"traces", "evicted", "broach_traces_evicted_total",
+                       "Traces forgotten to keep params.broach.trace.keep.", static_cast<double>(t.traces_evicted)});
+  out.push_back(Sample{"traces", "kept", "broach_traces_kept", "Traces held in memory.",
+                       static_cast<double>(t.traces), true});
   return out;
 }
+
+nlohmann::json Status::rpcz_json(const TraceStore::Filter& f) const { return traces_json(core_.tracer(), f); }
 
 nlohmann::json Status::snapshot() const {
   nlohmann::json j;

@@ -14,6 +14,7 @@
 
 #include "api/counters.hpp"
 #include "api/series.hpp"
+#include "api/tracing.hpp"
 #include "broach/codec.hpp"
 
 namespace broach::api {
@@ -47,6 +48,8 @@ class Status {
   /// The history as /series.json serves it (`prefix`: a filter on names).
   nlohmann::json series_json(const std::string& prefix = "", std::size_t last = 0) const;
   const SeriesRecorder& series() const { return series_; }
+  /// The traces this node holds that match `f` (/rpcz.json; any thread).
+  nlohmann::json rpcz_json(const TraceStore::Filter& f) const;
 
  private:
   NodeCore& core_;

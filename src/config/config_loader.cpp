@@ -371,6 +371,7 @@ void read_policy_map(Walker& w, const Json& v, const std::string& p, LoadBalance
 }
 
 constexpr Range kConcurrencyRange{1, 100000};
+constexpr Range kTraceKeepRange{1, 100000};
 
 void read_concurrency_map(Walker& w, const Json& v, const std::string& p, Config& out) {
   if (!v.is_object()) {
@@ -445,6 +446,11 @@ const Key<InterceptorConfig> kInterceptorKeys[] = {
     {"accessLog", &InterceptorConfig::access_log},
 };
 
+const Key<TraceConfig> kTraceKeys[] = {
+    {"sampleRate", &TraceConfig::sample_rate, kRatioRange},
+    {"keep", &TraceConfig::keep, kTraceKeepRange},
+};
+
 // params.broach: one row per section. Reserved for later features:
 // membership, loadBalance, http, security (see docs/config.md).
 const Key<Config> kBroachKeys[] = {
@@ -470,6 +476,9 @@ const Key<Config> kBroachKeys[] = {
      }}},
     {"interceptors", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
        w.section<InterceptorConfig>(v, p, kInterceptorKeys, c.interceptors);
+     }}},
+    {"trace", Custom<Config>{[](Walker& w, const Json& v, const std::string& p, Config& c) {
+       w.section<TraceConfig>(v, p, kTraceKeys, c.trace);
      }}},
     {"maxConcurrency", Custom<Config>{read_concurrency_map}},
 };
@@ -611,6 +620,8 @@ void check_balancing(const Checker& k, const Config& c) {
   }
   if (!c.http.empty()) k.bind_address("params.broach.http", c.http);
   k.number("params.broach.drainMs", c.drain_ms, kDrainMsRange);
+  k.number("params.broach.trace.sampleRate", c.trace.sample_rate, kRatioRange);
+  k.integer("params.broach.trace.keep", c.trace.keep, kTraceKeepRange);
   for (const auto& [svc, lim] : c.max_concurrency) {
     const std::string key = "params.broach.maxConcurrency." + svc;
     if (svc.empty()) k.fail(key, "a service name must not be empty");

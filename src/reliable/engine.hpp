@@ -91,6 +91,7 @@ struct IncomingRequest {
   Bytes args;            ///< one packed msgpack array
   Bytes metadata;        ///< the call's metadata, a packed map (checked); empty: none
   TimePoint deadline;    ///< on this loop's clock; TimePoint::max() when none
+  TimePoint received{};  ///< when the engine delivered it (its last fragment came)
 };
 
 class RequestHandler {

@@ -112,6 +112,7 @@ void Engine::deliver_request(const Endpoint& from, const Header& h, std::span<co
   req.args.assign(rv.args.begin(), rv.args.end());
   req.metadata.assign(rv.metadata.begin(), rv.metadata.end());
   req.deadline = e.deadline;
+  req.received = loop_.now();
   handler_->on_request(std::move(req));
 }
 

@@ -221,6 +221,26 @@ TEST(ConfigBroach, MembershipKeysMapAndAreChecked) {
                Error);
 }
 
+TEST(ConfigBroach, TraceKeysMapAndAreChecked) {
+  Config c = parse_config(R"({"params": {"broach": {"trace": {"sampleRate": 0.01, "keep": 50}}}})", "t.json");
+  EXPECT_DOUBLE_EQ(c.trace.sample_rate, 0.01);
+  EXPECT_EQ(c.trace.keep, 50);
+  EXPECT_EQ(default_config().trace.sample_rate, 0) << "off by default";
+  const Config typo = parse_config(R"({"params": {"broach": {"trace": {"sampleRatio": 0.1}}}})", "t.json");
+  ASSERT_EQ(typo.warnings.size(), 1u);
+  EXPECT_NE(typo.warnings[0].find("t.json: unknown key params.broach.trace.sampleRatio"), std::string::npos)
+      << typo.warnings[0];
+  for (const char* bad : {R"({"params": {"broach": {"trace": {"sampleRate": 1.5}}}})",
+                          R"({"params": {"broach": {"trace": {"keep": 0}}}})"}) {
+    try {
+      parse_config(bad, "t.json");
+      FAIL() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("t.json: params.broach.trace."), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ConfigDefaults, EmbeddedDefaultMatchesHeaderDefaults) {
   Config c = default_config();
   expect_header_defaults(c);
