@@ -78,6 +78,38 @@ TEST_F(Cli, MembersRoutesStatsAndBenchSpeakJson) {
   EXPECT_GE(s["services"]["echo"]["served"].get<int>(), 200);  // the bench's calls
 }
 
+TEST_F(Cli, TracedCallIsFoundByTrace) {
+  auto r = run("trace --seed " + addr_ + " --json");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_TRUE(nlohmann::json::parse(r.out).empty()) << "nothing traced yet: " << r.out;
+  ASSERT_EQ(run("call --to " + addr_ + " sleep 30").status, 0);  // not traced
+  ASSERT_EQ(run("call --to " + addr_ + " --trace sleep 30").status, 0);
+  ASSERT_EQ(run("call --to " + addr_ + " --trace echo hi").status, 0);
+  r = run("trace --seed " + addr_ + " --json");
+  ASSERT_EQ(r.status, 0);
+  auto traces = nlohmann::json::parse(r.out);
+  ASSERT_EQ(traces.size(), 2u) << r.out;
+  // Newest first: the echo, then the sleep; each as the provider served it
+  // (the calling CLI's own spans left with it).
+  ASSERT_EQ(traces[1]["spans"].size(), 1u) << r.out;
+  const auto& serve = traces[1]["spans"][0];
+  EXPECT_EQ(serve["kind"], "serve");
+  EXPECT_EQ(serve["service"], "sleep");
+  EXPECT_EQ(serve["node"], addr_);
+  EXPECT_GE(serve["duration_us"].get<std::int64_t>(), 30000);
+  EXPECT_EQ(serve["outcome"], "ok");
+  r = run("trace --seed " + addr_ + " --min-ms 25 --json");
+  ASSERT_EQ(r.status, 0);
+  traces = nlohmann::json::parse(r.out);
+  ASSERT_EQ(traces.size(), 1u) << r.out;
+  EXPECT_EQ(traces[0]["spans"][0]["service"], "sleep");
+  r = run("trace --seed " + addr_ + " --service echo");  // the table
+  ASSERT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("serve   echo"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("sleep"), std::string::npos) << r.out;
+  EXPECT_EQ(run("trace --seed " + addr_ + " --min-ms -1").status, 1);
+}
+
 TEST_F(Cli, ErrorPathsExitNonZero) {
   EXPECT_EQ(run("call --to " + addr_ + " work02 1 2").status, 3);            // not found
   EXPECT_EQ(run("call --to " + addr_ + " add 1").status, 3);                 // bad arguments

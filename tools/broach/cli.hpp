@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ std::string& keyring_flag();
 void add_keyring_flag(CLI::App& cmd);
 /// What to say after a call to `addr` got no answer.
 std::string unreachable_hint(const std::string& addr);
+/// Calls `service` (an internal one answering msgpack-packed JSON) at `to`;
+/// prints what went wrong, if anything, and returns an exit code.
+int call_json(Node& node, const Endpoint& to, const std::string& service, Bytes args, nlohmann::json& out);
 
 void register_node(CLI::App& app, int& exit_code);
 void register_keygen(CLI::App& app, int& exit_code);
@@ -49,6 +53,7 @@ void register_keys(CLI::App& app, int& exit_code);
 void register_call(CLI::App& app, int& exit_code);
 void register_cluster_views(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
+void register_trace(CLI::App& app, int& exit_code);
 /// A config for a short-lived client node that talks to `to` (it binds an
 /// ephemeral port and does not join the cluster).
 Config client_config(const Endpoint& to, double timeout_s);

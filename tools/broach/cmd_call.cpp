@@ -17,6 +17,7 @@ struct CallFlags {
   std::string service;
   std::vector<std::string> args;
   double timeout_s = 0;
+  bool trace = false;
 };
 
 // Asks the member at `seed` for its route table and picks a provider of
@@ -88,7 +89,9 @@ int run_call(const CallFlags& f) {
               reinterpret_cast<const std::byte*>(packed.data()) + packed.size());
   try {
     Node node(client_config(to, f.timeout_s));
-    auto r = node.call_raw(to, f.service, std::move(bytes));
+    CallOptions opts;
+    opts.trace = f.trace;  // the provider keeps its spans: `broach trace` finds them
+    auto r = node.call_raw(to, f.service, std::move(bytes), opts);
     if (!r.ok()) {
       const bool silent = r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout;
       std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
@@ -119,6 +122,7 @@ void register_call(CLI::App& app, int& exit_code) {
   to->excludes(seed);
   seed->excludes(to);
   cmd->add_option("--timeout", f->timeout_s, "seconds (default: rpcTimeOut, 6)");
+  cmd->add_flag("--trace", f->trace, "trace the call (and the calls it makes): see `broach trace`");
   add_keyring_flag(*cmd);
   cmd->add_option("service", f->service, "service name")->required();
   cmd->add_option("args", f->args, "arguments, each a JSON value (bare words are strings; @FILE reads one from a file)");

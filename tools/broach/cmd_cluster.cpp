@@ -26,19 +26,7 @@ int fetch(const ViewFlags& f, const char* service, nlohmann::json& out) {
   }
   try {
     Node node(client_config(to, f.timeout_s));
-    auto r = node.call_raw(to, service, detail::pack_args());
-    if (!r.ok()) {
-      std::cerr << "error: " << errc_name(r.error().code()) << ": " << r.error().message()
-                << (r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout
-                        ? unreachable_hint(f.seed)
-                        : "")
-                << "\n";
-      return kExitCallFailed;
-    }
-    const auto& body = r.value();
-    const auto* p = reinterpret_cast<const std::uint8_t*>(body.data());
-    out = nlohmann::json::from_msgpack(p, p + body.size());
-    return kExitOk;
+    return call_json(node, to, service, detail::pack_args(), out);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return kExitRuntime;
@@ -177,6 +165,28 @@ void add_view(CLI::App& app, const char* name, const char* help, int (*run)(cons
 }
 
 }  // namespace
+
+int call_json(Node& node, const Endpoint& to, const std::string& service, Bytes args, nlohmann::json& out) {
+  auto r = node.call_raw(to, service, std::move(args));
+  if (!r.ok()) {
+    std::cerr << "error: " << to.to_string() << ": " << errc_name(r.error().code()) << ": " << r.error().message()
+              << (r.error().code() == Errc::kDeliveryTimeout || r.error().code() == Errc::kCallTimeout
+                      ? unreachable_hint(to.to_string())
+                      : "")
+              << "\n";
+    return kExitCallFailed;
+  }
+  const auto& body = r.value();
+  const auto* p = reinterpret_cast<const std::uint8_t*>(body.data());
+  try {
+    out = nlohmann::json::from_msgpack(p, p + body.size());
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << to.to_string() << ": " << service << " answered something else than JSON: " << e.what()
+              << "\n";
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
 
 std::string& keyring_flag() {
   static std::string path;
