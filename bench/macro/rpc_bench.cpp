@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
@@ -95,6 +96,9 @@ Config bench_config(const Flags& f, int default_port) {
   c.transport.gso = f.num("gso", 1) != 0;
   // The built-in request-id interceptor (metadata on every request).
   c.interceptors.request_id = f.num("request-id", 0) != 0;
+  // Per-call traces: this fraction of the calls started here (the provider
+  // records its side of each, and installs its tracer at the first).
+  c.trace.sample_rate = f.num("trace-sample", 0);
   return c;
 }
 
@@ -246,6 +250,9 @@ int run_client(const Flags& f) {
   if (!c.transport.gso) workload += "_nogso";
   if (f.num("interceptors", 0) > 0) workload += "_icpt" + std::to_string(static_cast<int>(f.num("interceptors", 0)));
   if (c.interceptors.request_id) workload += "_reqid";
+  if (c.trace.sample_rate > 0) {
+    workload += "_trace" + std::to_string(static_cast<int>(std::lround(c.trace.sample_rate * 1000))) + "pm";
+  }
   Report r{"rpc", workload, size, inflight};
   const std::string payload(size, 'x');
   const auto server_allocs = [&]() -> std::uint64_t {
@@ -342,7 +349,8 @@ int usage() {
                "        [--busy-poll US] busy-polls US microseconds before sleeping,\n"
                "        [--path1500 1] a 1500-byte path even on loopback, [--gso 0] no UDP GSO/GRO,\n"
                "        [--interceptors N] N no-op client (echo) or server interceptors,\n"
-               "        [--request-id 1] the built-in request-id interceptor: metadata on every call)\n"
+               "        [--request-id 1] the built-in request-id interceptor: metadata on every call,\n"
+               "        [--trace-sample R] trace a fraction R of the calls (params.broach.trace.sampleRate))\n"
                "       bench_rpc memory [--seconds D]  (RSS idle, and with 10,000 calls in flight)\n");
   return 2;
 }
@@ -354,7 +362,7 @@ int main(int argc, char** argv) {
   using namespace broach::bench;
   const Flags f(argc, argv, {"ip", "port", "core", "max-threads", "max-datagram", "to", "size",
                               "inflight", "seconds", "mode", "cpu", "service", "keyring", "interceptors", "request-id",
-                              "busy-poll", "path1500", "gso"});
+                              "busy-poll", "path1500", "gso", "trace-sample"});
   if (!f.ok()) return usage();
   pin_to_cpu(static_cast<int>(f.num("cpu", -1)));
   try {
