@@ -81,12 +81,20 @@ void membership_samples(const membership::Membership& m, std::vector<Sample>& ou
 }
 
 nlohmann::json latency_json(const LatencyHistogram& h) {
+  // The non-empty buckets as [index, count] pairs (LatencyHistogram's
+  // bucketing, include/broach/histogram.hpp): two snapshots give the
+  // quantiles of what happened between them (`broach top`).
+  nlohmann::json buckets = nlohmann::json::array();
+  for (std::size_t i = 0; i < LatencyHistogram::kBuckets; ++i) {
+    if (const auto c = h.bucket_count(i); c > 0) buckets.push_back({i, c});
+  }
   return {{"count", h.count()},
           {"p50", h.quantile_us(0.50)},
           {"p90", h.quantile_us(0.90)},
           {"p99", h.quantile_us(0.99)},
           {"p999", h.quantile_us(0.999)},
-          {"max", static_cast<double>(h.max_ns()) / 1000.0}};
+          {"max", static_cast<double>(h.max_ns()) / 1000.0},
+          {"buckets", std::move(buckets)}};
 }
 
 nlohmann::json codes_json(const CodeCounters& c) {

@@ -54,6 +54,7 @@ void register_call(CLI::App& app, int& exit_code);
 void register_cluster_views(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
 void register_trace(CLI::App& app, int& exit_code);
+void register_top(CLI::App& app, int& exit_code);
 /// A config for a short-lived client node that talks to `to` (it binds an
 /// ephemeral port and does not join the cluster).
 Config client_config(const Endpoint& to, double timeout_s);

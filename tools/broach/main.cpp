@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   broach::cli::register_cluster_views(app, exit_code);
   broach::cli::register_bench(app, exit_code);
   broach::cli::register_trace(app, exit_code);
+  broach::cli::register_top(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
