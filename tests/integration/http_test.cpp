@@ -156,6 +156,55 @@ TEST(Http, MembersAndRoutesAreJson) {
   EXPECT_EQ(r["add"][0]["address"], server.address().to_string());
 }
 
+// /rpcz.json and /rpcz: the traces the node holds, filtered; the page
+// draws them (in headless Chromium, where installed).
+TEST(Http, RpczServesTracesAndThePageDrawsThem) {
+  Node server(http_config());
+  Config plain = http_config();
+  plain.http.clear();
+  Node client(plain);
+  server.provide("add", [](int a, int b) { return a + b; });
+  CallOptions traced;
+  traced.trace = true;
+  EXPECT_EQ(client.call_with<int>(server.address(), "add", traced, 2, 3), 5);
+  EXPECT_EQ(client.call<int>(server.address(), "add", 1, 1), 2);  // not traced
+  const std::string http = server.http_address();
+  const auto all = nlohmann::json::parse(get(http, "/rpcz.json"));
+  ASSERT_EQ(all["traces"].size(), 1u) << all.dump(1);
+  const auto& span = all["traces"][0]["spans"][0];
+  EXPECT_EQ(span["kind"], "serve");
+  EXPECT_EQ(span["service"], "add");
+  EXPECT_EQ(span["peer"], client.address().to_string());
+  EXPECT_TRUE(all["tracing"].get<bool>());
+  EXPECT_EQ(nlohmann::json::parse(get(http, "/rpcz.json?service=nosuch"))["traces"].size(), 0u);
+  EXPECT_EQ(nlohmann::json::parse(get(http, "/rpcz.json?errors=1"))["traces"].size(), 0u);
+  EXPECT_EQ(metric(get(http, "/metrics"), "broach_trace_spans_total"), 1);
+  {
+    const auto colon = http.rfind(':');
+    httplib::Client cli(http.substr(0, colon), std::stoi(http.substr(colon + 1)));
+    auto res = cli.Get("/rpcz.json?min_ms=soon");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400);
+    EXPECT_NE(res->body.find("min_ms"), std::string::npos) << res->body;
+  }
+  EXPECT_NE(get(http, "/rpcz").find("Traces held by this node"), std::string::npos);
+  if (std::system("test -x /usr/bin/chromium") != 0) GTEST_SKIP() << "Chromium not installed";
+  const std::string profile = ::testing::TempDir() + "/broach_chromium_rpcz_" + std::to_string(::getpid());
+  const std::string cmd =
+      "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync "
+      "--user-data-dir=" + profile + " --virtual-time-budget=5000 --dump-dom http://" + http +
+      "/rpcz 2>/dev/null";
+  int status = 0;
+  const std::string dom = run_capture(cmd, status);
+  std::system(("rm -rf " + profile).c_str());
+  ASSERT_EQ(status, 0) << "chromium failed";
+  const std::string id = all["traces"][0]["trace_id"];
+  EXPECT_NE(dom.find("trace " + id), std::string::npos) << dom;
+  EXPECT_NE(dom.find(client.address().to_string()), std::string::npos) << "the caller, as the serve span's peer";
+  EXPECT_NE(dom.find("1 traces kept"), std::string::npos) << dom;
+}
+
 TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   if (std::system("test -x /usr/bin/chromium") != 0) GTEST_SKIP() << "Chromium not installed";
   std::vector<std::unique_ptr<testing::ChildProcess>> nodes;
