@@ -16,11 +16,8 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; for f in "$work"/*.out "$work"/bench.json; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
 
-# wait_line FILE PATTERN: polls (10 s at most) until FILE has a line matching PATTERN.
-wait_line() {
-  for _ in $(seq 1 1000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.01; done
-  return 1
-}
+# shellcheck source=process_lib.sh
+source "$(dirname "$0")/process_lib.sh"
 
 "$BIN/broach" node --port 0 --log-level warn >"$work/n1.out" 2>&1 &
 pids+=($!)

@@ -60,6 +60,19 @@ std::string run_capture(const std::string& cmd, int& status) {
   return out;
 }
 
+// The DOM of `url` after headless Chromium ran its scripts (5 s of
+// virtual time); `status` is Chromium's exit status.
+std::string chromium_dom(const std::string& url, int& status) {
+  const std::string profile = ::testing::TempDir() + "/broach_chromium_" + std::to_string(::getpid());
+  const std::string cmd =
+      "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync "
+      "--user-data-dir=" + profile + " --virtual-time-budget=5000 --dump-dom " + url + " 2>/dev/null";
+  std::string dom = run_capture(cmd, status);
+  std::system(("rm -rf " + profile).c_str());
+  return dom;
+}
+
 TEST(Http, MetricsCountKnownCallsAndPassPromtool) {
   Node server(http_config());
   server.provide("add", [](int a, int b) { return a + b; });
@@ -189,15 +202,8 @@ TEST(Http, RpczServesTracesAndThePageDrawsThem) {
   }
   EXPECT_NE(get(http, "/rpcz").find("Traces held by this node"), std::string::npos);
   if (std::system("test -x /usr/bin/chromium") != 0) GTEST_SKIP() << "Chromium not installed";
-  const std::string profile = ::testing::TempDir() + "/broach_chromium_rpcz_" + std::to_string(::getpid());
-  const std::string cmd =
-      "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-      "--disable-background-networking --disable-component-update --disable-sync "
-      "--user-data-dir=" + profile + " --virtual-time-budget=5000 --dump-dom http://" + http +
-      "/rpcz 2>/dev/null";
   int status = 0;
-  const std::string dom = run_capture(cmd, status);
-  std::system(("rm -rf " + profile).c_str());
+  const std::string dom = chromium_dom("http://" + http + "/rpcz", status);
   ASSERT_EQ(status, 0) << "chromium failed";
   const std::string id = all["traces"][0]["trace_id"];
   EXPECT_NE(dom.find("trace " + id), std::string::npos) << dom;
@@ -267,15 +273,8 @@ TEST(Http, StatusPageInHeadlessChromiumShowsTheCluster) {
   };
   while (!seen_dead() && Clock::now() < dead_end) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(seen_dead()) << "member2's death is not among member0's events";
-  const std::string profile = ::testing::TempDir() + "/broach_chromium_" + std::to_string(::getpid());
-  const std::string cmd =
-      "chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-      "--disable-background-networking --disable-component-update --disable-sync "
-      "--user-data-dir=" + profile + " --virtual-time-budget=5000 --dump-dom http://" + http +
-      "/ 2>/dev/null";
   int status = 0;
-  const std::string dom = run_capture(cmd, status);
-  std::system(("rm -rf " + profile).c_str());
+  const std::string dom = chromium_dom("http://" + http + "/", status);
   ASSERT_EQ(status, 0) << "chromium failed";
   for (const auto& a : addrs) EXPECT_NE(dom.find(a), std::string::npos) << a << " not on the page";
   for (const char* name : {"member0", "member1", "member2"}) EXPECT_NE(dom.find(name), std::string::npos) << name;

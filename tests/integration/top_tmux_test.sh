@@ -20,20 +20,13 @@ trap cleanup EXIT
 screen() { tmux -L "$sock" capture-pane -p -t top 2>/dev/null; }
 fail() { echo "FAIL: $*"; echo "--- screen"; screen; for f in "$work"/*.out; do echo "--- $f"; tail -5 "$f"; done; exit 1; }
 
-# wait_line FILE PATTERN: polls (10 s at most) until FILE has a line matching PATTERN.
-wait_line() {
-  for _ in $(seq 1 1000); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.01; done
-  return 1
-}
+# shellcheck source=process_lib.sh
+source "$(dirname "$0")/process_lib.sh"
 
-"$BIN/broach" node --port 0 --log-level warn >"$work/n1.out" 2>&1 &
-pids+=($!)
-wait_line "$work/n1.out" "listening on" || fail "node 1 did not start"
-seed=$(awk '/listening on/ {print $3; exit}' "$work/n1.out")
-"$BIN/broach" node --port 0 --seed "$seed" --log-level warn >"$work/n2.out" 2>&1 &
-pids+=($!)
-wait_line "$work/n2.out" "listening on" || fail "node 2 did not start"
-other=$(awk '/listening on/ {print $3; exit}' "$work/n2.out")
+start_node n1
+seed=$addr
+start_node n2 --seed "$seed"
+other=$addr
 routed=0
 for _ in $(seq 1 1000); do
   n=$("$BIN/broach" routes --seed "$seed" --json 2>/dev/null |
