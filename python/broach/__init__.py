@@ -140,19 +140,21 @@ class Node:
 
     # -- calling --------------------------------------------------------
     def call(self, service, *args, timeout=None, routing_key="", version="", retry="default", to=None,
-             **kwargs):
+             trace=False, **kwargs):
         """Calls ``service`` on a provider chosen by the load-balancing policy
         (or on the member ``to="ip:port"``) and returns its result. Blocks
         with the GIL released; Ctrl-C interrupts it. ``timeout`` in seconds
-        (default: the config's rpcTimeOut)."""
-        return _result(self._check().call(to, service, args, kwargs, timeout, routing_key, version, retry))
+        (default: the config's rpcTimeOut). ``trace=True`` records the call's
+        trace on every member it reaches (``broach trace``)."""
+        return _result(self._check().call(to, service, args, kwargs, timeout, routing_key, version, retry,
+                                          trace))
 
     def stub(self, service, **options):
         """A callable that calls ``service``: ``add = node.stub("add"); add(1, 2)``."""
         return functools.partial(self.call, service, **options)
 
     async def call_async(self, service, *args, timeout=None, routing_key="", version="", retry="default",
-                         to=None, **kwargs):
+                         to=None, trace=False, **kwargs):
         """``await node.call_async(...)``: the call runs on the node's
         threads; its completion is queued in C++ and announced on an eventfd
         that the running event loop watches (``loop.add_reader``), so no
@@ -163,7 +165,7 @@ class Node:
         call_id = waiters.add(fut)
         try:
             self._check().call_queued(to, service, args, kwargs, timeout, routing_key, version, retry,
-                                      waiters.queue, call_id)
+                                      trace, waiters.queue, call_id)
         except BaseException:
             waiters.futures.pop(call_id, None)
             raise

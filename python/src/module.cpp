@@ -238,8 +238,9 @@ RawHandler python_handler(py::function fn) {
 }
 
 CallOptions call_options(std::optional<double> timeout, const std::string& routing_key,
-                         const std::string& version, const std::string& retry) {
+                         const std::string& version, const std::string& retry, bool trace) {
   CallOptions o;
+  o.trace = trace;
   if (timeout) {
     if (*timeout <= 0) throw py::value_error("timeout must be > 0 seconds");
     o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*timeout * 1000.0 + 0.5));
@@ -355,9 +356,9 @@ class PyNode {
   /// checking for signals every 50 ms.
   py::tuple call(const std::optional<std::string>& to, const std::string& service, const py::tuple& args,
                  const py::dict& kwargs, std::optional<double> timeout, const std::string& routing_key,
-                 const std::string& version, const std::string& retry) {
+                 const std::string& version, const std::string& retry, bool trace) {
     Bytes packed = pack_args(args, kwargs);
-    const CallOptions opts = call_options(timeout, routing_key, version, retry);
+    const CallOptions opts = call_options(timeout, routing_key, version, retry, trace);
     Endpoint dest;
     if (to) {
       std::string why;
@@ -398,10 +399,10 @@ class PyNode {
   /// Starts a call whose outcome goes to `queue` under `id`.
   void call_queued(const std::optional<std::string>& to, const std::string& service, const py::tuple& args,
                    const py::dict& kwargs, std::optional<double> timeout, const std::string& routing_key,
-                   const std::string& version, const std::string& retry,
+                   const std::string& version, const std::string& retry, bool trace,
                    const std::shared_ptr<CompletionQueue>& queue, std::uint64_t id) {
     Bytes packed = pack_args(args, kwargs);
-    const CallOptions opts = call_options(timeout, routing_key, version, retry);
+    const CallOptions opts = call_options(timeout, routing_key, version, retry, trace);
     auto completion = [queue, id](RawResult r) { queue->push(id, std::move(r)); };
     py::gil_scoped_release nogil;
     if (to) {
@@ -577,10 +578,10 @@ PYBIND11_MODULE(_broach, m) {
            py::arg("name"), py::arg("fn"), py::arg("run_on_loop") = false)
       .def("withdraw", [](PyNode& n, const std::string& name) { return n.node().withdraw(name); })
       .def("call", &PyNode::call, py::arg("to"), py::arg("service"), py::arg("args"), py::arg("kwargs"),
-           py::arg("timeout"), py::arg("routing_key"), py::arg("version"), py::arg("retry"))
+           py::arg("timeout"), py::arg("routing_key"), py::arg("version"), py::arg("retry"), py::arg("trace"))
       .def("call_queued", &PyNode::call_queued, py::arg("to"), py::arg("service"), py::arg("args"),
            py::arg("kwargs"), py::arg("timeout"), py::arg("routing_key"), py::arg("version"), py::arg("retry"),
-           py::arg("queue"), py::arg("id"))
+           py::arg("trace"), py::arg("queue"), py::arg("id"))
       .def("members",
            [](PyNode& n) {
              std::vector<MemberInfo> ms;

@@ -32,6 +32,24 @@ def test_values_cross_as_msgpack(pair):
         client.call("echo", object(), to=server.address)
 
 
+def test_a_traced_call_is_recorded_by_its_provider(pair):
+    server, client = pair
+    server.provide("add", lambda a, b: a + b)
+    assert client.call("add", 1, 2, to=server.address) == 3  # not traced
+    assert client.call("add", 2, 3, to=server.address, trace=True) == 5
+
+    async def traced_async():
+        return await client.call_async("add", 3, 4, to=server.address, trace=True)
+
+    assert asyncio.run(traced_async()) == 7
+    rpcz = client.call("__broach.rpcz", to=server.address)
+    assert len(rpcz["traces"]) == 2
+    for t in rpcz["traces"]:
+        (span,) = t["spans"]
+        assert span["kind"] == "serve" and span["service"] == "add" and span["outcome"] == "ok"
+        assert span["peer"] == client.address
+
+
 def test_ipv6_loopback_nodes(tmp_path):
     cfg = '{"logLevel":"warn","params":{"rpcIp":"::1","rpcPort":0,"rpcTimeOut":5}}'
     try:
