@@ -64,7 +64,8 @@ struct ClientCall {
   Metadata metadata;
   int attempts = 0;  ///< attempts started so far
   /// CallOptions::trace: the caller asked for this call to be traced
-  /// whatever the sample rate.
+  /// whatever the sample rate; also set by the tracer when it traces the
+  /// call (sampled, or nested in a traced request).
   bool trace = false;
 };
 

@@ -66,9 +66,11 @@ CallRouter::CallRouter(const Config& config, std::uint64_t rng_seed)
       budget_(config.retry.budget_ratio, 10),
       rng_(rng_seed) {
   default_policy_ = make_or_throw(config, config.load_balance.policy, "params.broach.loadBalance.policy");
+  default_policy_name_ = config.load_balance.policy;
   default_ramp_ = ramp_of(config.load_balance.policy);
   for (const auto& [svc, name] : config.load_balance.services) {
     service_policies_[svc] = make_or_throw(config, name, "params.broach.loadBalance.services." + svc);
+    service_policy_names_[svc] = name;
     service_ramps_[svc] = ramp_of(name);
   }
 }
@@ -210,6 +212,7 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
   std::vector<lb::Candidate> candidates;
   candidates.reserve(entry->providers.size());
   bool any_version = false, any_untried = false, any_warming = false;
+  std::uint16_t fused = 0;
   MutexLock lock(mu_);
   last_table_ = table.version();
   if (not_offered_table_ != table.version()) {
@@ -230,7 +233,10 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
     any_untried = true;
     ProviderState& ps = provider_locked(p.address);
     // Fused providers are skipped; a half-open one is a candidate (its probe).
-    if (!ps.breaker.would_allow(now) || !service_breaker_locked(p.address, service).would_allow(now)) continue;
+    if (!ps.breaker.would_allow(now) || !service_breaker_locked(p.address, service).would_allow(now)) {
+      ++fused;
+      continue;
+    }
     lb::Candidate c;
     c.address = p.address;
     c.name = p.name;
@@ -260,10 +266,16 @@ Result<Choice> CallRouter::pick(const routing::RouteTable& table, const std::str
       candidates.size() - 1);
   const lb::Candidate& chosen = candidates[i];
   ProviderState& ps = provider_locked(chosen.address);
+  breaker::CircuitBreaker& sb = service_breaker_locked(chosen.address, service);
+  const bool probe = ps.breaker.state(now) == breaker::BreakerState::kHalfOpen ||
+                     sb.state(now) == breaker::BreakerState::kHalfOpen;
   ps.breaker.allow(now);  // reserves the half-open probe, if that is what this is
-  service_breaker_locked(chosen.address, service).allow(now);
+  sb.allow(now);
   ++ps.outstanding;
-  return Choice{chosen.address, chosen.self};
+  auto name = service_policy_names_.find(service);
+  return Choice{chosen.address, chosen.self,
+                name == service_policy_names_.end() ? std::string_view(default_policy_name_) : std::string_view(name->second),
+                static_cast<std::uint16_t>(std::min<std::size_t>(candidates.size(), 65535)), fused, probe};
 }
 
 void CallRouter::cancel_pick(const Endpoint& provider, const std::string& service) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <span>
 #include <unordered_map>
 #include <unordered_set>
@@ -28,6 +29,11 @@ namespace broach::api {
 struct Choice {
   Endpoint address;
   bool self = false;
+  // How it was made (for traces):
+  std::string_view policy;   ///< the policy's name (the router's string, lives as long as it)
+  std::uint16_t candidates = 0;  ///< providers the policy chose among
+  std::uint16_t fused = 0;       ///< providers skipped because a breaker was open
+  bool probe = false;            ///< the provider's breaker was half-open: this attempt is its probe
 };
 
 class CallRouter {
@@ -120,6 +126,8 @@ class CallRouter {
   std::set<std::string> idempotent_;
   std::unique_ptr<lb::Policy> default_policy_;
   std::map<std::string, std::unique_ptr<lb::Policy>> service_policies_;  // immutable after ctor
+  std::string default_policy_name_;
+  std::map<std::string, std::string> service_policy_names_;  // immutable after ctor
   Ramp default_ramp_ = Ramp::kNone;
   std::map<std::string, Ramp> service_ramps_;  // immutable after ctor
   const Duration slow_start_;

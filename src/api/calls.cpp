@@ -16,14 +16,16 @@ TimePoint call_deadline(const Config& config, const CallOptions& opts, TimePoint
 }
 
 void DirectCalls::call(const Endpoint& to, const std::string& service, std::span<const std::byte> args,
-                       TimePoint deadline, Done done, std::span<const std::byte> metadata) {
+                       TimePoint deadline, Done done, std::span<const std::byte> metadata,
+                       std::function<void(std::uint32_t)> on_sends) {
   if (d_.stopping.load(std::memory_order_relaxed)) {
     complete_on_loop(d_.loop, std::move(done), Error(Errc::kShutdown, "node is stopping"));
     return;
   }
   const TimePoint now = d_.clock.now();
   auto complete = [done = std::move(done), m = &d_.metrics.service(service), now, clock = &d_.clock,
-                   metrics = &d_.metrics, to, service](reliable::CallResult&& r) {
+                   metrics = &d_.metrics, to, service, on_sends = std::move(on_sends)](reliable::CallResult&& r) {
+    if (on_sends) on_sends(r.sends);
     m->made.fetch_add(1, std::memory_order_relaxed);
     if (r.code != Errc::kOk) {
       m->made_errors.add(r.code);

@@ -47,8 +47,11 @@ class DirectCalls {
   /// path of Engine::call_from_any_thread). Records the per-service "made"
   /// counters and round-trip time.
   /// `metadata`: packed (pack_metadata), sent with the request; empty: none.
+  /// `on_sends` (loop thread, just before `done`): how many times the
+  /// request was sent (for traces).
   void call(const Endpoint& to, const std::string& service, std::span<const std::byte> args,
-            TimePoint deadline, Done done, std::span<const std::byte> metadata = {});
+            TimePoint deadline, Done done, std::span<const std::byte> metadata = {},
+            std::function<void(std::uint32_t)> on_sends = {});
 
  private:
   Deps d_;

@@ -75,6 +75,7 @@ void NamedCalls::attempt(const CallPtr& c, bool hedge) {
   const Choice chosen = choice.value();
   if (InterceptedCall* ic = c->intercepted.get()) {
     ++ic->call.attempts;
+    if (ic->call.trace) d_.tracer.note_pick(ic->call, chosen.policy, chosen.candidates, chosen.fused, chosen.probe);
     std::optional<Error> refused = run_before_attempt(*ic->list, ic->call, chosen.address);
     if (!refused) refused = ic->repack();
     c->deadline = std::min(c->deadline, from_public(ic->call.deadline));
@@ -102,7 +103,13 @@ void NamedCalls::attempt(const CallPtr& c, bool hedge) {
     }
     return;
   }
-  d_.direct.call(chosen.address, c->service, c->args, c->deadline, std::move(ended), metadata);
+  std::function<void(std::uint32_t)> on_sends;
+  if (c->intercepted && c->intercepted->call.trace) {
+    on_sends = [tracer = &d_.tracer, ic = c->intercepted, provider = chosen.address](std::uint32_t sends) {
+      tracer->note_sends(ic->call, provider, sends);
+    };
+  }
+  d_.direct.call(chosen.address, c->service, c->args, c->deadline, std::move(ended), metadata, std::move(on_sends));
 }
 
 void NamedCalls::attempt_ended(const CallPtr& c, const Endpoint& provider, TimePoint t0, RawResult r) {

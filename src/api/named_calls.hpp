@@ -26,6 +26,7 @@
 #include "api/call_router.hpp"
 #include "api/calls.hpp"
 #include "api/interceptors.hpp"
+#include "api/tracing.hpp"
 #include "routing/route_table.hpp"
 
 namespace broach::api {
@@ -44,6 +45,7 @@ class NamedCalls {
     NodeCounters& counters;
     const std::atomic<bool>& stopping;
     const InterceptorChain& interceptors;
+    Tracer& tracer;  ///< told how each traced attempt was picked and sent
   };
   explicit NamedCalls(Deps deps) : d_(std::move(deps)) {}
 

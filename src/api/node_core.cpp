@@ -101,7 +101,7 @@ NodeCore::NodeCore(Config config, const NodeSeams& seams)
       direct_(DirectCalls::Deps{seams.loop, seams.clock, engine_, metrics_, stopping_}),
       local_(LocalCalls::Deps{seams.loop, seams.executor, services_, server_, counters_}),
       named_(NamedCalls::Deps{seams.loop, seams.clock, config_, router_, [this] { return routes_.load(); },
-                              direct_, local_, counters_, stopping_, interceptors_}) {
+                              direct_, local_, counters_, stopping_, interceptors_, *tracer_}) {
   // The built-in interceptors the config asks for, before any of the
   // application's: the request id first (the others may log it), the access
   // log last (it sees what the others did).
@@ -265,7 +265,11 @@ void NodeCore::call_to(const Endpoint& to, const std::string& service, Bytes arg
   }
   direct_.call(
       to, service, args, deadline, [finish = std::move(finish)](RawResult r) mutable { finish(std::move(r), true); },
-      ic->packed);
+      ic->packed,
+      ic->call.trace ? std::function<void(std::uint32_t)>([tracer = tracer_.get(), ic, to](std::uint32_t sends) {
+        tracer->note_sends(ic->call, to, sends);
+      })
+                     : std::function<void(std::uint32_t)>());
 }
 
 void NodeCore::add_interceptor(std::shared_ptr<ClientInterceptor> i) { interceptors_.add(std::move(i)); }

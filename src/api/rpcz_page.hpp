@@ -52,7 +52,13 @@ fetch('/rpcz.json?' + q.toString()).then(r => r.ok ? r.json() : r.text().then(t 
       for (const s of (kids[p] || []).sort((a, b) => a.start_us - b.start_us)) {
         let extra = '';
         if (s.kind == 'call') extra = ' (' + s.attempts + ' attempt' + (s.attempts == 1 ? '' : 's') + ')';
-        if (s.kind == 'attempt' && s.hedge) extra = ' (hedge)';
+        if (s.kind == 'attempt') {
+          const bits = [];
+          if (s.policy) bits.push(s.policy + ' of ' + s.candidates + (s.fused ? ', ' + s.fused + ' fused' : '') + (s.probe ? ', breaker probe' : ''));
+          if (s.sends > 1) bits.push(s.sends + ' sends');
+          if (s.hedge) bits.push('hedge');
+          if (bits.length) extra = ' (' + bits.join(', ') + ')';
+        }
         if (s.kind == 'serve') extra = ' (queue ' + ms(Math.max(0, s.queue_us)) + ' ms, ' + s.response_bytes + ' B)';
         const left = (s.start_us - t0) / span * 300, width = s.duration_us / span * 300;
         html += '<tr><td>' + '&nbsp;'.repeat(depth * 3) + s.kind + extra + '</td><td>' + esc(s.service) + '</td><td>' +

@@ -195,6 +195,7 @@ std::optional<Error> Tracer::before_call(ClientCall& call) {
   p.call.start_us = wall_us();
   p.started = to_public(clock_.now());
   call.metadata[kTraceMetadataKey] = context(trace, p.call.span_id);
+  call.trace = true;  // the call paths tell note_pick/note_sends only about traced calls
   MutexLock lock(mu_);
   pending_[&call] = std::move(p);
   return std::nullopt;
@@ -215,11 +216,40 @@ std::optional<Error> Tracer::before_attempt(ClientCall& call, const Endpoint& pr
   a.span.peer = provider.to_string();
   a.span.start_us = wall_us();
   a.span.hedge = std::any_of(p.attempts.begin(), p.attempts.end(), [](const Attempt& x) { return x.open; });
+  a.span.policy = std::move(p.pick.policy);
+  a.span.candidates = p.pick.candidates;
+  a.span.fused = p.pick.fused;
+  a.span.probe = p.pick.probe;
+  p.pick = Span{};
   a.started = to_public(clock_.now());
   // The provider's serve span names this attempt as its parent.
   call.metadata[kTraceMetadataKey] = context(a.span.trace_id, a.span.span_id);
   p.attempts.push_back(std::move(a));
   return std::nullopt;
+}
+
+void Tracer::note_pick(const ClientCall& call, std::string_view policy, int candidates, int fused, bool probe) {
+  MutexLock lock(mu_);
+  auto it = pending_.find(&call);
+  if (it == pending_.end()) return;
+  Span& s = it->second.pick;
+  s.policy.assign(policy);
+  s.candidates = candidates;
+  s.fused = fused;
+  s.probe = probe;
+}
+
+void Tracer::note_sends(const ClientCall& call, const Endpoint& provider, std::uint32_t sends) {
+  MutexLock lock(mu_);
+  auto it = pending_.find(&call);
+  if (it == pending_.end()) return;
+  const std::string addr = provider.to_string();
+  for (Attempt& a : it->second.attempts) {
+    if (a.open && a.span.peer == addr) {
+      a.span.sends = static_cast<int>(sends);
+      return;
+    }
+  }
 }
 
 void Tracer::after_attempt(const ClientCall& call, const Endpoint& provider, const RawResult& result,
@@ -356,7 +386,16 @@ nlohmann::json traces_json(const Tracer& tracer, const TraceStore::Filter& f) {
       j["outcome"] = s.outcome;
       if (!s.message.empty()) j["message"] = s.message;
       if (s.kind == Span::Kind::kCall) j["attempts"] = s.attempts;
-      if (s.kind == Span::Kind::kAttempt) j["hedge"] = s.hedge;
+      if (s.kind == Span::Kind::kAttempt) {
+        j["hedge"] = s.hedge;
+        j["sends"] = s.sends;
+        if (!s.policy.empty()) {
+          j["policy"] = s.policy;
+          j["candidates"] = s.candidates;
+          j["fused"] = s.fused;
+          j["probe"] = s.probe;
+        }
+      }
       if (s.kind == Span::Kind::kServe) {
         j["queue_us"] = s.queue_us;
         j["response_bytes"] = s.response_bytes;

@@ -39,6 +39,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -70,6 +71,12 @@ struct Span {
   std::string message;  ///< the error's message (at most 200 bytes)
   int attempts = 0;     ///< call: attempts started
   bool hedge = false;   ///< attempt: a backup started while another attempt ran
+  // attempt, by name: how the provider was picked ("" / -1: not by name)
+  std::string policy;   ///< the load-balancing policy
+  int candidates = -1;  ///< providers it chose among
+  int fused = -1;       ///< providers skipped because a breaker was open
+  bool probe = false;   ///< the provider's breaker was half-open: this attempt was its probe
+  int sends = -1;       ///< attempt: times the request was sent (1 + retransmissions; -1 in process)
   std::int64_t queue_us = -1;        ///< serve: waited for a worker (-1: unknown)
   std::int64_t response_bytes = -1;  ///< serve: packed result size (-1: an error)
 };
@@ -133,6 +140,12 @@ class Tracer final : public ClientInterceptor, public ServerInterceptor, public 
   std::optional<Error> before_handler(const ServerCall& call) override;
   void after_handler(const ServerCall& call, const RawResult& result, std::chrono::nanoseconds latency) override;
 
+  /// Internal (the call paths; no-ops for a call that is not traced): how
+  /// the next attempt of `call` was picked, and how many times an attempt
+  /// at `provider` sent its request.
+  void note_pick(const ClientCall& call, std::string_view policy, int candidates, int fused, bool probe);
+  void note_sends(const ClientCall& call, const Endpoint& provider, std::uint32_t sends);
+
   /// The serve span id on node `node_key` for a request whose caller's
   /// attempt span is `attempt`.
   static std::uint64_t serve_span_id(std::uint64_t attempt, std::uint64_t node_key);
@@ -147,6 +160,7 @@ class Tracer final : public ClientInterceptor, public ServerInterceptor, public 
     Span call;
     std::chrono::steady_clock::time_point started;
     std::vector<Attempt> attempts;
+    Span pick;  ///< note_pick's, for the next attempt
   };
   std::uint64_t random_id();
   static std::int64_t wall_us();

@@ -70,6 +70,7 @@ struct CallResult {
   Errc code = Errc::kOk;
   Bytes body;           ///< packed result (msgpack) when code == kOk
   std::string message;  ///< error message otherwise
+  std::uint32_t sends = 0;  ///< caller side: times the request was sent (1 + retransmissions)
 };
 
 /// Identifies a received request so that its response can be sent later.

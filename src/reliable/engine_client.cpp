@@ -167,6 +167,7 @@ void Engine::finish_call(std::uint64_t id, CallResult&& r) {
   calls_.erase(it);
   loop_.cancel(c.timer);
   if (c.transfer) loop_.cancel(c.transfer->timer);
+  r.sends = static_cast<std::uint32_t>(c.attempts);
   if (r.code == Errc::kOk) {
     ++stats_.calls_ok;
   } else {

@@ -101,6 +101,38 @@ TEST(Traces, OneTraceAcrossThreeMembersThroughANestedCall) {
   EXPECT_GE((*serve_front)["duration_us"].get<std::int64_t>(), (*serve_back)["duration_us"].get<std::int64_t>());
 }
 
+// A call by name: its attempt says how the provider was picked (policy,
+// candidates, none fused) and how many times the request was sent.
+TEST(Traces, AnAttemptByNameRecordsThePickAndTheSends) {
+  Node provider(loopback_config());
+  Config c = loopback_config();
+  c.cluster_address = {provider.address().to_string()};
+  c.load_balance.local_in_process = false;
+  Node caller(c);
+  provider.provide("add", [](int a, int b) { return a + b; });
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  bool routed = false;
+  while (!routed && std::chrono::steady_clock::now() < until) {
+    for (const auto& r : caller.routes()) routed = routed || (r.service == "add" && !r.providers.empty());
+    if (!routed) std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(routed);
+  CallOptions traced;
+  traced.trace = true;
+  EXPECT_EQ(caller.call_with<int>("add", traced, 1, 2), 3);
+  const Json on_caller = rpcz(caller, caller);
+  const Json* attempt = find_span(on_caller, "attempt", "add");
+  ASSERT_NE(attempt, nullptr) << on_caller.dump(1);
+  EXPECT_EQ((*attempt)["policy"], c.load_balance.policy);
+  EXPECT_EQ((*attempt)["candidates"], 1);
+  EXPECT_EQ((*attempt)["fused"], 0);
+  EXPECT_EQ((*attempt)["probe"], false);
+  EXPECT_GE((*attempt)["sends"].get<int>(), 1);
+  const Json* call = find_span(on_caller, "call", "add");
+  ASSERT_NE(call, nullptr);
+  EXPECT_EQ((*call)["peer"], "") << "by name";
+}
+
 TEST(Traces, SamplingFiltersAndTheBound) {
   Config sampled = loopback_config();
   sampled.trace.sample_rate = 1;

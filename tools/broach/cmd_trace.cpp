@@ -88,8 +88,15 @@ void print_trace(const std::string& id, const std::vector<Json>& spans) {
       if (kind == "call") {
         const int n = s["attempts"].get<int>();
         extra = std::to_string(n) + (n == 1 ? " attempt" : " attempts");
-      } else if (kind == "attempt" && s.value("hedge", false)) {
-        extra = "hedge";
+      } else if (kind == "attempt") {
+        if (s.contains("policy")) {
+          extra = s["policy"].get<std::string>() + " of " + std::to_string(s["candidates"].get<int>());
+          if (s["fused"].get<int>() > 0) extra += ", " + std::to_string(s["fused"].get<int>()) + " fused";
+          if (s["probe"].get<bool>()) extra += ", breaker probe";
+        }
+        const int sends = s.value("sends", -1);
+        if (sends > 1) extra += (extra.empty() ? "" : ", ") + std::to_string(sends) + " sends";
+        if (s.value("hedge", false)) extra += (extra.empty() ? "" : ", ") + std::string("hedge");
       } else if (kind == "serve") {
         const auto q = s["queue_us"].get<std::int64_t>();
         const auto b = s["response_bytes"].get<std::int64_t>();
