@@ -61,11 +61,10 @@ void engine_samples(const reliable::Engine& e, std::vector<Sample>& out) {
 }
 
 void membership_samples(const membership::Membership& m, std::vector<Sample>& out) {
-  std::size_t by_state[4] = {};
-  for (const auto& mi : m.members()) ++by_state[static_cast<int>(mi.state)];
+  const auto by_state = m.count_by_state();
   for (auto st : {MemberState::kAlive, MemberState::kSuspect, MemberState::kDead, MemberState::kLeft}) {
     Sample g{"membership", member_state_name(st), "broach_members", "Members this node knows, by state.",
-             static_cast<double>(by_state[static_cast<int>(st)]), true};
+             static_cast<double>(by_state[static_cast<std::size_t>(st)]), true};
     g.label_key = "state";
     g.label_value = member_state_name(st);
     out.push_back(std::move(g));

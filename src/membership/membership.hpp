@@ -11,6 +11,7 @@
 // entry points assert it: BROACH_ASSERT_IN_LOOP).
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -133,6 +134,9 @@ class Membership final : public reliable::ExtensionReceiver {
 
   std::vector<MemberInfo> members() const;
   std::size_t alive_count() const;  ///< alive + suspect, self included
+  /// Members by state (indexed by MemberState), self included, as members()
+  /// would list them, without copying any (the status page's 1 s tick).
+  std::array<std::size_t, 4> count_by_state() const;
   /// A copy of what this node knows of `addr` (nullopt: unknown or
   /// forgotten). state_of is the cheap form for hot paths.
   std::optional<MemberInfo> find(const Endpoint& addr) const;

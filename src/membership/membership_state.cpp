@@ -391,6 +391,15 @@ std::vector<MemberInfo> Membership::members() const {
   return out;
 }
 
+std::array<std::size_t, 4> Membership::count_by_state() const {
+  std::array<std::size_t, 4> n{};
+  ++n[static_cast<std::size_t>(self_.state)];
+  for (const Record& r : members_) {
+    if (!r.tombstone) ++n[static_cast<std::size_t>(r.info.state)];
+  }
+  return n;
+}
+
 std::size_t Membership::alive_count() const {
   return candidates_.size() + (left_ ? 0 : 1);
 }

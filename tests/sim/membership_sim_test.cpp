@@ -3,6 +3,8 @@
 // restart as a new life, graceful leave, metadata updates.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -64,6 +66,14 @@ TEST(MembershipSim, CrashedMemberIsDeclaredDeadEverywhereWithinSeconds) {
   for (std::size_t i = 0; i < 20; ++i) if (i != 7) alive.push_back(i);
   ASSERT_TRUE(run_until(c, [&] { return c.converged(alive, {7}); }, seconds(30))) << c.net.trace_tail();
   EXPECT_LT(c.net.now() - t0, seconds(8)) << "detection took " << to_seconds(c.net.now() - t0) << " s";
+  // The counts by state (the status page's) are what members() lists.
+  for (std::size_t i : alive) {
+    std::array<std::size_t, 4> listed{};
+    for (const auto& m : c.nodes[i]->membership->members()) ++listed[static_cast<std::size_t>(m.state)];
+    EXPECT_EQ(c.nodes[i]->membership->count_by_state(), listed);
+    EXPECT_EQ(listed[static_cast<std::size_t>(MemberState::kAlive)], 19u);
+    EXPECT_EQ(listed[static_cast<std::size_t>(MemberState::kDead)], 1u);
+  }
 }
 
 TEST(MembershipSim, NoHealthyMemberDeclaredDeadUnderTenPercentLoss) {
