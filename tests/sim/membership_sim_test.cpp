@@ -3,9 +3,8 @@
 // restart as a new life, graceful leave, metadata updates.
 #include <gtest/gtest.h>
 
-#include <array>
-
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 
 #include "support/sim_cluster.hpp"
