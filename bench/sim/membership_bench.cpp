@@ -125,6 +125,23 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     return logs[i].get();
   };
 
+  // What the members' membership state holds, summed over the simulation
+  // (MiB): records and index, lists, gossip queues, the rest.
+  auto membership_memory = [&] {
+    membership::Membership::MemoryUse sum;
+    for (const auto& node : c.nodes) {
+      if (!node->membership) continue;
+      const auto u = node->membership->memory_use();
+      sum.table += u.table;
+      sum.lists += u.lists;
+      sum.queue += u.queue;
+      sum.other += u.other;
+    }
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "table %.0f lists %.0f queues %.0f other %.0f", sum.table / 1048576.0,
+                  sum.lists / 1048576.0, sum.queue / 1048576.0, sum.other / 1048576.0);
+    return std::string(buf);
+  };
   // A progress line every 10 s of virtual time while forming (10,000
   // members take a long time): joins so far, members that see everyone,
   // push-pulls so far, wall time, RSS.
@@ -136,13 +153,14 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
       cached += static_cast<double>(node->engine->stats().dedup_bytes) / 1048576.0;
       partial += static_cast<double>(node->engine->stats().reassembly_bytes) / 1048576.0;
     }
+    const auto mem = membership_memory();
     std::fprintf(stderr,
                  "[%zu]   ... virtual %7.1f s  wall %7.1f s  rss %6.0f MiB  joined %zu  seeing all %zu  push-pulls %lld"
-                 "  (events %zu, responses kept %.0f MiB, reassembly %.0f MiB)\n",
+                 "  (events %zu, responses kept %.0f MiB, reassembly %.0f MiB; membership MiB: %s)\n",
                  n, to_seconds(c.net.now() - phase_virtual),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - phase_wall).count(), peak_rss_mib(),
                  started, full, static_cast<long long>(pp.first - phase_pp.first), c.net.pending_events(), cached,
-                 partial);
+                 partial, mem.c_str());
   };
   c.start(0, {});
   for (std::size_t i = 1; i < n; ++i) {
@@ -194,7 +212,8 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
                   dedup / live, credit / live, proven / live);
     return std::string(buf);
   };
-  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)" + engine_state());
+  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)" + engine_state() +
+                    "; membership MiB: " + membership_memory());
 
   // Steady state: after the join news has died down.
   c.net.run_for(seconds(20));

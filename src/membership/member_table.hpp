@@ -8,7 +8,9 @@
 // next pointer, the cached hash, the allocator's header) and a cache miss
 // per lookup on the probe path; here a record costs its own bytes plus
 // about 5 bytes of index, and a lookup touches one slot run and one record.
-// The array grows by half (not double) for the same reason.
+// The array grows by a quarter (not double) for the same reason, and an
+// owner that knows how many records are coming (a full-state merge)
+// reserves exactly that.
 //
 // Records are identified by their index while they stay in the table;
 // erase() moves the last record into the hole and says so (`on_move`), so
@@ -63,12 +65,19 @@ class MemberTable {
   /// Adds `rec` (its key must not be in the table yet); returns its index.
   Index insert(T rec) {
     BROACH_ASSERT(index_of(rec.key()) == kNone);
-    if (items_.size() == items_.capacity()) items_.reserve(items_.size() + items_.size() / 2 + 16);
-    if ((items_.size() + 1) * 4 > slots_.size() * 3) grow_index();
+    if (items_.size() == items_.capacity()) items_.reserve(items_.size() + items_.size() / 4 + 16);
+    if ((items_.size() + 1) * 4 > slots_.size() * 3) grow_index(items_.size() + 1);
     const Index i = static_cast<Index>(items_.size());
     items_.push_back(std::move(rec));
     place(i);
     return i;
+  }
+
+  /// Makes room for `n` records in all (no effect when there is room).
+  void reserve(std::size_t n) {
+    if (n <= items_.capacity()) return;
+    items_.reserve(n);
+    if (n * 4 > slots_.size() * 3) grow_index(n);
   }
 
   /// Removes record `i`. The last record moves into its place (unless `i`
@@ -124,8 +133,10 @@ class MemberTable {
       hole = s;
     }
   }
-  void grow_index() {
+  /// Rebuilds the index with room for `want` records at load <= 3/4.
+  void grow_index(std::size_t want) {
     std::size_t n = slots_.empty() ? 16 : slots_.size() * 2;
+    while (want * 4 > n * 3) n *= 2;
     slots_.assign(n, kNone);
     mask_ = n - 1;
     shift_ = 64;

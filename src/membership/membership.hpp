@@ -143,6 +143,16 @@ class Membership final : public reliable::ExtensionReceiver {
   std::optional<MemberState> state_of(const Endpoint& addr) const;
   /// Records held, tombstones included, self excluded (memory accounting).
   std::size_t record_count() const { return members_.size(); }
+  /// Bytes held, by structure (node-based containers estimated: their
+  /// nodes, pointers and the allocator's header), for memory accounting.
+  struct MemoryUse {
+    std::size_t table = 0;  ///< member records and their index
+    std::size_t lists = 0;  ///< candidate, gone and probe-round lists
+    std::size_t queue = 0;  ///< gossip queue, encoded updates included
+    std::size_t other = 0;  ///< suspicions, pending acks, rate limits, syncs
+    std::size_t total() const { return table + lists + queue + other; }
+  };
+  MemoryUse memory_use() const;
   /// True when a live (alive or suspect) member, self included, has IP `ip`.
   bool live_member_at(const Endpoint& host) const;
   const MembershipStats& stats() const { return stats_; }

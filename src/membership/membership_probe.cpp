@@ -156,7 +156,7 @@ void Membership::send_probe(Kind kind, std::uint32_t seq, const reliable::Dest& 
   const int transmit_limit = BroadcastQueue::transmit_limit(opt_.retransmit_mult, alive_count());
   if (w.size() < limit) {
     queue_.pick(limit - w.size(), transmit_limit,
-                [&](const wire::Bytes& u) { return w.try_add(u, limit); });
+                [&](std::span<const std::byte> u) { return w.try_add(u, limit); });
   }
   const auto body = w.finish();
   stats_.gossip_bytes_sent += body.size() + wire::kHeaderSize;

@@ -52,6 +52,25 @@ void Membership::broadcast(const Member& m, const Endpoint& from) {
   if (!queue_.push(m.address, encode_update(u), max)) ++stats_.updates_dropped;
 }
 
+namespace {
+// A node-based hash container: each node holds the value, a next pointer
+// and the cached hash, plus the allocator's header; one pointer per bucket.
+template <class Map>
+std::size_t node_map_bytes(const Map& m) {
+  return m.size() * (sizeof(typename Map::value_type) + 2 * sizeof(void*) + 16) + m.bucket_count() * sizeof(void*);
+}
+}  // namespace
+
+Membership::MemoryUse Membership::memory_use() const {
+  MemoryUse u;
+  u.table = members_.memory_bytes();
+  u.lists = (candidates_.capacity() + gone_.capacity() + probe_order_.capacity()) * sizeof(Index);
+  u.queue = queue_.memory_bytes();
+  u.other = node_map_bytes(suspicions_) + node_map_bytes(acks_) + node_map_bytes(last_correction_) +
+            node_map_bytes(syncing_) + seeds_.capacity() * sizeof(Endpoint);
+  return u;
+}
+
 void Membership::emit(EventKind kind, const Member& m, bool self) {
   if (listener_ != nullptr) listener_->on_member_event(kind, m.snapshot(self));
 }

@@ -150,7 +150,7 @@ ProbeWriter::ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpo
 
 std::size_t ProbeWriter::size() const { return head_.size() + 5 + updates_.size(); }
 
-bool ProbeWriter::try_add(const Bytes& u, std::size_t limit) {
+bool ProbeWriter::try_add(std::span<const std::byte> u, std::size_t limit) {
   if (size() + u.size() > limit) return false;
   updates_.insert(updates_.end(), u.begin(), u.end());
   ++count_;

@@ -55,7 +55,7 @@ class ProbeWriter {
  public:
   ProbeWriter(Kind kind, std::uint32_t seq, const std::optional<Endpoint>& target);
   /// Appends `u` if the body stays within `limit` bytes; false otherwise.
-  bool try_add(const wire::Bytes& encoded_update, std::size_t limit);
+  bool try_add(std::span<const std::byte> encoded_update, std::size_t limit);
   /// The final body.
   wire::Bytes finish() const;
   std::size_t size() const;
