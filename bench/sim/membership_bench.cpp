@@ -182,7 +182,7 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   std::vector<std::size_t> first_n(n);
   for (std::size_t i = 0; i < n; ++i) first_n[i] = i;
   auto all_see_all = [&] { return counts_full(n, nullptr) && c.converged(first_n); };
-  const TimePoint limit = joined + seconds(300);
+  const TimePoint limit = joined + seconds(600);
   std::size_t ticks = 0;
   while (!all_see_all() && c.net.now() < limit) {
     c.net.run_for(milliseconds(100));

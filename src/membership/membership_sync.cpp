@@ -128,11 +128,10 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
 }
 
 void Membership::merge_remote(const std::vector<Update>& state) {
-  // Room for the new records at once: grown one by one, the table would
-  // end up to a quarter larger than needed (N tables in a simulation).
-  std::size_t unknown = 0;
-  for (const auto& u : state) unknown += u.addr != self_.address && members_.index_of(u.addr) == MemberTable<Record>::kNone;
-  members_.reserve(members_.size() + unknown);
+  // Room for the sender's view at once (a joiner's first merge is most of
+  // the cluster): grown one by one, the table would end up to a quarter
+  // larger than needed, and a simulation holds N tables.
+  if (!state.empty()) members_.reserve(std::max(members_.size(), state.size() - 1));
   for (const auto& u : state) apply(u, true);
 }
 
