@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <thread>
@@ -32,13 +33,15 @@ std::string write_config(const std::string& name, int weight) {
 
 Provider spawn(const std::string& name, int weight, const std::string& seed) {
   Provider p;
-  std::vector<std::string> argv{BROACH_CLI, "node", "--config", write_config(name, weight)};
+  const std::string config = write_config(name, weight);
+  std::vector<std::string> argv{BROACH_CLI, "node", "--config", config};
   if (!seed.empty()) {
     argv.push_back("--seed");
     argv.push_back(seed);
   }
   p.proc = std::make_unique<testing::ChildProcess>(argv);
   const std::string line = p.proc->wait_for_line("listening on", std::chrono::seconds(30));
+  std::remove(config.c_str());  // read at start-up
   EXPECT_TRUE(Endpoint::parse(line.substr(line.rfind(' ') + 1), p.addr, nullptr,
                               /*allow_port_zero=*/false))
       << line;

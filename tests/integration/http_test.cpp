@@ -110,6 +110,7 @@ TEST(Http, MetricsCountKnownCallsAndPassPromtool) {
   std::ofstream(path) << text;
   int status = 0;
   const std::string out = run_capture("promtool check metrics < " + path + " 2>&1", status);
+  std::remove(path.c_str());
   EXPECT_EQ(status, 0) << out;
 }
 
