@@ -35,6 +35,7 @@ struct CountingSink final : reliable::PacketSink {
     ++packets;
   }
   void on_too_large(const Endpoint&, const wire::Header&) override {}
+  void on_unreachable(const Endpoint&, const wire::Header&) override {}
 };
 
 struct Rig {

@@ -36,6 +36,7 @@ enum class Errc : std::uint16_t {
   kIoError = 16,           ///< a system call failed (bind, socket)
   kProtocolError = 17,     ///< the peer sent something that violates the protocol
   kPermissionDenied = 18,  ///< the provider does not serve this caller (internal service, no key)
+  kPeerGone = 19,          ///< no process listens at the provider's address (ICMP port unreachable)
 };
 
 /// How a failed call may be retried. Read by the retry and breaker logic.

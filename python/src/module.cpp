@@ -531,7 +531,7 @@ PYBIND11_MODULE(_broach, m) {
 
   // Every Errc: code -> name, for the Python exception classes.
   py::dict codes;
-  for (int c = 0; c <= static_cast<int>(Errc::kPermissionDenied); ++c) {
+  for (int c = 0; c <= static_cast<int>(Errc::kPeerGone); ++c) {
     codes[py::int_(c)] = errc_name(static_cast<Errc>(c));
   }
   m.attr("ERRC") = codes;

@@ -19,7 +19,9 @@ breaker::BreakerOptions breaker_options(const BreakerConfig& b) {
 }
 
 // The provider could not be reached (counts against the provider as a whole).
-bool unreachable(Errc code) { return code == Errc::kDeliveryTimeout || code == Errc::kCallTimeout; }
+bool unreachable(Errc code) {
+  return code == Errc::kDeliveryTimeout || code == Errc::kCallTimeout || code == Errc::kPeerGone;
+}
 
 // The provider failed this service (counts against provider+service).
 // `overloaded` is not a failure: the provider answered at once that it did
@@ -307,7 +309,9 @@ void CallRouter::on_finish(const Endpoint& provider, const std::string& service,
                     provider.to_string(), what, b.trips());
   };
   const auto before_p = ps.breaker.state(now);
-  if (unreachable(code)) {
+  if (code == Errc::kPeerGone) {
+    ps.breaker.on_gone(now);  // no process there: every service of it fails alike
+  } else if (unreachable(code)) {
     ps.breaker.on_failure(now);
   } else {
     ps.breaker.on_success(now);

@@ -96,6 +96,12 @@ void udp_samples(const UdpTransport& t, std::vector<api::Sample>& out) {
   out.push_back(api::Sample{"udp", "gro_receives", "broach_udp_gro_receives_total",
                             "Received buffers that held 2 or more datagrams (UDP GRO).",
                             static_cast<double>(s.gro_receives)});
+  out.push_back(api::Sample{"udp", "port_unreachable", "broach_udp_port_unreachable_total",
+                            "ICMP port-unreachable errors read for datagrams sent (a peer's port was closed).",
+                            static_cast<double>(s.port_unreachable)});
+  out.push_back(api::Sample{"udp", "icmp_other", "broach_udp_icmp_other_total",
+                            "Other ICMP errors read from the socket's error queue (ignored).",
+                            static_cast<double>(s.icmp_other)});
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ struct ErrcInfo {
   const char* advice;
 };
 
-constexpr std::array<ErrcInfo, 19> kInfo{{
+constexpr std::array<ErrcInfo, 20> kInfo{{
     {Errc::kOk, "ok", RetryClass::kPermanent, "no error"},
     {Errc::kQueueFull, "queue_full", RetryClass::kOverloaded,
      "the thread pool's queue and threads are full; raise threadPool.queueMax/threadMax or slow down"},
@@ -50,6 +50,9 @@ constexpr std::array<ErrcInfo, 19> kInfo{{
     {Errc::kPermissionDenied, "permission_denied", RetryClass::kPermanent,
      "the provider does not serve this caller: internal services answer key holders, the hosts of "
      "members and params.broach.security.adminNetworks; __broach.keys answers key holders only"},
+    {Errc::kPeerGone, "peer_gone", RetryClass::kMaybeExecuted,
+     "no process listens at the provider's address any more (its host answered ICMP port unreachable): "
+     "it stopped or crashed, maybe after running the call; idempotent calls are retried elsewhere"},
 }};
 
 const ErrcInfo& info(Errc code) noexcept {

@@ -119,4 +119,10 @@ void CircuitBreaker::on_refusal(TimePoint now) {
   if (++refusals_ >= kRefusalsPerFailure * opt_.consecutive_failures) trip(now);
 }
 
+void CircuitBreaker::on_gone(TimePoint now) {
+  count(now, false);
+  if (state_ == BreakerState::kOpen) return;  // another call's report, or a late one
+  trip(now);
+}
+
 }  // namespace broach::breaker

@@ -50,6 +50,11 @@ class CircuitBreaker {
   /// as does a refused half-open probe.
   void on_refusal(TimePoint now);
   static constexpr int kRefusalsPerFailure = 4;
+  /// The provider's process is gone (its host answered ICMP port
+  /// unreachable): a failure that opens the breaker at once, whatever the
+  /// count, as a failed half-open probe does. The usual half-open probe
+  /// later finds out whether a new process took the address.
+  void on_gone(TimePoint now);
   /// A call allow() let through was not made after all: gives back its
   /// half-open probe slot, if it took one; counts no outcome.
   void release() {

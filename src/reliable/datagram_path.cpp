@@ -271,6 +271,17 @@ void DatagramPath::deliver_bundle(const Endpoint& from, const wire::Header& oute
   }
 }
 
+void DatagramPath::on_unreachable(const Endpoint& to, std::span<const std::byte> sent) {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  wire::Header h;
+  if (wire::decode_header(sent, h) != wire::DecodeError::kOk) {
+    ++stats_.unreachable_bad;
+    return;
+  }
+  ++stats_.unreachable_in;
+  if (sink_ != nullptr) sink_->on_unreachable(to, h);
+}
+
 void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> data) {
   BROACH_ASSERT_IN_LOOP(loop_);
   ++stats_.datagrams_in;

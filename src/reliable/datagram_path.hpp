@@ -53,6 +53,10 @@ class PacketSink {
   /// A datagram whose header is sound but whose message exceeds the
   /// configured maximum (so the sender can be told instead of timing out).
   virtual void on_too_large(const Endpoint& from, const wire::Header& h) = 0;
+  /// The host of `to` reported no socket listening there (ICMP port
+  /// unreachable) for a datagram of ours with header `h` (as the ICMP quoted
+  /// it: unauthenticated, to be checked against what was sent).
+  virtual void on_unreachable(const Endpoint& to, const wire::Header& h) = 0;
 };
 
 /// How datagrams are sealed and checked (params.broach.security).
@@ -71,6 +75,8 @@ struct PathStats {
   std::uint64_t datagrams_in = 0, bytes_in = 0;
   std::atomic<std::uint64_t> datagrams_out{0}, bytes_out{0};
   std::atomic<std::uint64_t> send_failures{0};  ///< refused locally (e.g. socket buffer full)
+  std::uint64_t unreachable_in = 0;  ///< port-unreachable reports whose quote holds one of our headers
+  std::uint64_t unreachable_bad = 0;  ///< port-unreachable reports ignored: no header of ours quoted
   // Coalescing (loop thread only).
   std::uint64_t bundles_out = 0, bundled_out = 0;  ///< Bundle datagrams sent, datagrams in them
   std::uint64_t bundles_in = 0, bundled_in = 0;    ///< Bundle datagrams received, datagrams in them
@@ -147,6 +153,9 @@ class DatagramPath final : public DatagramReceiver {
 
   /// The incoming stage (transport callback, loop thread).
   void on_datagram(const Endpoint& from, std::span<const std::byte> data) override;
+  /// The transport's ICMP port-unreachable report (loop thread): the quoted
+  /// header goes to the sink, which checks it is one it sent.
+  void on_unreachable(const Endpoint& to, std::span<const std::byte> sent) override;
 
   /// Any thread: replaces the keyring (key rotation). Null: plaintext.
   /// Rings are kept alive for the path's life (rotations are rare), so the

@@ -129,7 +129,10 @@ class RequestHandler {
   X(amplification_limited, "Replies not sent: to an unproven address beyond 3x the bytes it sent, or to another address than the request's.") \
   X(challenges_sent, "Challenges sent to an unproven caller instead of a response that exceeded 3x its bytes.") \
   X(address_proofs, "Challenges answered: caller addresses proven.")                          \
-  X(address_proofs_bad, "Address proofs that did not verify (forged, stale or for another address).")
+  X(address_proofs_bad, "Address proofs that did not verify (forged, stale or for another address).") \
+  X(port_unreachable, "ICMP port-unreachable reports for datagrams this node sent: no process at the peer's port.") \
+  X(port_unreachable_foreign, "Port-unreachable reports ignored: the quoted datagram was not this node's.") \
+  X(calls_peer_gone, "Calls failed at once (peer_gone): their provider's port was reported unreachable.")
 // Gauges: X(field, description).
 #define BROACH_ENGINE_GAUGES(X)                                          \
   X(dedup_entries, "Records in the at-most-once table.")                 \
@@ -236,6 +239,12 @@ class Engine final : public PacketSink {
   void on_packet(const Endpoint& from, const wire::Header& h,
                  std::span<const std::byte> payload) override;
   void on_too_large(const Endpoint& from, const wire::Header& h) override;
+  /// Loop thread. A report that no process listens at `to`, quoting a
+  /// datagram with this node's id: every call waiting on `to` ends at once
+  /// with peer_gone (may have run: the process may have died after running
+  /// it). A quote with another node id is ignored (counted): forging one
+  /// takes this process's random node id, which only the path sees.
+  void on_unreachable(const Endpoint& to, const wire::Header& h) override;
 
   const EngineStats& stats() const { return stats_; }
   /// The node's one datagram path (its counters: drops before decoding).

@@ -281,4 +281,21 @@ void Engine::fail_all(Errc code, const std::string& message) {
   for (auto id : ids) finish_call(id, CallResult{code, {}, message});
 }
 
+void Engine::on_unreachable(const Endpoint& to, const wire::Header& h) {
+  BROACH_ASSERT_IN_LOOP(loop_);
+  if (h.node_id != opt_.node_id) {
+    ++stats_.port_unreachable_foreign;
+    return;
+  }
+  ++stats_.port_unreachable;
+  std::vector<std::uint64_t> gone;
+  for (const auto& [id, c] : calls_) {
+    if (c.to == to) gone.push_back(id);
+  }
+  for (const std::uint64_t id : gone) {
+    ++stats_.calls_peer_gone;
+    finish_call(id, CallResult{Errc::kPeerGone, {}, "no process listens at " + to.to_string() + " (ICMP port unreachable)"});
+  }
+}
+
 }  // namespace broach::reliable

@@ -214,14 +214,33 @@ bool SimNetwork::step_one() {
     }
     if (n.crashed) {
       ++stats_.to_crashed;
+      if (port_unreachable_ && !p.unreachable) bounce(p, n.addr);
       continue;
     }
-    ++stats_.delivered;
-    if (n.transport->receiver_ != nullptr) n.transport->receiver_->on_datagram(p.from, p.data);
+    if (p.unreachable) {
+      ++stats_.unreachable;
+      if (n.transport->receiver_ != nullptr) n.transport->receiver_->on_unreachable(p.from, p.data);
+    } else {
+      ++stats_.delivered;
+      if (n.transport->receiver_ != nullptr) n.transport->receiver_->on_datagram(p.from, p.data);
+    }
     end_of_event(p.node);
     return true;
   }
   return false;
+}
+
+void SimNetwork::bounce(const Pending& p, const Endpoint& dead) {
+  auto it = by_addr_.find(p.from);
+  if (it == by_addr_.end()) return;
+  Pending back;
+  back.node = it->second;
+  back.epoch = nodes_[back.node]->epoch;
+  back.from = dead;
+  back.unreachable = true;
+  back.data.assign(p.data.begin(), p.data.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(p.data.size(), 512)));
+  if (tracing_) trace("port-unreachable " + dead.to_string() + "->" + p.from.to_string());
+  schedule(now_ + policy(dead, p.from).delay, std::move(back));
 }
 
 void SimNetwork::end_of_event(std::uint32_t node) {

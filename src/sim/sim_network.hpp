@@ -109,6 +109,12 @@ class SimNetwork {
   /// restart() revives it (its old timers stay dead: a new life).
   void crash(const Endpoint& addr);
   void restart(const Endpoint& addr);
+  /// When on, a datagram that reaches a crashed node is answered as a live
+  /// host answers one for a port nobody listens on (ICMP port unreachable):
+  /// after the reverse link's delay the sender's receiver gets
+  /// on_unreachable with the datagram's first 512 bytes. Off by default (a
+  /// host that is down answers nothing; partitions and loss never answer).
+  void set_port_unreachable(bool on) { port_unreachable_ = on; }
   /// Stalls node `addr` for `d` (a process stopped or starved of CPU): it
   /// runs nothing meanwhile; datagrams sent to it wait as in a socket
   /// buffer. When the stall ends, every timer that came due during it fires
@@ -144,7 +150,7 @@ class SimNetwork {
   struct Stats {
     std::uint64_t bytes_sent = 0;
     std::uint64_t sent = 0, lost = 0, duplicated = 0, reordered = 0, partitioned = 0,
-                  delivered = 0, to_crashed = 0, deferred = 0;
+                  delivered = 0, to_crashed = 0, deferred = 0, unreachable = 0;
   };
   const Stats& stats() const { return stats_; }
   /// Events (timers, tasks, datagrams in flight) waiting to run.
@@ -176,6 +182,7 @@ class SimNetwork {
     Task task;                       // timer or posted task
     Endpoint from;                   // datagram event otherwise
     std::vector<std::byte> data;
+    bool unreachable = false;        // an ICMP port unreachable about `from`, to `node`
   };
 
   std::uint64_t schedule(TimePoint when, Pending p);  // returns the event's seq
@@ -185,6 +192,7 @@ class SimNetwork {
   void end_of_event(std::uint32_t node);  // the node's loop idle hooks
   void end_of_outside_events();           // every node's, once
   bool step_one();
+  void bounce(const Pending& p, const Endpoint& dead);  // the port-unreachable answer to p
 
   std::uint64_t seed_;
   Rng rng_;
@@ -194,6 +202,7 @@ class SimNetwork {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::vector<std::unique_ptr<NodeState>> nodes_;
   std::unordered_map<Endpoint, std::uint32_t> by_addr_;
+  bool port_unreachable_ = false;
   LinkPolicy default_policy_;
   std::map<std::pair<std::uint64_t, std::uint64_t>, LinkPolicy> links_;  // (from, to) keys
   std::map<std::pair<std::uint64_t, std::uint64_t>, bool> blocked_;      // one-way blocks

@@ -97,12 +97,12 @@ void EpollLoop::wake() {
   [[maybe_unused]] auto n = ::write(wakefd_, &one, sizeof(one));
 }
 
-void EpollLoop::add_fd(int fd, std::function<void()> on_readable) {
+void EpollLoop::add_fd(int fd, std::function<void()> on_readable, std::function<void()> on_error) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.fd = fd;
   if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("epoll_ctl(add)");
-  fds_[fd] = std::move(on_readable);
+  fds_[fd] = FdHandlers{std::move(on_readable), std::move(on_error)};
 }
 
 void EpollLoop::remove_fd(int fd) {
@@ -188,7 +188,13 @@ void EpollLoop::run() {
         continue;
       }
       auto it = fds_.find(fd);
-      if (it != fds_.end()) it->second();
+      if (it == fds_.end()) continue;
+      if ((events[i].events & EPOLLERR) != 0 && it->second.error) {
+        it->second.error();
+        it = fds_.find(fd);  // the handler may have removed the fd
+        if (it == fds_.end()) continue;
+      }
+      if ((events[i].events & ~static_cast<std::uint32_t>(EPOLLERR)) != 0 || !it->second.error) it->second.readable();
     }
     run_posted();
     run_due_timers();

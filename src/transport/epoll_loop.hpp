@@ -36,8 +36,10 @@ class EpollLoop final : public Loop {
   bool try_post_lazy(Task task) override;
   bool in_loop_thread() const override;
 
-  /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered).
-  void add_fd(int fd, std::function<void()> on_readable);
+  /// Calls `on_readable` on the loop whenever `fd` is readable (level-triggered),
+  /// and `on_error` (when given) first whenever it reports an error
+  /// (EPOLLERR: for a UDP socket with IP_RECVERR, its error queue is not empty).
+  void add_fd(int fd, std::function<void()> on_readable, std::function<void()> on_error = {});
   void remove_fd(int fd);
   std::uint64_t add_idle_hook(Task hook) override {
     idle_hooks_.emplace_back(++last_hook_, std::move(hook));
@@ -90,7 +92,10 @@ class EpollLoop final : public Loop {
   std::unordered_map<TimerId, Task> timers_;
   TimerId next_timer_ = 1;
   std::uint64_t seq_ = 0;
-  std::unordered_map<int, std::function<void()>> fds_;
+  struct FdHandlers {
+    std::function<void()> readable, error;
+  };
+  std::unordered_map<int, FdHandlers> fds_;
   std::vector<std::pair<std::uint64_t, Task>> idle_hooks_;  // loop thread
   std::uint64_t last_hook_ = 0;
   Duration busy_poll_ = Duration::zero();

@@ -22,6 +22,15 @@ class DatagramReceiver {
   virtual ~DatagramReceiver() = default;
   /// One datagram from `from`. `data` is valid only during the call.
   virtual void on_datagram(const Endpoint& from, std::span<const std::byte> data) = 0;
+  /// The host of `to` answered that no socket listens at `to` (ICMP port
+  /// unreachable) for a datagram this transport sent; `sent` is as much of
+  /// that datagram as the ICMP message quoted (the start of it: the header).
+  /// Unauthenticated (anyone on the path can forge one): a hint, checked by
+  /// the receiver against what it sent. Default: ignored.
+  virtual void on_unreachable(const Endpoint& to, std::span<const std::byte> sent) {
+    (void)to;
+    (void)sent;
+  }
 };
 
 class Transport {

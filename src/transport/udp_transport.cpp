@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <linux/errqueue.h>
+#include <netinet/icmp6.h>
+#include <netinet/ip_icmp.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -102,6 +105,15 @@ UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptio
   local_ = bind;  // the address as bound (a wildcard stays a wildcard), with the port the kernel chose
   local_.port = from_sockaddr(sa).port;
 
+  {
+    // ICMP errors for datagrams sent from this unconnected socket go to its
+    // error queue (on_error); without this the kernel drops them. A dual
+    // stack socket needs both: IPv4 peers' errors arrive through IPv4.
+    const int on = 1;
+    ::setsockopt(fd_, SOL_IP, IP_RECVERR, &on, sizeof(on));
+    if (v6_) ::setsockopt(fd_, SOL_IPV6, IPV6_RECVERR, &on, sizeof(on));
+  }
+
   if (options.gso) {
     // Probing the options is the runtime check: a kernel without them
     // (before 4.18 / 5.0) refuses, and batches leave one datagram each.
@@ -118,7 +130,7 @@ UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptio
   hdrs_.resize(static_cast<std::size_t>(batch_));
   iovs_.resize(static_cast<std::size_t>(batch_));
   addrs_.resize(static_cast<std::size_t>(batch_));
-  loop_.add_fd(fd_, [this] { on_readable(); });
+  loop_.add_fd(fd_, [this] { on_readable(); }, [this] { on_error(); });
 }
 
 UdpTransport::~UdpTransport() {
@@ -138,6 +150,7 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
     return false;
   }
   const auto sa = to_sockaddr(to, v6_);
+  bool retried = false;
   for (;;) {
     const auto n = ::sendto(fd_, data.data(), data.size(), 0, reinterpret_cast<const sockaddr*>(&sa.u), sa.len);
     if (n >= 0) {
@@ -145,8 +158,12 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
       return true;
     }
     if (errno == EINTR) continue;
-    // EAGAIN (buffer full), ECONNREFUSED (ICMP from an earlier send) and the
-    // like: the datagram is lost, which the reliable layer above handles.
+    if (icmp_errno(errno) && !retried) {  // an earlier datagram's ICMP error, reported here once
+      retried = true;
+      continue;
+    }
+    // EAGAIN (buffer full) and the like: the datagram is lost, which the
+    // reliable layer above handles.
     send_errors_.fetch_add(1, std::memory_order_relaxed);
     BROACH_LOG_DEBUG("sendto {} failed: {}", to.to_string(), std::strerror(errno));
     return false;
@@ -163,6 +180,8 @@ UdpTransport::Stats UdpTransport::stats() const {
   s.gso_datagrams = gso_datagrams_.load(std::memory_order_relaxed);
   s.gso_fallbacks = gso_fallbacks_.load(std::memory_order_relaxed);
   s.gro_receives = gro_receives_.load(std::memory_order_relaxed);
+  s.port_unreachable = port_unreachable_.load(std::memory_order_relaxed);
+  s.icmp_other = icmp_other_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -230,6 +249,7 @@ std::size_t UdpTransport::send_batch(const Endpoint& to,
   }
   const auto sa = to_sockaddr(to, v6_);
   std::size_t sent = 0;
+  bool retried = false;
   while (sent < datagrams.size()) {
     const auto chunk = datagrams.subspan(sent, std::min(kMaxBatch, datagrams.size() - sent));
     const bool gso = gso_.load(std::memory_order_relaxed);
@@ -237,6 +257,10 @@ std::size_t UdpTransport::send_batch(const Endpoint& to,
     if (r < 0) {
       const int err = errno;
       if (err == EINTR) continue;
+      if (icmp_errno(err) && !retried) {  // an earlier datagram's ICMP error, reported here once
+        retried = true;
+        continue;
+      }
       if (gso && (err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP || err == EMSGSIZE)) {
         // The kernel refused a GSO send (a device without checksum offload,
         // a segment above the route's MTU): turn GSO off for good and send
@@ -295,6 +319,7 @@ void UdpTransport::on_readable() {
     }
     const int n = ::recvmmsg(fd_, hdrs_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
     bump(recv_calls_);
+    if (n < 0 && icmp_errno(errno)) continue;  // an ICMP error reported instead of the datagrams waiting
     if (n <= 0) return;
     for (int i = 0; i < n; ++i) {
       const Endpoint from = from_sockaddr(addrs_[i]);
@@ -315,6 +340,54 @@ void UdpTransport::on_readable() {
               segment);
     }
     if (n < batch_) return;
+  }
+}
+
+bool UdpTransport::icmp_errno(int err) {
+  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN;
+}
+
+void UdpTransport::on_error() {
+  // Bounded per wake-up like reads; EPOLLERR stays up while more wait.
+  for (int i = 0; i < 64; ++i) {
+    // The quoted datagram: its start is enough (the header).
+    std::array<std::byte, 512> data;
+    alignas(cmsghdr) std::array<std::byte, 512> ctrl;
+    SockAddr to;
+    iovec iov{data.data(), data.size()};
+    msghdr msg{};
+    msg.msg_name = &to.u;
+    msg.msg_namelen = sizeof(to.u);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.data();
+    msg.msg_controllen = ctrl.size();
+    const auto n = ::recvmsg(fd_, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // EAGAIN: the queue is empty
+    }
+    bool port_unreachable = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      const bool v4 = c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR;
+      const bool v6 = c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR;
+      if ((!v4 && !v6) || c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+      port_unreachable = port_unreachable ||
+                         (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == ICMP_DEST_UNREACH &&
+                          ee.ee_code == ICMP_PORT_UNREACH) ||
+                         (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == ICMP6_DST_UNREACH &&
+                          ee.ee_code == ICMP6_DST_UNREACH_NOPORT);
+    }
+    if (!port_unreachable || msg.msg_namelen == 0) {
+      bump(icmp_other_);
+      continue;
+    }
+    bump(port_unreachable_);
+    if (receiver_ != nullptr) {
+      receiver_->on_unreachable(from_sockaddr(to), std::span<const std::byte>(data.data(), static_cast<std::size_t>(n)));
+    }
   }
 }
 

@@ -5,7 +5,9 @@
 // the kernel cuts it into datagrams, or loopback carries it whole) and the
 // socket accepts GRO (UDP_GRO: several datagrams of one flow arrive in one
 // buffer, which on_readable() cuts apart again). Neither changes a byte on
-// the wire: each datagram is still one protocol datagram.
+// the wire: each datagram is still one protocol datagram. The socket asks
+// for ICMP errors (IP_RECVERR): a port-unreachable answer to a datagram it
+// sent reaches the receiver's on_unreachable (a peer process that is gone).
 //
 // Layer: transport. Thread contract: owned by the loop thread; construct and
 // destroy it on (or before starting) that loop. It owns the socket.
@@ -60,6 +62,8 @@ class UdpTransport final : public Transport {
     std::uint64_t gso_datagrams = 0;  ///< datagrams that left in GSO sends
     std::uint64_t gso_fallbacks = 0;  ///< GSO sends refused by the kernel, resent one by one
     std::uint64_t gro_receives = 0;   ///< received buffers that held >= 2 datagrams
+    std::uint64_t port_unreachable = 0;  ///< ICMP port-unreachable reports for datagrams sent
+    std::uint64_t icmp_other = 0;        ///< other ICMP errors read from the error queue (ignored)
   };
   /// Any thread (the loop-thread counters may be a moment stale).
   Stats stats() const;
@@ -73,6 +77,13 @@ class UdpTransport final : public Transport {
   /// Whether this socket's family can send to `to` (any thread).
   bool reachable(const Endpoint& to) const;
   void on_readable();
+  /// EPOLLERR: reads the socket's error queue (IP_RECVERR), reporting
+  /// port-unreachable errors to the receiver.
+  void on_error();
+  /// Retries a send that failed with an errno a queued ICMP error leaves
+  /// behind (ECONNREFUSED and the like: the error of an earlier datagram,
+  /// reported once by whichever call comes next).
+  static bool icmp_errno(int err);
   void deliver(const Endpoint& from, std::span<const std::byte> data, int segment);
   /// One sendmmsg of `datagrams` (at most kMaxBatch); GSO runs when `gso`.
   /// Returns how many datagrams the kernel took, or -1 with errno set.
@@ -94,6 +105,7 @@ class UdpTransport final : public Transport {
   std::atomic<std::uint64_t> sent_{0}, send_errors_{0};  // any thread (send)
   std::atomic<std::uint64_t> gso_sends_{0}, gso_datagrams_{0}, gso_fallbacks_{0};
   std::atomic<std::uint64_t> received_{0}, recv_calls_{0}, gro_receives_{0};  // written on the loop thread
+  std::atomic<std::uint64_t> port_unreachable_{0}, icmp_other_{0};             // written on the loop thread
 };
 
 }  // namespace broach

@@ -75,8 +75,7 @@ void encode_header(const Header& h, std::span<std::byte> out) noexcept {
   put<std::uint32_t>(out, 52, static_cast<std::uint32_t>(h.counter));
 }
 
-DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_message, Header& h,
-                            std::span<const std::byte>& payload) noexcept {
+DecodeError decode_header(std::span<const std::byte> d, Header& h) noexcept {
   if (d.size() < kHeaderSize) return DecodeError::kTooShort;
   if (get<std::uint16_t>(d, 0) != kMagic) return DecodeError::kBadMagic;
   if (get<std::uint8_t>(d, 2) != kVersion) return DecodeError::kBadVersion;
@@ -97,7 +96,12 @@ DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_mess
   h.counter = static_cast<std::uint64_t>(get<std::uint32_t>(d, 52)) |
               (static_cast<std::uint64_t>(get<std::uint16_t>(d, 22)) << 32) |
               (static_cast<std::uint64_t>(get<std::uint16_t>(d, 46)) << 48);
+  return DecodeError::kOk;
+}
 
+DecodeError decode_datagram(std::span<const std::byte> d, std::uint64_t max_message, Header& h,
+                            std::span<const std::byte>& payload) noexcept {
+  if (const DecodeError e = decode_header(d, h); e != DecodeError::kOk) return e;
   const std::size_t tag = (h.flags & kFlagAuth) ? kAuthTagSize : 0;
   if (d.size() != kHeaderSize + h.payload_len + tag) return DecodeError::kLengthMismatch;
   if (h.fragment_count == 0 || h.fragment_count > kMaxFragments ||

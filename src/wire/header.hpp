@@ -96,6 +96,11 @@ const char* decode_error_name(DecodeError e) noexcept;
 /// Writes `h` into out[0..kHeaderSize). Precondition: out.size() >= kHeaderSize.
 void encode_header(const Header& h, std::span<std::byte> out) noexcept;
 
+/// Parses the fixed header at the start of `bytes` (magic, version and type
+/// checked; nothing about the payload, which may be cut off: the quote of a
+/// datagram in an ICMP error).
+DecodeError decode_header(std::span<const std::byte> bytes, Header& h) noexcept;
+
 /// Parses and validates a datagram. On success fills `h` and `payload` (a view
 /// into `datagram`). `max_message` bounds total_len.
 DecodeError decode_datagram(std::span<const std::byte> datagram, std::uint64_t max_message,

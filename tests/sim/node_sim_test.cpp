@@ -182,6 +182,70 @@ TEST(NodeSim, PartitionedProviderMidStream) {
   }
 }
 
+// A provider's process dies on a live host (the host answers ICMP port
+// unreachable): calls waiting on it end at once with peer_gone instead of
+// after udpTimeOut, idempotent ones are retried elsewhere, no
+// non-idempotent call runs twice, and its breaker opens on the first report
+// so that new calls go elsewhere before gossip declares it dead.
+TEST(NodeSim, ProviderProcessGoneFailsOverAtOnce) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Config cfg = fast_config();
+    cfg.retry.idempotent = {"read"};
+    SimNodes s(seed, 5, cfg);
+    s.net.set_port_unreachable(true);
+    Runs work_runs, read_runs;
+    join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
+      if (i == 0) return;
+      provide_work(c, work_runs, "work");
+      provide_work(c, read_runs, "read");
+    });
+    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "read", {1, 2, 3, 4}) && s.routes_to(0, "work", {1, 2, 3, 4}); }, seconds(10)));
+    std::vector<std::pair<std::string, std::shared_ptr<SimNodes::Outcome>>> calls;
+    const TimePoint t0 = s.net.now();
+    std::uint64_t k = 0;
+    bool crashed = false;
+    while (s.net.now() - t0 < seconds(2)) {
+      if (!crashed && s.net.now() - t0 > milliseconds(500)) {
+        s.crash(1);
+        crashed = true;
+      }
+      for (int j = 0; j < 4; ++j) {  // four calls in flight at a time, as four client threads keep
+        const std::string svc = k % 2 ? "read" : "work";
+        calls.emplace_back(svc, s.call_async(0, svc, detail::pack_args(k)));
+        ++k;
+      }
+      s.net.run_for(milliseconds(2));
+    }
+    ASSERT_TRUE(s.net.run_until([&] { for (auto& c : calls) if (!c.second->finished) return false; return true; }, seconds(5)));
+    int failed_reads = 0, failed_work = 0;
+    Duration slowest{};
+    for (std::uint64_t i = 0; i < calls.size(); ++i) {
+      const auto& [svc, o] = calls[i];
+      slowest = std::max(slowest, o->ended - o->started);
+      if (!o->result.ok()) {
+        EXPECT_EQ(o->result.error().code(), Errc::kPeerGone) << svc << " call " << i << ": " << o->result.error().message();
+        failed_reads += svc == "read";
+        failed_work += svc == "work";
+      }
+      if (svc == "work") {
+        EXPECT_LE(work_runs.by_id[i], 1) << "non-idempotent call " << i << " ran twice";
+      }
+    }
+    // Without the report, a call waiting on the dead provider lasts udpTimeOut (300 ms).
+    EXPECT_LT(slowest, milliseconds(150)) << "a call waited for the dead provider";
+    EXPECT_EQ(failed_reads, 0);  // retried elsewhere
+    const auto& st = s.core(0).engine().stats();
+    EXPECT_GT(st.port_unreachable, 0u);
+    EXPECT_EQ(st.port_unreachable_foreign, 0u);
+    // The breaker opened on the first report: a handful of calls hit the
+    // dead provider, not a quarter of everything sent until gossip caught up.
+    EXPECT_GE(st.calls_peer_gone, 1u);
+    EXPECT_LE(st.calls_peer_gone, 8u);
+    EXPECT_EQ(s.double_completions, 0);
+  }
+}
+
 Config breaker_config() {
   Config c = fast_config();
   c.breaker.consecutive_failures = 3;

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "broach/histogram.hpp"
 #include "cli.hpp"
@@ -39,6 +40,12 @@ struct BenchState {
   Node* node = nullptr;
   // Replaced while chains run (--seed refreshes it): read under targets_mu.
   std::shared_ptr<const std::vector<Endpoint>> targets;
+  // Providers whose process is gone (a peer_gone answer: their host said
+  // nothing listens there), skipped until the time given, when one call
+  // looks again; the member list still names them until gossip declares
+  // them dead. Under targets_mu.
+  std::unordered_map<Endpoint, Clock::time_point> gone_until;
+  std::atomic<bool> any_gone{false};  // gone_until is not empty
   std::mutex targets_mu;
   std::atomic<std::uint64_t> retried{0};
   std::string service;
@@ -67,6 +74,33 @@ struct BenchState {
     std::lock_guard lock(targets_mu);
     return targets;
   }
+  /// The next target round robin, skipping gone ones (all gone: the next).
+  Endpoint pick() {
+    std::lock_guard lock(targets_mu);
+    const auto& t = *targets;
+    const auto now = Clock::now();
+    for (std::size_t k = 0; k < t.size(); ++k) {
+      const Endpoint& e = t[next_target.fetch_add(1) % t.size()];
+      if (gone_until.empty()) return e;
+      auto g = gone_until.find(e);
+      if (g == gone_until.end()) return e;
+      if (g->second <= now) {
+        g->second = now + std::chrono::seconds(1);  // this call looks again; the others keep skipping
+        return e;
+      }
+    }
+    return t[next_target.fetch_add(1) % t.size()];
+  }
+  void mark_gone(const Endpoint& e) {
+    std::lock_guard lock(targets_mu);
+    gone_until[e] = Clock::now() + std::chrono::seconds(1);
+    any_gone.store(true, std::memory_order_relaxed);
+  }
+  void mark_back(const Endpoint& e) {
+    std::lock_guard lock(targets_mu);
+    gone_until.erase(e);  // it answered: a new process took the address
+    any_gone.store(!gone_until.empty(), std::memory_order_relaxed);
+  }
   void set_targets(std::vector<Endpoint> t) {
     if (t.empty()) return;  // keep calling the last known providers
     std::lock_guard lock(targets_mu);
@@ -83,9 +117,9 @@ struct BenchState {
   // pool is full, or it is stopping) is retried once on the next provider,
   // as a call by name would be.
   void attempt(Clock::time_point t0, int tries) {
-    const auto t = current_targets();
-    const Endpoint to = (*t)[next_target.fetch_add(1) % t->size()];
-    node->call_raw_async(to, service, args, CallOptions{}, [this, t0, tries](RawResult r) {
+    const Endpoint to = pick();
+    node->call_raw_async(to, service, args, CallOptions{}, [this, t0, tries, to](RawResult r) {
+      if (!r.ok() && r.error().code() == Errc::kPeerGone) mark_gone(to);
       if (!r.ok() && r.error().code() == Errc::kOverloaded && tries == 0 && current_targets()->size() > 1) {
         retried.fetch_add(1, std::memory_order_relaxed);
         attempt(t0, tries + 1);
@@ -94,6 +128,7 @@ struct BenchState {
       latency.record(Clock::now() - t0);
       if (r.ok()) {
         ok.fetch_add(1, std::memory_order_relaxed);
+        if (any_gone.load(std::memory_order_relaxed)) mark_back(to);
       } else {
         failed.fetch_add(1, std::memory_order_relaxed);
         const auto code = static_cast<std::size_t>(r.error().code());

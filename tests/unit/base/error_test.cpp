@@ -29,6 +29,7 @@ TEST(Errc, RetryClassesSeparateSafeFromUnsafe) {
   EXPECT_EQ(retry_class(Errc::kNotFound), RetryClass::kNotExecuted);
   EXPECT_EQ(retry_class(Errc::kOverloaded), RetryClass::kOverloaded);
   EXPECT_EQ(retry_class(Errc::kCallTimeout), RetryClass::kMaybeExecuted);
+  EXPECT_EQ(retry_class(Errc::kPeerGone), RetryClass::kMaybeExecuted);
   EXPECT_EQ(retry_class(Errc::kRemoteError), RetryClass::kPermanent);
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <mutex>
@@ -273,6 +274,109 @@ TEST(UdpTransport, Ipv6SocketsAndTheOtherFamily) {
     b.reset();
     dual.reset();
     v4.reset();
+  });
+  loop.stop();
+}
+
+// Reports of ICMP port unreachable, as the receiver sees them.
+class Bounces final : public DatagramReceiver {
+ public:
+  void on_datagram(const Endpoint&, std::span<const std::byte>) override {}
+  void on_unreachable(const Endpoint& to, std::span<const std::byte> sent) override {
+    std::lock_guard lock(mu_);
+    got_.emplace_back(to, Datagram(sent.begin(), sent.end()));
+  }
+  std::vector<std::pair<Endpoint, Datagram>> wait_for(std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      {
+        std::lock_guard lock(mu_);
+        if (got_.size() >= n) return got_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard lock(mu_);
+    return got_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<Endpoint, Datagram>> got_;
+};
+
+// A datagram to a port nobody listens on comes back as on_unreachable with
+// that address and the start of the datagram (the socket asks for ICMP
+// errors); the error leaves no trace on later sends or reads, on an IPv4
+// socket and on a dual-stack one sending to an IPv4 peer.
+TEST(UdpTransport, PortUnreachableIsReportedWithTheQuotedDatagram) {
+  EpollLoop loop;
+  loop.start_thread("icmp-test");
+  auto run = [&](auto f) {
+    std::promise<void> done;
+    loop.post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  };
+  std::unique_ptr<UdpTransport> a, closed, peer, dual;
+  Bounces bounces, dual_bounces;
+  Collector at_peer;
+  Endpoint dead;
+  run([&] {
+    a = std::make_unique<UdpTransport>(loop, Endpoint{0x7f000001, 0}, UdpOptions{1 << 20, 8, true});
+    closed = std::make_unique<UdpTransport>(loop, Endpoint{0x7f000001, 0}, UdpOptions{1 << 20, 8, true});
+    peer = std::make_unique<UdpTransport>(loop, Endpoint{0x7f000001, 0}, UdpOptions{1 << 20, 8, true});
+    dead = closed->local();
+    closed.reset();  // the port is free now: nothing listens there
+    a->set_receiver(&bounces);
+    peer->set_receiver(&at_peer);
+  });
+  Datagram d(600);
+  for (std::size_t k = 0; k < d.size(); ++k) d[k] = static_cast<std::byte>(k & 0xff);
+  bool ok = false;
+  run([&] { ok = a->send(dead, d); });
+  ASSERT_TRUE(ok);
+  auto got = bounces.wait_for(1);
+  ASSERT_EQ(got.size(), 1u) << "no port-unreachable report";
+  EXPECT_EQ(got[0].first, dead);
+  ASSERT_GE(got[0].second.size(), 64u);  // at least the header and some payload
+  EXPECT_TRUE(std::equal(got[0].second.begin(), got[0].second.end(), d.begin()));
+  EXPECT_EQ(a->stats().port_unreachable, 1u);
+  // Later sends and reads are untouched by the error.
+  for (int i = 0; i < 3; ++i) {
+    run([&] { ok = a->send(dead, d); });
+    ASSERT_TRUE(ok) << "a send failed after a port-unreachable report";
+  }
+  run([&] { ok = a->send(peer->local(), d); });
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(at_peer.wait_for(1).size(), 1u);
+  EXPECT_EQ(bounces.wait_for(4).size(), 4u);
+  EXPECT_EQ(a->stats().send_errors, 0u);
+
+  // A dual-stack socket: IPv4 peers' errors arrive too, reported as IPv4.
+  Endpoint any6;
+  ASSERT_TRUE(Endpoint::parse("[::]:0", any6));
+  try {
+    run([&] { dual = std::make_unique<UdpTransport>(loop, any6, UdpOptions{1 << 20, 8, true}); });
+  } catch (const Error&) {
+    run([&] { a.reset(); peer.reset(); });
+    loop.stop();
+    return;  // no IPv6 here; the IPv4 half passed
+  }
+  run([&] {
+    dual->set_receiver(&dual_bounces);
+    ok = dual->send(dead, d);
+  });
+  ASSERT_TRUE(ok);
+  got = dual_bounces.wait_for(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, dead);
+  EXPECT_FALSE(got[0].first.v6);
+  run([&] {
+    a.reset();
+    peer.reset();
+    dual.reset();
   });
   loop.stop();
 }
