@@ -84,6 +84,16 @@ def test_errors_are_typed(pair):
     assert time.monotonic() - t0 < 1.5
     with pytest.raises(broach.BadConfig):
         broach.Node(json='{"params":{"rpcPort":"x"}}')
+    # A provider whose process is gone: its port answers ICMP port
+    # unreachable and the call ends at once ("may have run"), not after udpTimeOut.
+    gone = broach.Node(json=LOOPBACK)
+    gone_at = gone.address
+    gone.close()
+    t0 = time.monotonic()
+    with pytest.raises(broach.PeerGone) as e:
+        client.call("add", 1, 2, to=gone_at)
+    assert e.value.kind == "peer_gone" and e.value.code == 19
+    assert time.monotonic() - t0 < 1.5
 
 
 def test_blocking_call_releases_the_gil(pair):
