@@ -58,6 +58,9 @@ void engine_samples(const reliable::Engine& e, std::vector<Sample>& out) {
                        static_cast<double>(p.bundles_in)});
   out.push_back(Sample{"transport", "bundled_in", "broach_bundled_received_total",
                        "Datagrams received inside Bundles.", static_cast<double>(p.bundled_in)});
+  out.push_back(Sample{"transport", "unreachable_in", "broach_port_unreachable_total",
+                       "ICMP port-unreachable reports whose quote holds a header of this protocol.",
+                       static_cast<double>(p.unreachable_in)});
   out.push_back(Sample{"transport", "unreachable_bad", "broach_port_unreachable_malformed_total",
                        "Port-unreachable reports ignored: the quoted datagram had no header of this protocol.",
                        static_cast<double>(p.unreachable_bad)});

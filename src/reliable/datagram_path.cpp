@@ -279,7 +279,21 @@ void DatagramPath::on_unreachable(const Endpoint& to, std::span<const std::byte>
     return;
   }
   ++stats_.unreachable_in;
-  if (sink_ != nullptr) sink_->on_unreachable(to, h);
+  if (sink_ == nullptr) return;
+  if (h.type != wire::MsgType::kBundle || (h.flags & wire::kFlagAuth) != 0) {
+    sink_->on_unreachable(to, h);  // a sealed Bundle's parts are encrypted: the next retransmission tells
+    return;
+  }
+  // A plaintext Bundle: each part whose header the quote holds.
+  auto body = sent.subspan(wire::kHeaderSize);
+  while (body.size() >= 2 + wire::kHeaderSize) {
+    const std::size_t len = static_cast<std::size_t>(body[0]) | (static_cast<std::size_t>(body[1]) << 8);
+    wire::Header part;
+    if (wire::decode_header(body.subspan(2), part) != wire::DecodeError::kOk || part.node_id != h.node_id) return;
+    sink_->on_unreachable(to, part);
+    if (len + 2 > body.size()) return;
+    body = body.subspan(2 + len);
+  }
 }
 
 void DatagramPath::on_datagram(const Endpoint& from, std::span<const std::byte> data) {

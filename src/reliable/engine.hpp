@@ -240,10 +240,11 @@ class Engine final : public PacketSink {
                  std::span<const std::byte> payload) override;
   void on_too_large(const Endpoint& from, const wire::Header& h) override;
   /// Loop thread. A report that no process listens at `to`, quoting a
-  /// datagram with this node's id: every call waiting on `to` ends at once
-  /// with peer_gone (may have run: the process may have died after running
-  /// it). A quote with another node id is ignored (counted): forging one
-  /// takes this process's random node id, which only the path sees.
+  /// datagram of a call of ours to `to` (this node's id, the call's id):
+  /// that call ends at once with peer_gone (may have run: the process may
+  /// have died after running it). Anything else is ignored (a quote with
+  /// another node id is counted): forging one takes the call's id as well,
+  /// which only the path between the two nodes sees.
   void on_unreachable(const Endpoint& to, const wire::Header& h) override;
 
   const EngineStats& stats() const { return stats_; }

@@ -288,14 +288,22 @@ void Engine::on_unreachable(const Endpoint& to, const wire::Header& h) {
     return;
   }
   ++stats_.port_unreachable;
-  std::vector<std::uint64_t> gone;
-  for (const auto& [id, c] : calls_) {
-    if (c.to == to) gone.push_back(id);
-  }
-  for (const std::uint64_t id : gone) {
-    ++stats_.calls_peer_gone;
-    finish_call(id, CallResult{Errc::kPeerGone, {}, "no process listens at " + to.to_string() + " (ICMP port unreachable)"});
-  }
+  // Only the call whose own datagram bounced: a request (any fragment), a
+  // status query, an address proof or an ack of its response's fragments,
+  // with its id, sent to this address. Other calls to the address learn it
+  // from their next retransmission or poll (RTO-bounded); the router opens
+  // the provider's breaker on this one, so new calls go elsewhere. A quote
+  // of a datagram that is not a call's (a response we served, a ping) ends
+  // nothing.
+  const bool about_a_call = h.type == MsgType::kRequest || h.type == MsgType::kStatusQuery ||
+                            h.type == MsgType::kAddressProof ||
+                            (h.type == MsgType::kFragmentAck && (h.flags & wire::kFlagForResponse) != 0);
+  if (!about_a_call) return;
+  auto it = calls_.find(h.message_id);
+  if (it == calls_.end() || it->second.to != to) return;
+  ++stats_.calls_peer_gone;
+  finish_call(h.message_id,
+              CallResult{Errc::kPeerGone, {}, "no process listens at " + to.to_string() + " (ICMP port unreachable)"});
 }
 
 }  // namespace broach::reliable

@@ -230,6 +230,15 @@ bool SimNetwork::step_one() {
   return false;
 }
 
+void SimNetwork::inject_unreachable(const Endpoint& at, const Endpoint& about, std::span<const std::byte> quote) {
+  auto it = by_addr_.find(at);
+  if (it == by_addr_.end()) return;
+  auto& n = *nodes_[it->second];
+  if (n.crashed || n.transport->receiver_ == nullptr) return;
+  n.transport->receiver_->on_unreachable(about, quote);
+  end_of_event(it->second);
+}
+
 void SimNetwork::bounce(const Pending& p, const Endpoint& dead) {
   auto it = by_addr_.find(p.from);
   if (it == by_addr_.end()) return;

@@ -115,6 +115,9 @@ class SimNetwork {
   /// on_unreachable with the datagram's first 512 bytes. Off by default (a
   /// host that is down answers nothing; partitions and loss never answer).
   void set_port_unreachable(bool on) { port_unreachable_ = on; }
+  /// Hands node `at` a port-unreachable report about `about` quoting
+  /// `quote`, now, as a forger could (tests of what a node believes).
+  void inject_unreachable(const Endpoint& at, const Endpoint& about, std::span<const std::byte> quote);
   /// Stalls node `addr` for `d` (a process stopped or starved of CPU): it
   /// runs nothing meanwhile; datagrams sent to it wait as in a socket
   /// buffer. When the stall ends, every timer that came due during it fires

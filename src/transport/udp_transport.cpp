@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -110,8 +111,11 @@ UdpTransport::UdpTransport(EpollLoop& loop, const Endpoint& bind, const UdpOptio
     // error queue (on_error); without this the kernel drops them. A dual
     // stack socket needs both: IPv4 peers' errors arrive through IPv4.
     const int on = 1;
-    ::setsockopt(fd_, SOL_IP, IP_RECVERR, &on, sizeof(on));
-    if (v6_) ::setsockopt(fd_, SOL_IPV6, IPV6_RECVERR, &on, sizeof(on));
+    if (::setsockopt(fd_, SOL_IP, IP_RECVERR, &on, sizeof(on)) != 0 ||
+        (v6_ && ::setsockopt(fd_, SOL_IPV6, IPV6_RECVERR, &on, sizeof(on)) != 0)) {
+      BROACH_LOG_INFO("IP_RECVERR refused ({}): a peer whose port closed is noticed by timeout only",
+                      std::strerror(errno));
+    }
   }
 
   if (options.gso) {
@@ -158,7 +162,7 @@ bool UdpTransport::send(const Endpoint& to, std::span<const std::byte> data) {
       return true;
     }
     if (errno == EINTR) continue;
-    if (icmp_errno(errno) && !retried) {  // an earlier datagram's ICMP error, reported here once
+    if (!retried && icmp_errno(errno)) {  // maybe an earlier datagram's ICMP error, reported here once
       retried = true;
       continue;
     }
@@ -257,7 +261,7 @@ std::size_t UdpTransport::send_batch(const Endpoint& to,
     if (r < 0) {
       const int err = errno;
       if (err == EINTR) continue;
-      if (icmp_errno(err) && !retried) {  // an earlier datagram's ICMP error, reported here once
+      if (!retried && icmp_errno(err)) {  // maybe an earlier datagram's ICMP error (even EMSGSIZE), once
         retried = true;
         continue;
       }
@@ -279,6 +283,10 @@ std::size_t UdpTransport::send_batch(const Endpoint& to,
     sent += static_cast<std::size_t>(r);
     sent_.fetch_add(static_cast<std::uint64_t>(r), std::memory_order_relaxed);
     if (static_cast<std::size_t>(r) < chunk.size()) {
+      if (!retried) {  // a pending ICMP error may have cut the batch short: the rest once more
+        retried = true;
+        continue;
+      }
       send_errors_.fetch_add(datagrams.size() - sent, std::memory_order_relaxed);
       return sent;
     }
@@ -319,7 +327,7 @@ void UdpTransport::on_readable() {
     }
     const int n = ::recvmmsg(fd_, hdrs_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
     bump(recv_calls_);
-    if (n < 0 && icmp_errno(errno)) continue;  // an ICMP error reported instead of the datagrams waiting
+    if (n < 0 && icmp_errno(errno)) continue;  // an ICMP error reported instead of the datagrams waiting (bounded: 8 rounds)
     if (n <= 0) return;
     for (int i = 0; i < n; ++i) {
       const Endpoint from = from_sockaddr(addrs_[i]);
@@ -344,7 +352,11 @@ void UdpTransport::on_readable() {
 }
 
 bool UdpTransport::icmp_errno(int err) {
-  return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN;
+  // Any ICMP error (port, host, network or protocol unreachable, fragmentation
+  // needed, ...) leaves its errno pending on the socket, and the next call
+  // reports it instead of doing its own work; so every errno but those of
+  // a full buffer may be one. EINTR is handled apart.
+  return err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS && err != EINTR;
 }
 
 void UdpTransport::on_error() {
@@ -353,11 +365,11 @@ void UdpTransport::on_error() {
     // The quoted datagram: its start is enough (the header).
     std::array<std::byte, 512> data;
     alignas(cmsghdr) std::array<std::byte, 512> ctrl;
-    SockAddr to;
+    SockAddr dest;  // where the datagram had gone
     iovec iov{data.data(), data.size()};
     msghdr msg{};
-    msg.msg_name = &to.u;
-    msg.msg_namelen = sizeof(to.u);
+    msg.msg_name = &dest.u;
+    msg.msg_namelen = sizeof(dest.u);
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = ctrl.data();
@@ -365,8 +377,14 @@ void UdpTransport::on_error() {
     const auto n = ::recvmsg(fd_, &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return;  // EAGAIN: the queue is empty
+      // The queue is empty. An error the kernel could not queue (receive
+      // buffer full) may still be pending and keep EPOLLERR up: clear it.
+      int pending = 0;
+      socklen_t len = sizeof(pending);
+      ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len);
+      return;
     }
+    const Endpoint to = from_sockaddr(dest);
     bool port_unreachable = false;
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
       const bool v4 = c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR;
@@ -374,11 +392,27 @@ void UdpTransport::on_error() {
       if ((!v4 && !v6) || c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
       sock_extended_err ee;
       std::memcpy(&ee, CMSG_DATA(c), sizeof(ee));
-      port_unreachable = port_unreachable ||
-                         (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == ICMP_DEST_UNREACH &&
-                          ee.ee_code == ICMP_PORT_UNREACH) ||
-                         (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == ICMP6_DST_UNREACH &&
-                          ee.ee_code == ICMP6_DST_UNREACH_NOPORT);
+      const bool kind = (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == ICMP_DEST_UNREACH &&
+                         ee.ee_code == ICMP_PORT_UNREACH) ||
+                        (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == ICMP6_DST_UNREACH &&
+                         ee.ee_code == ICMP6_DST_UNREACH_NOPORT);
+      if (!kind) continue;
+      // Only the destination host itself says "no process at this port" (a
+      // router never does): the ICMP's sender (the offender, right after the
+      // error in the control message) must be the address we sent to, so a
+      // forger has to spoof that host's address.
+      const std::size_t off = sizeof(sock_extended_err);
+      const std::size_t room = c->cmsg_len - CMSG_LEN(0);
+      SockAddr offender;
+      if (room >= off + sizeof(sockaddr_in)) {
+        std::memcpy(&offender.u, CMSG_DATA(c) + off, std::min(room - off, sizeof(offender.u)));
+        const sa_family_t fam = offender.u.v4.sin_family;
+        if (fam == AF_INET || (fam == AF_INET6 && room >= off + sizeof(sockaddr_in6))) {
+          Endpoint from = from_sockaddr(offender);
+          from.port = to.port;
+          port_unreachable = from == to;
+        }
+      }
     }
     if (!port_unreachable || msg.msg_namelen == 0) {
       bump(icmp_other_);
@@ -386,7 +420,7 @@ void UdpTransport::on_error() {
     }
     bump(port_unreachable_);
     if (receiver_ != nullptr) {
-      receiver_->on_unreachable(from_sockaddr(to), std::span<const std::byte>(data.data(), static_cast<std::size_t>(n)));
+      receiver_->on_unreachable(to, std::span<const std::byte>(data.data(), static_cast<std::size_t>(n)));
     }
   }
 }

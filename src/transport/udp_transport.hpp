@@ -63,7 +63,7 @@ class UdpTransport final : public Transport {
     std::uint64_t gso_fallbacks = 0;  ///< GSO sends refused by the kernel, resent one by one
     std::uint64_t gro_receives = 0;   ///< received buffers that held >= 2 datagrams
     std::uint64_t port_unreachable = 0;  ///< ICMP port-unreachable reports for datagrams sent
-    std::uint64_t icmp_other = 0;        ///< other ICMP errors read from the error queue (ignored)
+    std::uint64_t icmp_other = 0;  ///< other ICMP errors read (ignored), and port-unreachable ones not sent by the destination
   };
   /// Any thread (the loop-thread counters may be a moment stale).
   Stats stats() const;
@@ -80,9 +80,9 @@ class UdpTransport final : public Transport {
   /// EPOLLERR: reads the socket's error queue (IP_RECVERR), reporting
   /// port-unreachable errors to the receiver.
   void on_error();
-  /// Retries a send that failed with an errno a queued ICMP error leaves
-  /// behind (ECONNREFUSED and the like: the error of an earlier datagram,
-  /// reported once by whichever call comes next).
+  /// True for an errno that may be a pending ICMP error about an earlier
+  /// datagram (reported once by whichever socket call comes next, instead of
+  /// its own result): the call is made once more.
   static bool icmp_errno(int err);
   void deliver(const Endpoint& from, std::span<const std::byte> data, int segment);
   /// One sendmmsg of `datagrams` (at most kMaxBatch); GSO runs when `gso`.

@@ -246,6 +246,47 @@ TEST(NodeSim, ProviderProcessGoneFailsOverAtOnce) {
   }
 }
 
+// ICMP is not authenticated: a port-unreachable report ends a call only
+// when it quotes that call's own datagram (this node's id and the call's
+// id) sent to that address. Reports with another node id, another call
+// id, or about another address end nothing, and every call completes.
+TEST(NodeSim, ForgedPortUnreachableEndsNothing) {
+  for (auto seed : testing::sim_seeds()) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    SimNodes s(seed, 3, fast_config());
+    Runs runs;
+    join_all(s, 3, [&](std::size_t i, api::NodeCore& c) {
+      if (i > 0) provide_work(c, runs);
+    });
+    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "work", {1, 2}); }, seconds(10)));
+    auto& engine = s.core(0).engine();
+    std::vector<std::shared_ptr<SimNodes::Outcome>> calls;
+    for (std::uint64_t k = 0; k < 8; ++k) calls.push_back(s.call_async(0, "work", detail::pack_args(k)));
+    auto forge = [&](std::uint64_t node_id, std::uint64_t message_id, const Endpoint& about) {
+      wire::Header h;
+      h.type = wire::MsgType::kRequest;
+      h.node_id = node_id;
+      h.message_id = message_id;
+      std::byte quote[wire::kHeaderSize];
+      wire::encode_header(h, quote);
+      s.net.inject_unreachable(SimNodes::address(0), about, quote);
+    };
+    const std::uint64_t me = engine.node_id();
+    for (std::uint64_t id = 0; id < 64; ++id) {
+      forge(me + 1, id, SimNodes::address(1));             // another node's datagram
+      forge(me, id + (1u << 30), SimNodes::address(1));    // no such call
+      forge(me, id, SimNodes::address(3));                 // an address nobody was called at
+    }
+    const std::byte junk[10] = {};
+    s.net.inject_unreachable(SimNodes::address(0), SimNodes::address(1), junk);  // no header at all
+    ASSERT_TRUE(s.net.run_until([&] { for (auto& c : calls) if (!c->finished) return false; return true; }, seconds(5)));
+    for (auto& c : calls) EXPECT_TRUE(c->result.ok()) << c->result.error().message();
+    EXPECT_EQ(engine.stats().calls_peer_gone, 0u);
+    EXPECT_EQ(engine.stats().port_unreachable_foreign, 64u);
+    EXPECT_EQ(engine.path().stats().unreachable_bad, 1u);
+  }
+}
+
 Config breaker_config() {
   Config c = fast_config();
   c.breaker.consecutive_failures = 3;
