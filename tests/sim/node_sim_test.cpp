@@ -123,6 +123,18 @@ TEST(NodeSim, ClusterJoinsByGossipAndServesCallsByName) {
   }
 }
 
+// Node 0 calls; nodes 1-4 each provide "work" and "read"; waits until node 0
+// routes both to all four.
+void start_work_and_read(SimNodes& s, Runs& work_runs, Runs& read_runs) {
+  join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
+    if (i == 0) return;
+    provide_work(c, work_runs, "work");
+    provide_work(c, read_runs, "read");
+  });
+  ASSERT_TRUE(s.net.run_until(
+      [&] { return s.routes_to(0, "read", {1, 2, 3, 4}) && s.routes_to(0, "work", {1, 2, 3, 4}); }, seconds(10)));
+}
+
 // A provider is cut off from everyone mid-stream. Every call ends with the
 // right result or a typed error within its deadline; a non-idempotent call
 // is never run twice; idempotent ones are retried on another provider.
@@ -133,12 +145,7 @@ TEST(NodeSim, PartitionedProviderMidStream) {
     cfg.retry.idempotent = {"read"};
     SimNodes s(seed, 5, cfg);
     Runs work_runs, read_runs;
-    join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
-      if (i == 0) return;
-      provide_work(c, work_runs, "work");
-      provide_work(c, read_runs, "read");
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "read", {1, 2, 3, 4}) && s.routes_to(0, "work", {1, 2, 3, 4}); }, seconds(10)));
+    ASSERT_NO_FATAL_FAILURE(start_work_and_read(s, work_runs, read_runs));
     std::vector<std::pair<std::string, std::shared_ptr<SimNodes::Outcome>>> calls;
     const TimePoint t0 = s.net.now();
     std::uint64_t k = 0;
@@ -195,12 +202,7 @@ TEST(NodeSim, ProviderProcessGoneFailsOverAtOnce) {
     SimNodes s(seed, 5, cfg);
     s.net.set_port_unreachable(true);
     Runs work_runs, read_runs;
-    join_all(s, 5, [&](std::size_t i, api::NodeCore& c) {
-      if (i == 0) return;
-      provide_work(c, work_runs, "work");
-      provide_work(c, read_runs, "read");
-    });
-    ASSERT_TRUE(s.net.run_until([&] { return s.routes_to(0, "read", {1, 2, 3, 4}) && s.routes_to(0, "work", {1, 2, 3, 4}); }, seconds(10)));
+    ASSERT_NO_FATAL_FAILURE(start_work_and_read(s, work_runs, read_runs));
     std::vector<std::pair<std::string, std::shared_ptr<SimNodes::Outcome>>> calls;
     const TimePoint t0 = s.net.now();
     std::uint64_t k = 0;

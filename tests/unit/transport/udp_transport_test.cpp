@@ -19,6 +19,22 @@ namespace {
 
 using Datagram = std::vector<std::byte>;
 
+/// Waits (polling, generous bound) until `got` (guarded by `mu`) holds `n`
+/// items; returns a copy of it.
+template <class T>
+std::vector<T> wait_for_count(std::mutex& mu, const std::vector<T>& got, std::size_t n) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < until) {
+    {
+      std::lock_guard lock(mu);
+      if (got.size() >= n) return got;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::lock_guard lock(mu);
+  return got;
+}
+
 class Collector final : public DatagramReceiver {
  public:
   void on_datagram(const Endpoint&, std::span<const std::byte> data) override {
@@ -26,18 +42,7 @@ class Collector final : public DatagramReceiver {
     got_.emplace_back(data.begin(), data.end());
   }
   /// Waits (polling, generous bound) until `n` datagrams arrived.
-  std::vector<Datagram> wait_for(std::size_t n) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      {
-        std::lock_guard lock(mu_);
-        if (got_.size() >= n) return got_;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    std::lock_guard lock(mu_);
-    return got_;
-  }
+  std::vector<Datagram> wait_for(std::size_t n) { return wait_for_count(mu_, got_, n); }
 
  private:
   std::mutex mu_;
@@ -286,18 +291,7 @@ class Bounces final : public DatagramReceiver {
     std::lock_guard lock(mu_);
     got_.emplace_back(to, Datagram(sent.begin(), sent.end()));
   }
-  std::vector<std::pair<Endpoint, Datagram>> wait_for(std::size_t n) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      {
-        std::lock_guard lock(mu_);
-        if (got_.size() >= n) return got_;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    std::lock_guard lock(mu_);
-    return got_;
-  }
+  std::vector<std::pair<Endpoint, Datagram>> wait_for(std::size_t n) { return wait_for_count(mu_, got_, n); }
 
  private:
   std::mutex mu_;
