@@ -225,6 +225,7 @@ ThreadPool::Stats ThreadPool::stats() const {
   s.rejected = rejected_.load();
   s.caller_ran = caller_ran_.load();
   s.task_exceptions = task_exceptions_.load();
+  s.avg_task = std::chrono::nanoseconds(avg_task_ns_.load(std::memory_order_relaxed));
   return s;
 }
 

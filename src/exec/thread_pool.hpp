@@ -88,6 +88,9 @@ class ThreadPool final : public Executor {
 
   /// Counters. Each field is exact when read, but they are read one at a
   /// time: the set is not one atomic snapshot while tasks are running.
+  /// A backlog is spread over more threads when its tasks take this long on
+  /// average, or when nobody has taken a task for this long.
+  static constexpr std::chrono::nanoseconds kSpreadAfter = std::chrono::microseconds(20);
   struct Stats {
     std::size_t threads = 0;            ///< live worker threads
     std::size_t idle = 0;               ///< workers waiting for a task
@@ -97,6 +100,9 @@ class ThreadPool final : public Executor {
     std::uint64_t rejected = 0;         ///< kQueueFull refusals (shutdown refusals are not counted)
     std::uint64_t caller_ran = 0;       ///< tasks run on the submitting thread (pool full)
     std::uint64_t task_exceptions = 0;  ///< tasks that threw (logged, swallowed)
+    /// Moving average of task run times: at kSpreadAfter or above, a backlog
+    /// is spread over idle workers; below, left to the one woken.
+    std::chrono::nanoseconds avg_task{0};
   };
   Stats stats() const BROACH_EXCLUDES(mu_);
   const ThreadPoolConfig& config() const noexcept { return config_; }
@@ -128,9 +134,6 @@ class ThreadPool final : public Executor {
     Task task;
     std::chrono::steady_clock::time_point queued_at;
   };
-  /// A backlog is spread over more threads when its tasks take this long on
-  /// average, or when nobody has taken a task for this long.
-  static constexpr std::chrono::nanoseconds kSpreadAfter = std::chrono::microseconds(20);
   std::deque<Queued> queue_ BROACH_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point last_take_ BROACH_GUARDED_BY(mu_){};  ///< a worker last took a task
   /// live workers by id
