@@ -301,7 +301,14 @@ TEST(ThreadPool, ShortTasksRunOnOneThreadAndANudgeSpreadsAStuckBacklog) {
   std::vector<Errc> rc(batch.size());
   pool.try_submit_batch(batch, rc);
   ASSERT_TRUE(gate.wait_started(1));
-  EXPECT_EQ(pool.stats().queued, 3u);  // no cascade: the others still wait
+  {
+    // No cascade: the others still wait. One more may have started: a
+    // worker woken by an earlier submit that the scheduler had not run yet
+    // finds the new work (seen on a loaded machine); a cascade leaves none.
+    const auto st = pool.stats();
+    EXPECT_GE(st.queued, 2u) << "avg " << st.avg_task.count() << " ns, idle " << st.idle << ", started "
+                             << gate.started();
+  }
   EXPECT_TRUE(wait_for([&] {
     pool.nudge();
     return gate.started() == 4;
