@@ -186,18 +186,7 @@ class From final : public DatagramReceiver {
     std::lock_guard lock(mu_);
     from_.push_back(from);
   }
-  std::vector<Endpoint> wait_for(std::size_t n) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      {
-        std::lock_guard lock(mu_);
-        if (from_.size() >= n) return from_;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    std::lock_guard lock(mu_);
-    return from_;
-  }
+  std::vector<Endpoint> wait_for(std::size_t n) { return wait_for_count(mu_, from_, n); }
 
  private:
   std::mutex mu_;
