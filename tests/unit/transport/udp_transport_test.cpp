@@ -19,6 +19,17 @@ namespace {
 
 using Datagram = std::vector<std::byte>;
 
+/// Runs `f` on `loop`'s thread and waits for it.
+template <class F>
+void run_on(EpollLoop& loop, F f) {
+  std::promise<void> done;
+  loop.post([&] {
+    f();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
 /// Waits (polling, generous bound) until `got` (guarded by `mu`) holds `n`
 /// items; returns a copy of it.
 template <class T>
@@ -79,12 +90,7 @@ struct Pair {
   }
   template <class F>
   void run(F f) {
-    std::promise<void> done;
-    loop.post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
+    run_on(loop, f);
   }
   std::size_t send(const std::vector<Datagram>& ds) {
     std::vector<std::span<const std::byte>> views(ds.begin(), ds.end());
@@ -196,14 +202,7 @@ class From final : public DatagramReceiver {
 TEST(UdpTransport, Ipv6SocketsAndTheOtherFamily) {
   EpollLoop loop;
   loop.start_thread("udp6-test");
-  auto run = [&](auto f) {
-    std::promise<void> done;
-    loop.post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  };
+  auto run = [&](auto f) { run_on(loop, f); };
   Endpoint lo6, any6;
   ASSERT_TRUE(Endpoint::parse("[::1]:0", lo6));
   ASSERT_TRUE(Endpoint::parse("[::]:0", any6));
@@ -294,14 +293,7 @@ class Bounces final : public DatagramReceiver {
 TEST(UdpTransport, PortUnreachableIsReportedWithTheQuotedDatagram) {
   EpollLoop loop;
   loop.start_thread("icmp-test");
-  auto run = [&](auto f) {
-    std::promise<void> done;
-    loop.post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  };
+  auto run = [&](auto f) { run_on(loop, f); };
   std::unique_ptr<UdpTransport> a, closed, peer, dual;
   Bounces bounces, dual_bounces;
   Collector at_peer;
