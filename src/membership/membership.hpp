@@ -95,6 +95,8 @@ class Listener {
   X(leaves, "Members that left gracefully.")                                          \
   X(push_pulls, "Full-state exchanges done.")                                         \
   X(push_pull_failures, "Full-state exchanges that failed.")                          \
+  X(digests, "Periodic exchanges that compared state digests first.")                 \
+  X(digests_equal, "Of those, digests that were equal: no full state was sent.")     \
   X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
   X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
@@ -155,6 +157,10 @@ class Membership final : public reliable::ExtensionReceiver {
   MemoryUse memory_use() const;
   /// True when a live (alive or suspect) member, self included, has IP `ip`.
   bool live_member_at(const Endpoint& host) const;
+  /// The summary of this node's live members that periodic push-pull
+  /// compares (messages.hpp: StateDigest): equal on two nodes that hold
+  /// the same live members at the same lives and incarnations. O(N).
+  StateDigest digest() const;
   const MembershipStats& stats() const { return stats_; }
   bool joined() const { return joined_; }
   const Endpoint& self() const { return self_.address; }
@@ -271,6 +277,9 @@ class Membership final : public reliable::ExtensionReceiver {
   void adjust_awareness(int delta);
   // membership_sync.cpp: push-pull, join, reconnect
   void push_pull(const Endpoint& peer, bool join, std::function<void(bool)> done);
+  /// The periodic exchange: digests first, the full state only when they
+  /// differ (or the peer does not know digests).
+  void sync_periodic(const Endpoint& peer, std::function<void(bool)> done);
   void merge_remote(const std::vector<Update>& state);
   /// True when applying `u` (its metadata not read yet) would change
   /// nothing: push-pull skips decoding it.

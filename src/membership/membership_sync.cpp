@@ -102,6 +102,64 @@ void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(b
                });
 }
 
+namespace {
+wire::Bytes as_bin_value(const wire::Bytes& b) {
+  return detail::pack_value(
+      std::vector<char>(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data()) + b.size()));
+}
+}  // namespace
+
+void Membership::sync_periodic(const Endpoint& peer, std::function<void(bool)> done) {
+  ++stats_.digests;
+  const wire::Bytes query = encode_digest(digest());
+  wire::Bytes payload;
+  wire::encode_request(kPushPullService,
+                       detail::pack_args(std::vector<char>(reinterpret_cast<const char*>(query.data()),
+                                                           reinterpret_cast<const char*>(query.data()) + query.size())),
+                       payload);
+  std::weak_ptr<bool> token = alive_token_;
+  engine_.call(peer, std::move(payload), loop_.now() + opt_.call_timeout,
+               [this, token, peer, done = std::move(done)](reliable::CallResult&& r) {
+                 if (token.expired()) return;
+                 if (!running_) return done(false);
+                 if (r.code == Errc::kBadArguments) {
+                   // A peer that predates digests refuses the query: exchange in full.
+                   return push_pull(peer, false, done);
+                 }
+                 StateDigest theirs;
+                 bool decoded = false;
+                 if (r.code == Errc::kOk) {
+                   try {
+                     const auto bin = detail::unpack_value<std::vector<char>>(r.body);
+                     decoded = decode_digest(std::as_bytes(std::span(bin)), theirs);
+                   } catch (const Error&) {
+                   }
+                 }
+                 if (!decoded) {
+                   ++stats_.push_pull_failures;
+                   return done(false);
+                 }
+                 // Compared now, not when the query left: what changed meanwhile counts.
+                 if (theirs == digest()) {
+                   ++stats_.digests_equal;
+                   return done(true);
+                 }
+                 push_pull(peer, false, done);
+               });
+}
+
+StateDigest Membership::digest() const {
+  StateDigest d;
+  if (self_.state == MemberState::kAlive || self_.state == MemberState::kSuspect) {
+    d.add(self_.address, self_.life, self_.incarnation);
+  }
+  for (const Index i : candidates_) {
+    const Member& m = members_[i].info;
+    d.add(m.address, m.life, m.incarnation);
+  }
+  return d;
+}
+
 wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
   BROACH_ASSERT_IN_LOOP(loop_);
   std::vector<char> bin;
@@ -114,6 +172,10 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
     ++stats_.bad_messages;
     throw Error(Errc::kBadArguments, "malformed push-pull state");
   }
+  // A digest query is answered with this node's digest; nothing is merged.
+  if (StateDigest theirs; decode_digest(std::as_bytes(std::span(bin)), theirs)) {
+    return as_bin_value(encode_digest(digest()));
+  }
   bool join = false;
   std::vector<Update> remote;
   if (!decode_push_pull(std::as_bytes(std::span(bin)), join, remote,
@@ -122,9 +184,7 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
     throw Error(Errc::kBadArguments, "malformed push-pull state");
   }
   merge_remote(remote);
-  const wire::Bytes state = local_state(false);
-  return detail::pack_value(std::vector<char>(reinterpret_cast<const char*>(state.data()),
-                                              reinterpret_cast<const char*>(state.data()) + state.size()));
+  return as_bin_value(local_state(false));
 }
 
 void Membership::merge_remote(const std::vector<Update>& state) {
@@ -165,7 +225,7 @@ void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {
   const Endpoint peer = peers->back();
   peers->pop_back();
   // (push_pull calls back only while this Membership lives.)
-  push_pull(peer, false, [this, peers](bool ok) {
+  sync_periodic(peer, [this, peers](bool ok) {
     if (!ok) push_pull_next(peers);
   });
 }
@@ -175,7 +235,13 @@ void Membership::schedule_push_pull() {
   // full-state traffic per node stays flat as the cluster grows.
   const double n = static_cast<double>(alive_count());
   const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
-  push_pull_timer_ = loop_.run_after(opt_.push_pull_interval * static_cast<int>(scale), [this] {
+  // Each wait is drawn uniformly from half to one and a half intervals (the
+  // mean is the interval). Without it, members that started together (a
+  // cluster brought up at once, a mass join) kept exchanging in lockstep:
+  // every member's full state at the same instant, then nothing for a whole
+  // interval.
+  const auto wait = std::chrono::duration_cast<Duration>(opt_.push_pull_interval * scale * (0.5 + rng_.uniform()));
+  push_pull_timer_ = loop_.run_after(wait, [this] {
     push_pull_timer_ = kNoTimer;
     if (!running_) return;
     // Only with a member that proved its address (the request carries our

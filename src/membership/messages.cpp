@@ -1,7 +1,9 @@
 #include "membership/messages.hpp"
 
 #include <msgpack.hpp>
+#include <sodium.h>
 
+#include <array>
 #include <cstring>
 
 
@@ -296,6 +298,65 @@ bool decode_push_pull(std::span<const std::byte> body, bool& join, std::vector<U
       if (!read_update_meta(item, u)) return false;
       state.push_back(std::move(u));
     }
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::uint64_t digest_member(const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation) {
+  std::array<std::uint8_t, 30> in{};
+  if (addr.v6) {
+    std::memcpy(in.data(), addr.ip6.data(), 16);
+  } else {
+    in[10] = in[11] = 0xff;
+    for (int i = 0; i < 4; ++i) in[12 + i] = static_cast<std::uint8_t>(addr.ip >> (24 - 8 * i));
+  }
+  in[16] = static_cast<std::uint8_t>(addr.port >> 8);
+  in[17] = static_cast<std::uint8_t>(addr.port);
+  for (int i = 0; i < 8; ++i) in[18 + i] = static_cast<std::uint8_t>(life >> (56 - 8 * i));
+  for (int i = 0; i < 4; ++i) in[26 + i] = static_cast<std::uint8_t>(incarnation >> (24 - 8 * i));
+  static const std::array<unsigned char, crypto_shorthash_siphash24_KEYBYTES> kZeroKey{};
+  std::array<unsigned char, crypto_shorthash_siphash24_BYTES> out{};
+  crypto_shorthash_siphash24(out.data(), in.data(), in.size(), kZeroKey.data());
+  std::uint64_t h = 0;
+  for (int i = 7; i >= 0; --i) h = (h << 8) | out[static_cast<std::size_t>(i)];
+  return h;
+}
+
+void StateDigest::add(const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation) {
+  ++count;
+  sum += digest_member(addr, life, incarnation);
+}
+
+Bytes encode_digest(const StateDigest& d) {
+  Bytes out;
+  ByteSink sink{out};
+  msgpack::packer<ByteSink> pk(sink);
+  pk.pack_array(3);
+  pk.pack(false);
+  pk.pack_array(0);
+  pk.pack_array(2);
+  pk.pack(d.count);
+  pk.pack(d.sum);
+  return out;
+}
+
+bool decode_digest(std::span<const std::byte> body, StateDigest& out) {
+  if (wire::msgpack_object_size(body) != body.size()) return false;
+  try {
+    auto oh = msgpack::unpack(reinterpret_cast<const char*>(body.data()), body.size());
+    const auto& o = oh.get();
+    if (o.type != msgpack::type::ARRAY || o.via.array.size != 3) return false;
+    const auto* a = o.via.array.ptr;
+    if (a[0].type != msgpack::type::BOOLEAN || a[1].type != msgpack::type::ARRAY || a[1].via.array.size != 0) {
+      return false;
+    }
+    if (a[2].type != msgpack::type::ARRAY || a[2].via.array.size != 2) return false;
+    const auto* d = a[2].via.array.ptr;
+    if (d[0].type != msgpack::type::POSITIVE_INTEGER || d[1].type != msgpack::type::POSITIVE_INTEGER) return false;
+    out.count = d[0].via.u64;
+    out.sum = d[1].via.u64;
     return true;
   } catch (...) {
     return false;

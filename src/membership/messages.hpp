@@ -14,7 +14,7 @@
 //           (from = who suspects, for Lifeguard confirmations; meta =
 //           [name, version, [services], weight, {tags}] on alive updates)
 // The push-pull body is [join: bool, [update...]] with meta on every alive,
-// suspect and dead record.
+// suspect and dead record, or a digest [false, [], [count, sum]].
 #pragma once
 
 #include <cstdint>
@@ -92,6 +92,33 @@ class PushPullWriter {
  private:
   wire::Bytes out_;
 };
+/// A summary of the live members a node knows (alive or suspect, itself
+/// included): how many, and the sum (mod 2^64) of one hash per member over
+/// its address, life and incarnation (docs/protocol.md, "Digest first").
+/// Two nodes with the same live members at the same lives and incarnations
+/// have equal digests whatever order they hold them in; a periodic
+/// push-pull sends the whole state only when the digests differ. Suspect
+/// counts as alive (suspicion is settled by probes and gossip), and dead,
+/// left and reclaimed members are left out (when each node forgets them
+/// differs from node to node, and a live member one node still holds while
+/// another holds it dead already makes the digests differ).
+struct StateDigest {
+  std::uint64_t count = 0;
+  std::uint64_t sum = 0;
+  friend bool operator==(const StateDigest&, const StateDigest&) = default;
+  void add(const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation);
+};
+/// The hash of one member in a digest: SipHash-2-4 with an all-zero key of
+/// the 30 bytes address (16, IPv4 as ::ffff:a.b.c.d), port (u16), life
+/// (u64), incarnation (u32), integers big-endian; its 8 bytes read as a
+/// little-endian u64.
+std::uint64_t digest_member(const Endpoint& addr, std::uint64_t life, std::uint32_t incarnation);
+/// A digest query or answer: the push-pull body [false, [], [count, sum]].
+wire::Bytes encode_digest(const StateDigest& d);
+/// True when `body` is a digest query or answer (then `out` is set); false
+/// for a full state or anything malformed.
+bool decode_digest(std::span<const std::byte> body, StateDigest& out);
+
 /// `old_news` (optional) sees each record before its metadata is decoded;
 /// true leaves the record out of `state` undecoded (it would change
 /// nothing: most of a push-pull from a settled cluster).

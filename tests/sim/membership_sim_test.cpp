@@ -205,6 +205,79 @@ TEST(MembershipSim, MetadataChangeReachesEveryMember) {
   }, seconds(5)));
 }
 
+// Periodic push-pull compares digests first: in a settled cluster no full
+// state is sent at all; a member that missed a piece of news (cut off while
+// it was gossiped) has a digest that differs, until it catches up.
+TEST(MembershipSim, PeriodicExchangeSendsFullStateOnlyWhenViewsDiffer) {
+  membership::MembershipOptions opt;
+  opt.suspicion_mult = 20;  // 10 s at least: the cut below suspects, never kills
+  SimCluster c(seed_or(10), 10, opt);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  c.net.run_for(seconds(10));  // the join news dies down
+  auto totals = [&] {
+    std::array<std::uint64_t, 3> t{};  // full exchanges, digests, equal digests
+    for (auto& n : c.nodes) {
+      t[0] += n->membership->stats().push_pulls;
+      t[1] += n->membership->stats().digests;
+      t[2] += n->membership->stats().digests_equal;
+    }
+    return t;
+  };
+  const auto t0 = totals();
+  c.net.run_for(seconds(120));  // push-pull every 7.5-22.5 s per member at this size
+  const auto t1 = totals();
+  EXPECT_GE(t1[1] - t0[1], 40u);
+  EXPECT_EQ(t1[2] - t0[2], t1[1] - t0[1]) << "a settled cluster's digests differed";
+  EXPECT_EQ(t1[0], t0[0]) << "a settled cluster sent full states";
+
+  // Member 7 is cut off while member 5's new metadata is gossiped, until
+  // the gossip is over (each holder sends it a few times within a second).
+  std::vector<Endpoint> rest;
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    if (i != 7) rest.push_back(SimCluster::address(i));
+  }
+  c.net.partition({SimCluster::address(7)}, rest);
+  MemberMeta m;
+  m.name = "node5";
+  m.version = "1.0.0";
+  m.services = {"svc", "work10"};
+  c.nodes[5]->membership->set_meta(m);
+  auto knows = [&](std::size_t viewer) {
+    const auto info = c.nodes[viewer]->membership->find(SimCluster::address(5));
+    return info && info->meta.services.size() == 2;
+  };
+  c.net.run_for(seconds(5));
+  c.net.heal();
+  ASSERT_FALSE(knows(7));
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    if (i != 7) {
+      ASSERT_TRUE(knows(i)) << i;
+    }
+  }
+  // Member 7's digest now differs from everyone else's (5's incarnation);
+  // theirs agree (suspicion of 7 counts as alive).
+  const auto d0 = c.nodes[0]->membership->digest();
+  EXPECT_EQ(d0.count, 10u);
+  EXPECT_NE(c.nodes[7]->membership->digest(), d0);
+  for (std::size_t i = 1; i < c.nodes.size(); ++i) {
+    if (i != 7) {
+      EXPECT_EQ(c.nodes[i]->membership->digest(), d0) << i;
+    }
+  }
+  // The news reaches 7 (by a periodic exchange, which its differing digest
+  // makes a full one, or by the repair of a suspicion 7 raised while cut
+  // off), and the digests agree again.
+  EXPECT_TRUE(run_until(c, [&] {
+    if (!knows(7)) return false;
+    for (auto& n : c.nodes) {
+      if (n->membership->digest() != c.nodes[0]->membership->digest()) return false;
+    }
+    return true;
+  }, seconds(60)));
+  for (auto& n : c.nodes) EXPECT_EQ(n->membership->stats().deaths, 0u);
+}
+
 TEST(MembershipSim, NodeWhoseSeedsAreDownStartsAloneAndJoinsLater) {
   SimCluster c(seed_or(9), 3);
   c.net.crash(SimCluster::address(0));  // the seed is not up yet
