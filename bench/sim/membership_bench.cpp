@@ -18,7 +18,11 @@
 // 10), with and without the Lifeguard features; false "dead" verdicts and
 // false suspicions of healthy members, per hour.
 //
-// Figures in docs/membership.md. Not a ctest: 10,000 members take minutes.
+// BENCH_START=formed skips the mass join (members are handed the whole
+// list, then settle), BENCH_QUEUE_MAX bounds the gossip queues, BENCH_SEED
+// picks another trajectory: bench/README.md.
+//
+// Figures in docs/membership.md. Not a ctest: 10,000 members take hours.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -31,6 +35,8 @@
 #include <vector>
 
 #include "base/allocator.hpp"
+#include "broach/codec.hpp"
+#include "membership/messages.hpp"
 #include "support/sim_cluster.hpp"
 #include "support/sim_starvation.hpp"
 
@@ -162,11 +168,47 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
                  started, full, static_cast<long long>(pp.first - phase_pp.first), c.net.pending_events(), cached,
                  partial, mem.c_str());
   };
-  c.start(0, {});
-  for (std::size_t i = 1; i < n; ++i) {
-    c.net.run_for(milliseconds(2));
-    c.start(i, {SimCluster::address(0)});
-    if (i % 1000 == 0) progress(i + 1, 0);
+  // BENCH_START=formed: skip the mass join. Every member starts alone and
+  // is handed one full state listing all N (through its own push-pull
+  // handler, as if one exchange with a member that knew everyone), then
+  // the cluster settles for 90 s. What follows (steady state, crash,
+  // partition, one join) starts from a cluster that has already formed,
+  // which at 10,000 members saves hours of simulated joining. No member
+  // has proven any other's address yet (in a cluster that formed by
+  // joining, probes prove them over time): until a probe does, periodic
+  // exchanges skip that member.
+  const char* start_mode = std::getenv("BENCH_START");
+  const bool formed = start_mode != nullptr && std::strcmp(start_mode, "formed") == 0;
+  if (formed) {
+    for (std::size_t i = 0; i < n; ++i) c.start(i, {});
+    std::vector<membership::Update> everyone;
+    everyone.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto self = c.nodes[i]->membership->find(SimCluster::address(i));
+      membership::Update u;
+      u.addr = self->address;
+      u.life = self->life;
+      u.incarnation = self->incarnation;
+      u.meta = std::make_shared<const MemberMeta>(self->meta);
+      everyone.push_back(std::move(u));
+    }
+    const wire::Bytes state = membership::encode_push_pull(false, everyone);
+    const wire::Bytes args = detail::pack_args(std::vector<char>(reinterpret_cast<const char*>(state.data()),
+                                                                 reinterpret_cast<const char*>(state.data()) + state.size()));
+    everyone.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      c.nodes[i]->membership->handle_push_pull(args);
+      if ((i + 1) % 1000 == 0) progress(i + 1, i + 1);
+    }
+    phase("handed", "every member handed the full list");
+    c.net.run_for(seconds(90));
+  } else {
+    c.start(0, {});
+    for (std::size_t i = 1; i < n; ++i) {
+      c.net.run_for(milliseconds(2));
+      c.start(i, {SimCluster::address(0)});
+      if (i % 1000 == 0) progress(i + 1, 0);
+    }
   }
   const TimePoint joined = c.net.now();
   row.join_s = to_seconds(joined.time_since_epoch());
@@ -212,16 +254,24 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
                   dedup / live, credit / live, proven / live);
     return std::string(buf);
   };
-  phase("form", "converged_s=" + std::to_string(row.converge_s) + " (from the last join)" + engine_state() +
-                    "; membership MiB: " + membership_memory());
+  if (formed) row.converge_s = 0;  // not measured: the members were handed the whole list
+  phase(formed ? "settled" : "form",
+        (formed ? std::string("formed start, 90 s to settle") : "converged_s=" + std::to_string(row.converge_s) +
+                                                                    " (from the last join)") +
+            engine_state() + "; membership MiB: " + membership_memory());
 
-  // Steady state: after the join news has died down.
+  // Steady state: after the join news has died down, over one push-pull
+  // interval at this size (15 s x (log2(N) - 4) beyond 32 members): every
+  // member makes one periodic exchange in it on average (each wait is
+  // jittered), so their cost is in the figure.
   c.net.run_for(seconds(20));
+  const double pp_scale = n > 32 ? std::ceil(std::log2(static_cast<double>(n)) - 5.0) + 1 : 1;
+  const double window_s = std::max(30.0, to_seconds(opt.push_pull_interval) * pp_scale);
   const auto s0 = c.net.stats();
-  c.net.run_for(seconds(30));
+  c.net.run_for(seconds_f(window_s));
   const auto s1 = c.net.stats();
-  row.bytes_per_member_s = static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(n) / 30.0;
-  row.datagrams_per_member_s = static_cast<double>(s1.sent - s0.sent) / static_cast<double>(n) / 30.0;
+  row.bytes_per_member_s = static_cast<double>(s1.bytes_sent - s0.bytes_sent) / static_cast<double>(n) / window_s;
+  row.datagrams_per_member_s = static_cast<double>(s1.sent - s0.sent) / static_cast<double>(n) / window_s;
   {
     std::size_t records = 0;
     for (std::size_t i = 0; i < n; ++i) records += c.nodes[i]->membership->record_count() + 1;
