@@ -230,6 +230,16 @@ void Membership::handle_probe(const reliable::Dest& reply, ProbeMessage& msg) {
   const Endpoint& from = reply.addr;
   for (const auto& u : msg.updates) apply(u, false, &from);
   if (from != self_.address && !known(from) && !syncing_.count(from)) sync_with_unknown(reply);
+  if (const Record* r = members_.find(from); r != nullptr && !r->tombstone && r->info.state == MemberState::kDead) {
+    // A member we hold dead is talking to us: it is alive after all, and we
+    // missed its refutation (or it never heard of its death). Our record of
+    // it, sent to it, makes it refute if it has to and send its current
+    // record straight back (apply: news about ourselves). Seen in the scale
+    // benchmark: after a heal, one member that had missed one refutation
+    // held that member dead for 30 s, until its own reconnect happened to
+    // pick it among the dead.
+    send_correction(from, r->info);
+  }
   switch (msg.kind) {
     case Kind::kPing:
       send_probe(Kind::kAck, msg.seq, reply);
