@@ -278,6 +278,49 @@ TEST(MembershipSim, PeriodicExchangeSendsFullStateOnlyWhenViewsDiffer) {
   for (auto& n : c.nodes) EXPECT_EQ(n->membership->stats().deaths, 0u);
 }
 
+// A member that holds another dead and missed its refutation learns it
+// is alive the first time that member talks to it, without a full
+// exchange (periodic push-pull and reconnect are turned off here; without
+// the correction it would wait until the dead record is reclaimed).
+TEST(MembershipSim, MemberHeldDeadThatTalksIsRevivedInOneRoundTrip) {
+  membership::MembershipOptions opt;
+  opt.suspicion_mult = 20;  // 10-30 s: the short cut of member 5 below suspects, never kills
+  opt.push_pull_interval = std::chrono::hours(1);
+  opt.reconnect_interval = std::chrono::hours(1);
+  opt.dead_reclaim = seconds(300);
+  SimCluster c(seed_or(11), 10, opt);
+  start_all(c);
+  ASSERT_TRUE(run_until(c, [&] { return c.converged(c.all()); }, seconds(10)));
+  // Member 3 stalls until everyone holds it dead.
+  c.net.stall(SimCluster::address(3), seconds(40));
+  ASSERT_TRUE(run_until(c, [&] {
+    for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+      if (i != 3 && c.view(i, 3) != MemberState::kDead) return false;
+    }
+    return true;
+  }, seconds(39), milliseconds(500)));
+  c.net.run_until([&] { return !c.net.stalled(SimCluster::address(3)); }, seconds(40));
+  // Member 5 hears nothing while 3 refutes and the others gossip it.
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+    if (i != 5) c.net.block(SimCluster::address(i), SimCluster::address(5));
+  }
+  std::uint64_t full0 = 0;
+  for (auto& n : c.nodes) full0 += n->membership->stats().push_pulls;
+  c.net.run_for(seconds(3));
+  c.net.heal();
+  ASSERT_EQ(c.view(5, 3), MemberState::kDead);
+  std::size_t see_alive = 0;
+  for (std::size_t i = 0; i < c.nodes.size(); ++i) see_alive += c.view(i, 3) == MemberState::kAlive ? 1 : 0;
+  ASSERT_GE(see_alive, 8u);  // 3 itself and the others but 5
+  // 3 probes every member once per round (9 x 500 ms here).
+  const TimePoint t0 = c.net.now();
+  EXPECT_TRUE(run_until(c, [&] { return c.view(5, 3) == MemberState::kAlive; }, seconds(20)));
+  EXPECT_LT(c.net.now() - t0, seconds(10));
+  std::uint64_t full1 = 0;
+  for (auto& n : c.nodes) full1 += n->membership->stats().push_pulls;
+  EXPECT_EQ(full1, full0) << "repaired by a full exchange";
+}
+
 TEST(MembershipSim, NodeWhoseSeedsAreDownStartsAloneAndJoinsLater) {
   SimCluster c(seed_or(9), 3);
   c.net.crash(SimCluster::address(0));  // the seed is not up yet
