@@ -133,7 +133,14 @@ TEST(ClusterProcesses, TwentyNodesConvergeDetectKillsAndReadmitARestart) {
       }
       return providers.size() == survivors.size();
     };
-    EXPECT_TRUE(eventually(routes_right, std::chrono::seconds(10))) << "routes of member " << v;
+    // 30 s: a member starved of CPU on a loaded machine may have declared a
+    // survivor dead meanwhile, which then refutes.
+    if (!eventually(routes_right, std::chrono::seconds(30))) {
+      std::string got, view;
+      for (const auto& p : obs.providers_of(members[v].addr, "echo")) got += " " + p;
+      for (const auto& [a, st] : obs.members_of(members[v].addr)) view += " " + a + "=" + st;
+      ADD_FAILURE() << "routes of member " << v << ":" << got << "; its view:" << view;
+    }
   }
 
   // Restart one at the same address: a new life, readmitted.
