@@ -383,7 +383,15 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
   for (std::size_t i = 0; i < n; ++i) if (!crashed[i]) survivors.push_back(i);
   auto one_cluster = [&] { return counts_full(alive_total, &crashed) && c.converged(survivors); };
   const TimePoint hlimit = h0 + seconds(300);
-  while (!one_cluster() && c.net.now() < hlimit) c.net.run_for(milliseconds(500));
+  std::size_t heal_ticks = 0;
+  while (!one_cluster() && c.net.now() < hlimit) {
+    c.net.run_for(milliseconds(500));
+    if (++heal_ticks % 20 == 0) {  // every 10 s of virtual time: members whose count is whole again
+      std::size_t whole = 0;
+      for (auto i : survivors) whole += c.nodes[i]->membership->alive_count() == alive_total ? 1 : 0;
+      progress(alive_total, whole);
+    }
+  }
   row.healed = one_cluster();
   row.heal_s = to_seconds(c.net.now() - h0);
   phase("heal", "heal_s=" + std::to_string(row.heal_s) + (row.healed ? "" : " (not healed)"));
