@@ -12,6 +12,10 @@ namespace broach::membership {
 
 namespace {
 constexpr Duration kReclaimPeriod = std::chrono::seconds(1);
+/// A push-pull body travels as MessagePack bin (a vector<char> to the codec).
+std::vector<char> as_bin(const wire::Bytes& b) {
+  return std::vector<char>(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data()) + b.size());
+}
 constexpr Duration kFirstJoinBackoff = std::chrono::milliseconds(500);
 }  // namespace
 
@@ -75,10 +79,8 @@ void Membership::try_join() {
 void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(bool)> done) {
   ++stats_.push_pulls;
   const wire::Bytes state = local_state(join);
-  const std::vector<char> bin(reinterpret_cast<const char*>(state.data()),
-                              reinterpret_cast<const char*>(state.data()) + state.size());
   wire::Bytes payload;
-  wire::encode_request(kPushPullService, detail::pack_args(bin), payload);
+  wire::encode_request(kPushPullService, detail::pack_args(as_bin(state)), payload);
   std::weak_ptr<bool> token = alive_token_;
   engine_.call(peer, std::move(payload), loop_.now() + opt_.call_timeout,
                [this, token, done = std::move(done)](reliable::CallResult&& r) {
@@ -102,21 +104,11 @@ void Membership::push_pull(const Endpoint& peer, bool join, std::function<void(b
                });
 }
 
-namespace {
-wire::Bytes as_bin_value(const wire::Bytes& b) {
-  return detail::pack_value(
-      std::vector<char>(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data()) + b.size()));
-}
-}  // namespace
-
 void Membership::sync_periodic(const Endpoint& peer, std::function<void(bool)> done) {
   ++stats_.digests;
   const wire::Bytes query = encode_digest(digest());
   wire::Bytes payload;
-  wire::encode_request(kPushPullService,
-                       detail::pack_args(std::vector<char>(reinterpret_cast<const char*>(query.data()),
-                                                           reinterpret_cast<const char*>(query.data()) + query.size())),
-                       payload);
+  wire::encode_request(kPushPullService, detail::pack_args(as_bin(query)), payload);
   std::weak_ptr<bool> token = alive_token_;
   engine_.call(peer, std::move(payload), loop_.now() + opt_.call_timeout,
                [this, token, peer, done = std::move(done)](reliable::CallResult&& r) {
@@ -174,7 +166,7 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
   }
   // A digest query is answered with this node's digest; nothing is merged.
   if (StateDigest theirs; decode_digest(std::as_bytes(std::span(bin)), theirs)) {
-    return as_bin_value(encode_digest(digest()));
+    return detail::pack_value(as_bin(encode_digest(digest())));
   }
   bool join = false;
   std::vector<Update> remote;
@@ -184,7 +176,7 @@ wire::Bytes Membership::handle_push_pull(std::span<const std::byte> args) {
     throw Error(Errc::kBadArguments, "malformed push-pull state");
   }
   merge_remote(remote);
-  return as_bin_value(local_state(false));
+  return detail::pack_value(as_bin(local_state(false)));
 }
 
 void Membership::merge_remote(const std::vector<Update>& state) {
@@ -231,8 +223,10 @@ void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {
 }
 
 void Membership::schedule_push_pull() {
-  // Scale the interval with cluster size beyond 32 members, so that the
-  // full-state traffic per node stays flat as the cluster grows.
+  // Scale the interval with cluster size beyond 32 members: while views
+  // differ (a join storm, a heal) every exchange carries the full state,
+  // and that traffic per node should not grow with N. (In a settled
+  // cluster an exchange is a digest round trip whatever N.)
   const double n = static_cast<double>(alive_count());
   const double scale = n > 32 ? std::ceil(std::log2(n) - std::log2(32.0)) + 1 : 1;
   // Each wait is drawn uniformly from half to one and a half intervals (the
