@@ -353,11 +353,12 @@ ScaleRow run_scale(std::size_t n, std::uint64_t seed) {
     for (auto i : side) if (c.nodes[i]->membership->alive_count() != side.size()) return false;
     return true;
   };
-  // Held until the 90% side has declared the 10% side dead (60 s at most),
+  // Held until the 90% side has declared the 10% side dead (180 s at most:
+  // at 10,000 members that is 1,000 deaths to gossip through every queue),
   // then healed. The small side is slower: most members it gossips to are
   // on the other side (and it raises its own awareness, probing less);
   // how far it got is recorded.
-  const TimePoint plimit = p0 + seconds(60);
+  const TimePoint plimit = p0 + seconds(180);
   row.partition_major_s = row.partition_minor_s = -1;
   while (c.net.now() < plimit) {
     if (row.partition_minor_s < 0 && side_done(a_idx)) row.partition_minor_s = to_seconds(c.net.now() - p0);

@@ -18,9 +18,10 @@ namespace broach {
 enum class AllocatorTuning { kApplied, kLeftToEnvironment, kUnsupported, kAlreadyDone };
 
 /// Sets glibc's M_MMAP_THRESHOLD to `mmap_threshold` and M_TRIM_THRESHOLD to
-/// `trim_threshold` once per process, unless the environment already tunes
-/// malloc (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_, or GLIBC_TUNABLES
-/// naming glibc.malloc), which then wins. Not glibc: does nothing.
+/// `trim_threshold` once per process. The environment wins: a threshold set by
+/// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is left alone (the other
+/// one is still set), and GLIBC_TUNABLES naming glibc.malloc leaves both.
+/// Not glibc: does nothing.
 AllocatorTuning tune_allocator(std::size_t mmap_threshold = std::size_t{32} << 20,
                                std::size_t trim_threshold = std::size_t{128} << 20);
 
