@@ -97,6 +97,7 @@ class Listener {
   X(push_pull_failures, "Full-state exchanges that failed.")                          \
   X(digests, "Periodic exchanges that compared state digests first.")                 \
   X(digests_equal, "Of those, digests that were equal: no full state was sent.")     \
+  X(push_pulls_expedited, "Periodic exchanges brought forward: a member held dead came back.") \
   X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
   X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
@@ -199,6 +200,9 @@ class Membership final : public reliable::ExtensionReceiver {
     /// stays small (the 3x rule: pings without piggyback, no gossip, no
     /// push-pull). Cleared whenever info.life changes.
     bool proven = false;
+    /// Reconnect pings it left unanswered since it was last declared dead
+    /// (saturating): reconnect() tries the least-missed dead members first.
+    std::uint8_t reconnect_misses = 0;
     const Endpoint& key() const { return info.address; }
   };
   static_assert(sizeof(void*) != 8 || sizeof(Record) <= 72, "a member record grew: N^2 of them in a simulation");
@@ -288,7 +292,10 @@ class Membership final : public reliable::ExtensionReceiver {
   void try_join();
   void gossip_tick();
   void reclaim_tick();
-  void schedule_push_pull();
+  /// Arms the next periodic exchange: after `wait`, or a drawn interval.
+  void schedule_push_pull(std::optional<Duration> wait = std::nullopt);
+  /// A member held dead is back: exchange soon (see on_alive).
+  void expedite_push_pull();
   /// Push-pull with the last of `peers`; on failure, the next.
   void push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers);
   void reconnect();
@@ -315,6 +322,7 @@ class Membership final : public reliable::ExtensionReceiver {
   std::size_t tombstones_ = 0;
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;
+  TimePoint push_pull_due_{};  // when push_pull_timer_ fires
   std::unordered_map<Endpoint, TimePoint> last_correction_;  // rate limit per accuser
   /// Unknown senders waiting for (or in) a full-state exchange with us;
   /// bounded, as any address can send a datagram.

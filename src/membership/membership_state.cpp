@@ -284,6 +284,7 @@ void Membership::on_dead(const Update& u) {
   r.info.life = u.life;
   r.info.state = u.state;
   r.info.incarnation = u.incarnation;
+  r.reconnect_misses = 0;
   set_gone(idx);
   end_suspicion(u.addr);
   if (r.tombstone) {

@@ -17,6 +17,8 @@ std::vector<char> as_bin(const wire::Bytes& b) {
   return std::vector<char>(reinterpret_cast<const char*>(b.data()), reinterpret_cast<const char*>(b.data()) + b.size());
 }
 constexpr Duration kFirstJoinBackoff = std::chrono::milliseconds(500);
+/// Dead members pinged per reconnect interval (see reconnect()).
+constexpr std::size_t kReconnectTries = 4;
 }  // namespace
 
 void Membership::start(std::vector<Endpoint> seeds) {
@@ -222,7 +224,25 @@ void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {
   });
 }
 
-void Membership::schedule_push_pull() {
+void Membership::expedite_push_pull() {
+  // A member this node held dead is alive after all: a partition has healed
+  // (or this node missed a refutation). Other refutations are likely still
+  // on their way, and gossip misses some of them at scale (at 3,000 members
+  // a few members held one survivor dead for a minute after a heal, until
+  // their own reconnect happened to pick it). So the next exchange comes
+  // within about one reconnect interval; it starts with a digest, so it
+  // costs a round trip once the views agree. A member that keeps reviving
+  // others keeps exchanging at that pace until none comes back.
+  if (!running_ || push_pull_timer_ == kNoTimer) return;
+  const auto soon = std::chrono::duration_cast<Duration>(opt_.reconnect_interval * (1.0 + 2.0 * rng_.uniform()));
+  if (push_pull_due_ <= loop_.now() + soon) return;
+  loop_.cancel(push_pull_timer_);
+  push_pull_timer_ = kNoTimer;
+  ++stats_.push_pulls_expedited;
+  schedule_push_pull(soon);
+}
+
+void Membership::schedule_push_pull(std::optional<Duration> next) {
   // Scale the interval with cluster size beyond 32 members: while views
   // differ (a join storm, a heal) every exchange carries the full state,
   // and that traffic per node should not grow with N. (In a settled
@@ -234,7 +254,9 @@ void Membership::schedule_push_pull() {
   // cluster brought up at once, a mass join) kept exchanging in lockstep:
   // every member's full state at the same instant, then nothing for a whole
   // interval.
-  const auto wait = std::chrono::duration_cast<Duration>(opt_.push_pull_interval * scale * (0.5 + rng_.uniform()));
+  const auto wait =
+      next ? *next : std::chrono::duration_cast<Duration>(opt_.push_pull_interval * scale * (0.5 + rng_.uniform()));
+  push_pull_due_ = loop_.now() + wait;
   push_pull_timer_ = loop_.run_after(wait, [this] {
     push_pull_timer_ = kNoTimer;
     if (!running_) return;
@@ -264,26 +286,53 @@ void Membership::reconnect() {
     // Alone (every other member gone or never reached): go back to the seeds.
     try_join();
   } else {
-    // Reach out to one dead (not left) member: if it is in fact alive on the
-    // other side of a healed partition, the exchange merges both views and it
-    // refutes its death. A bare ping first, the exchange (our whole state)
-    // only once it answers: while a partition lasts, every member on the
-    // large side does this every interval, and a full state sent into the
-    // void each time is ~100 bytes per member known, per member, per
-    // interval (at 10,000 members, ~300 KB/s from each member).
-    std::vector<Endpoint> dead;
+    // Reach out to a few dead (not left) members: one that is in fact alive
+    // on the other side of a healed partition answers. A bare ping first,
+    // our whole state only once it answers: while a partition lasts, every
+    // member on the large side does this every interval, and a full state
+    // sent into the void each time is ~100 bytes per member known, per
+    // member, per interval (at 10,000 members, ~300 KB/s from each member).
+    //
+    // The first to answer gets a full exchange, which merges both views (the
+    // bulk of a heal). The others get only their own dead record: a member
+    // that reads of its death refutes and sends its current record straight
+    // back, which revives it here in one round trip. Several per interval,
+    // because after a heal a member that missed a refutation holds that
+    // member dead among others that are gone for good (crashed), and one
+    // random pick per interval left it so for a minute at 3,000 members.
+    // So the ones tried are those that missed the fewest reconnect pings
+    // since they died (ties drawn at random): members that crashed for good
+    // sink to the back, one just declared dead (or not yet tried) goes first.
+    std::vector<Index> dead;
     for (const Index i : gone_) {
-      if (members_[i].info.state == MemberState::kDead) dead.push_back(members_[i].info.address);
+      if (members_[i].info.state == MemberState::kDead) dead.push_back(i);
     }
-    std::sort(dead.begin(), dead.end());
-    if (!dead.empty()) {
-      const Endpoint target = dead[rng_.below(dead.size())];
+    std::sort(dead.begin(), dead.end(),
+              [this](Index a, Index b) { return members_[a].info.address < members_[b].info.address; });
+    for (std::size_t t = dead.size(); t > 1; --t) std::swap(dead[t - 1], dead[rng_.below(t)]);
+    const std::size_t tries = std::min(dead.size(), kReconnectTries);
+    std::partial_sort(dead.begin(), dead.begin() + static_cast<std::ptrdiff_t>(tries), dead.end(),
+                      [this](Index a, Index b) { return members_[a].reconnect_misses < members_[b].reconnect_misses; });
+    auto exchanged = std::make_shared<bool>(false);
+    for (std::size_t t = 0; t < tries; ++t) {
+      const Endpoint target = members_[dead[t]].info.address;
       const std::uint32_t seq = expect_ack(
           target, scaled(opt_.probe_timeout),
-          [this, target](bool nack) {
-            if (!nack) push_pull(target, false, [](bool) {});
+          [this, target, exchanged](bool nack) {
+            if (nack) return;
+            if (!*exchanged) {
+              *exchanged = true;
+              push_pull(target, false, [](bool) {});
+            } else if (const Record* r = members_.find(target); r != nullptr && r->info.state == MemberState::kDead) {
+              send_correction(target, r->info);
+            }
           },
-          [] {});
+          [this, target] {
+            Record* r = members_.find(target);
+            if (r != nullptr && r->info.state == MemberState::kDead && r->reconnect_misses < 255) {
+              ++r->reconnect_misses;
+            }
+          });
       // A bare ping: the gossip it would carry would count as sent to a
       // member that is most likely gone (each update is sent a fixed number
       // of times), so it carries none.
