@@ -97,7 +97,6 @@ class Listener {
   X(push_pull_failures, "Full-state exchanges that failed.")                          \
   X(digests, "Periodic exchanges that compared state digests first.")                 \
   X(digests_equal, "Of those, digests that were equal: no full state was sent.")     \
-  X(push_pulls_expedited, "Periodic exchanges brought forward: a member held dead came back.") \
   X(bad_messages, "Membership datagrams or push-pull bodies dropped as malformed.")   \
   X(ping_req_refused, "Indirect probe requests refused: the target is not a member.") \
   X(gossip_bytes_sent, "Bytes of probe and gossip datagrams sent.")                   \
@@ -292,10 +291,7 @@ class Membership final : public reliable::ExtensionReceiver {
   void try_join();
   void gossip_tick();
   void reclaim_tick();
-  /// Arms the next periodic exchange: after `wait`, or a drawn interval.
-  void schedule_push_pull(std::optional<Duration> wait = std::nullopt);
-  /// A member held dead is back: exchange soon (see on_alive).
-  void expedite_push_pull();
+  void schedule_push_pull();
   /// Push-pull with the last of `peers`; on failure, the next.
   void push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers);
   void reconnect();
@@ -322,7 +318,6 @@ class Membership final : public reliable::ExtensionReceiver {
   std::size_t tombstones_ = 0;
   std::size_t probe_index_ = 0;
   std::vector<Endpoint> seeds_;
-  TimePoint push_pull_due_{};  // when push_pull_timer_ fires
   std::unordered_map<Endpoint, TimePoint> last_correction_;  // rate limit per accuser
   /// Unknown senders waiting for (or in) a full-state exchange with us;
   /// bounded, as any address can send a datagram.

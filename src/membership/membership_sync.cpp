@@ -224,25 +224,7 @@ void Membership::push_pull_next(std::shared_ptr<std::vector<Endpoint>> peers) {
   });
 }
 
-void Membership::expedite_push_pull() {
-  // A member this node held dead is alive after all: a partition has healed
-  // (or this node missed a refutation). Other refutations are likely still
-  // on their way, and gossip misses some of them at scale (at 3,000 members
-  // a few members held one survivor dead for a minute after a heal, until
-  // their own reconnect happened to pick it). So the next exchange comes
-  // within about one reconnect interval; it starts with a digest, so it
-  // costs a round trip once the views agree. A member that keeps reviving
-  // others keeps exchanging at that pace until none comes back.
-  if (!running_ || push_pull_timer_ == kNoTimer) return;
-  const auto soon = std::chrono::duration_cast<Duration>(opt_.reconnect_interval * (1.0 + 2.0 * rng_.uniform()));
-  if (push_pull_due_ <= loop_.now() + soon) return;
-  loop_.cancel(push_pull_timer_);
-  push_pull_timer_ = kNoTimer;
-  ++stats_.push_pulls_expedited;
-  schedule_push_pull(soon);
-}
-
-void Membership::schedule_push_pull(std::optional<Duration> next) {
+void Membership::schedule_push_pull() {
   // Scale the interval with cluster size beyond 32 members: while views
   // differ (a join storm, a heal) every exchange carries the full state,
   // and that traffic per node should not grow with N. (In a settled
@@ -254,9 +236,7 @@ void Membership::schedule_push_pull(std::optional<Duration> next) {
   // cluster brought up at once, a mass join) kept exchanging in lockstep:
   // every member's full state at the same instant, then nothing for a whole
   // interval.
-  const auto wait =
-      next ? *next : std::chrono::duration_cast<Duration>(opt_.push_pull_interval * scale * (0.5 + rng_.uniform()));
-  push_pull_due_ = loop_.now() + wait;
+  const auto wait = std::chrono::duration_cast<Duration>(opt_.push_pull_interval * scale * (0.5 + rng_.uniform()));
   push_pull_timer_ = loop_.run_after(wait, [this] {
     push_pull_timer_ = kNoTimer;
     if (!running_) return;
