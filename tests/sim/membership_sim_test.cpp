@@ -196,13 +196,20 @@ TEST(MembershipSim, MetadataChangeReachesEveryMember) {
   m.version = "1.0.0";
   m.services = {"svc", "work09"};
   c.nodes[5]->membership->set_meta(m);
-  EXPECT_TRUE(run_until(c, [&] {
+  auto have = [&] {
+    std::size_t k = 0;
     for (auto& n : c.nodes) {
       const auto info = n->membership->find(SimCluster::address(5));
-      if (!info || info->meta.services.size() != 2) return false;
+      k += info && info->meta.services.size() == 2 ? 1 : 0;
     }
-    return true;
-  }, seconds(5)));
+    return k;
+  };
+  // Gossip carries it to nearly everyone within seconds; it is
+  // probabilistic (each member sends an update 8 times here), and on about
+  // one seed in a hundred one member is missed: anti-entropy (a push-pull
+  // every 15 s, each wait drawn from 0.5 to 1.5 intervals) brings it there.
+  EXPECT_TRUE(run_until(c, [&] { return have() >= 9; }, seconds(5)));
+  EXPECT_TRUE(run_until(c, [&] { return have() == 10; }, seconds(25)));
 }
 
 // Periodic push-pull compares digests first: in a settled cluster no full
